@@ -1,0 +1,1 @@
+//! Test helpers shared by keel's root-namespace and VM tests.
