@@ -21,8 +21,11 @@ impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle, Error> {
         let path = dir.join("config.json");
         let text = std::fs::read(&path).map_err(|err| Error::Io { what: "read", path: path.clone(), err })?;
-        let spec: Spec = serde_json::from_slice(&text)
-            .map_err(|e| Error::Json { path: path.clone(), field: String::new(), msg: e.to_string() })?;
+        let spec: Spec = serde_json::from_slice(&text).map_err(|e| Error::Json {
+            path: path.clone(),
+            field: String::new(),
+            msg: e.to_string(),
+        })?;
         let base = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let name = match base.split_once('-') {
             Some((n, rest)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => rest.to_string(),
