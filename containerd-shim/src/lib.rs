@@ -12,7 +12,9 @@
 //!   the caller owns reaping.
 
 pub mod bundle;
+pub mod cgroups;
 pub mod error;
+pub mod seccomp;
 pub mod spawn;
 pub mod spec;
 
