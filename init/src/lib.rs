@@ -1,2 +1,4 @@
 //! keel's PID 1: owns time and processes (event loop, the one reaper, supervisor, console and logs,
 //! control socket, shutdown). Asks keel-shim to spawn and keel-rc to set up; never mounts or unshares itself.
+
+pub mod supervisor;
