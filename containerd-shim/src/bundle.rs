@@ -1,7 +1,13 @@
 //! Loading and validating a bundle directory: config.json (+ LinuxKit runtime.json).
+//!
+//! JSON errors name the file, line and column (from serde_json) and the JSON path of the field at that position
+//! (computed by [`json_path_at`], since serde_json does not track it). Validation covers what the spec says a
+//! runtime MUST reject before creating anything: empty process.args, a missing or non-directory rootfs, relative
+//! mount destinations, relative hook paths, duplicate namespaces.
 
 use std::path::{Path, PathBuf};
 
+use crate::runtime_json::RuntimeJson;
 use crate::spec::Spec;
 use crate::Error;
 
@@ -14,28 +20,214 @@ pub struct Bundle {
     pub name: String,
     /// Parsed config.json.
     pub spec: Spec,
+    /// Parsed LinuxKit runtime.json, if the bundle has one.
+    pub runtime: Option<RuntimeJson>,
+    /// Absolute path of the root filesystem (root.path resolved against `dir`).
+    pub rootfs: PathBuf,
 }
 
 impl Bundle {
     /// Read `dir/config.json` (and `dir/runtime.json` if present) and validate it.
     pub fn load(dir: &Path) -> Result<Bundle, Error> {
-        let path = dir.join("config.json");
-        let text = std::fs::read(&path).map_err(|err| Error::Io { what: "read", path: path.clone(), err })?;
-        let spec: Spec = serde_json::from_slice(&text).map_err(|e| Error::Json {
-            path: path.clone(),
-            field: String::new(),
-            msg: e.to_string(),
-        })?;
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|err| Error::Io { what: "getcwd", path: dir.to_path_buf(), err })?.join(dir)
+        };
         let base = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let name = match base.split_once('-') {
             Some((n, rest)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => rest.to_string(),
             _ => base,
         };
-        Ok(Bundle { dir: dir.to_path_buf(), name, spec })
+
+        let path = dir.join("config.json");
+        let spec: Spec = parse_json(&path)?;
+        let rt_path = dir.join("runtime.json");
+        let runtime = match std::fs::metadata(&rt_path) {
+            Ok(_) => Some(parse_json::<RuntimeJson>(&rt_path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(Error::Io { what: "stat", path: rt_path, err }),
+        };
+
+        let root = spec.root.as_ref().map(|r| r.path.as_str()).unwrap_or("rootfs");
+        let rootfs = if root.is_empty() { dir.join("rootfs") } else { dir.join(root) };
+        let bundle = Bundle { dir, name, spec, runtime, rootfs };
+        bundle.validate(&path)?;
+        Ok(bundle)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), Error> {
+        let invalid = |field: String, msg: &str| Error::Invalid { path: path.to_path_buf(), field, msg: msg.into() };
+        match std::fs::metadata(&self.rootfs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Rootfs {
+                    bundle: self.name.clone(),
+                    path: self.rootfs.clone(),
+                    err: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                })
+            }
+            Err(err) => return Err(Error::Rootfs { bundle: self.name.clone(), path: self.rootfs.clone(), err }),
+        }
+        if let Some(p) = &self.spec.process {
+            if p.args.is_empty() {
+                return Err(invalid("process.args".into(), "must not be empty"));
+            }
+            if !p.cwd.is_empty() && !p.cwd.starts_with('/') {
+                return Err(invalid("process.cwd".into(), "must be an absolute path"));
+            }
+        }
+        for (i, m) in self.spec.mounts.iter().enumerate() {
+            if !m.destination.starts_with('/') {
+                return Err(invalid(format!("mounts[{i}].destination"), "must be an absolute path"));
+            }
+        }
+        if let Some(h) = &self.spec.hooks {
+            let lists = [
+                ("prestart", &h.prestart),
+                ("createRuntime", &h.create_runtime),
+                ("createContainer", &h.create_container),
+                ("startContainer", &h.start_container),
+                ("poststart", &h.poststart),
+                ("poststop", &h.poststop),
+            ];
+            for (name, list) in lists {
+                for (i, hook) in list.iter().enumerate() {
+                    if !hook.path.starts_with('/') {
+                        return Err(invalid(format!("hooks.{name}[{i}].path"), "must be an absolute path"));
+                    }
+                    if hook.timeout.is_some_and(|t| t <= 0) {
+                        return Err(invalid(format!("hooks.{name}[{i}].timeout"), "must be greater than zero"));
+                    }
+                }
+            }
+        }
+        if let Some(l) = &self.spec.linux {
+            for (i, ns) in l.namespaces.iter().enumerate() {
+                if l.namespaces[..i].iter().any(|o| o.kind == ns.kind) {
+                    return Err(invalid(format!("linux.namespaces[{i}]"), "duplicate namespace type"));
+                }
+                if ns.path.as_deref().is_some_and(|p| !p.is_empty() && !p.starts_with('/')) {
+                    return Err(invalid(format!("linux.namespaces[{i}].path"), "must be an absolute path"));
+                }
+            }
+            for (i, d) in l.devices.iter().enumerate() {
+                if !d.path.starts_with('/') {
+                    return Err(invalid(format!("linux.devices[{i}].path"), "must be an absolute path"));
+                }
+                if !matches!(d.kind.as_str(), "c" | "u" | "b" | "p") {
+                    return Err(invalid(format!("linux.devices[{i}].type"), "must be one of c, u, b, p"));
+                }
+            }
+            if let Some(p) = l.rootfs_propagation.as_deref() {
+                if crate::mounts::propagation_flag(p).is_none() && !p.is_empty() {
+                    return Err(invalid("linux.rootfsPropagation".into(), "unknown propagation"));
+                }
+            }
+            if !l.uid_mappings.is_empty() || !l.gid_mappings.is_empty() {
+                if l.namespace(crate::spec::NamespaceType::User).is_none() {
+                    return Err(invalid("linux.uidMappings".into(), "needs a user namespace"));
+                }
+            }
+        }
+        if let Some(rt) = &self.runtime {
+            for (i, m) in rt.mounts.iter().enumerate() {
+                if m.destination.is_empty() {
+                    return Err(Error::Invalid {
+                        path: self.dir.join("runtime.json"),
+                        field: format!("mounts[{i}].destination"),
+                        msg: "must not be empty".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An OCI annotation from config.json.
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.spec.annotations.get(key).map(String::as_str)
     }
+}
+
+/// Read and parse a JSON file; errors name the file, line/column and the JSON path of the offending field.
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let text = std::fs::read(path).map_err(|err| Error::Io { what: "read", path: path.to_path_buf(), err })?;
+    serde_json::from_slice(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        field: if e.is_data() { json_path_at(&text, e.line(), e.column()) } else { String::new() },
+        msg: e.to_string(),
+    })
+}
+
+/// The JSON path (e.g. `linux.namespaces[2].type`) of the value at 1-based `line`/`column` of `text`. Best effort: a
+/// tiny scanner that tracks object keys and array indexes up to that position.
+pub fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
+    // Byte offset of line/column.
+    let mut end = text.len();
+    let (mut l, mut c) = (1, 0);
+    for (i, &b) in text.iter().enumerate() {
+        if l == line && c >= column {
+            end = i;
+            break;
+        }
+        if b == b'\n' {
+            l += 1;
+            c = 0;
+        } else {
+            c += 1;
+        }
+    }
+    enum Frame {
+        Obj { key: String, expect_key: bool },
+        Arr(usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < end {
+        match text[i] {
+            b'{' => stack.push(Frame::Obj { key: String::new(), expect_key: true }),
+            b'[' => stack.push(Frame::Arr(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Obj { expect_key, .. }) => *expect_key = true,
+                Some(Frame::Arr(n)) => *n += 1,
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    if text[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                if let Some(Frame::Obj { key, expect_key }) = stack.last_mut() {
+                    if *expect_key {
+                        *key = String::from_utf8_lossy(&text[start..i.min(text.len())]).into_owned();
+                        *expect_key = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut out = String::new();
+    for f in &stack {
+        match f {
+            Frame::Obj { key, .. } if !key.is_empty() => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Frame::Obj { .. } => {}
+            Frame::Arr(n) => out.push_str(&format!("[{n}]")),
+        }
+    }
+    out
 }

@@ -13,6 +13,10 @@ pub enum Error {
     Invalid { path: PathBuf, field: String, msg: String },
     /// A syscall failed.
     Sys { what: String, errno: nix::errno::Errno },
+    /// The bundle's root filesystem is missing or not a directory.
+    Rootfs { bundle: String, path: PathBuf, err: std::io::Error },
+    /// Container setup failed before exec (message from the child: what failed, path, errno).
+    Setup { bundle: String, msg: String },
 }
 
 impl fmt::Display for Error {
@@ -22,7 +26,9 @@ impl fmt::Display for Error {
             Error::Json { path, field, msg } if field.is_empty() => write!(f, "{}: {msg}", path.display()),
             Error::Json { path, field, msg } => write!(f, "{}: {field}: {msg}", path.display()),
             Error::Invalid { path, field, msg } => write!(f, "{}: {field}: {msg}", path.display()),
-            Error::Sys { what, errno } => write!(f, "{what}: {} ({})", errno.desc(), *errno as i32),
+            Error::Sys { what, errno } => write!(f, "{what}: {} (errno {})", errno.desc(), *errno as i32),
+            Error::Rootfs { bundle, path, err } => write!(f, "bundle {bundle}: rootfs {}: {err}", path.display()),
+            Error::Setup { bundle, msg } => write!(f, "bundle {bundle}: {msg}"),
         }
     }
 }

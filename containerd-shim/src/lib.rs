@@ -14,6 +14,8 @@
 pub mod bundle;
 pub mod cgroups;
 pub mod error;
+pub mod mounts;
+pub mod runtime_json;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
