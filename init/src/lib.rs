@@ -2,3 +2,4 @@
 //! control socket, shutdown). Asks keel-shim to spawn and keel-rc to set up; never mounts or unshares itself.
 
 pub mod supervisor;
+pub mod units;
