@@ -1,8 +1,13 @@
 //! cgroup v2: the spec's `linux.resources` types, creating a container's cgroup, writing its limits, removing it.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use serde::Deserialize;
+
+use crate::Error;
 
 /// `linux.resources` of config.json.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -12,6 +17,7 @@ pub struct LinuxResources {
     pub memory: Option<LinuxMemory>,
     pub cpu: Option<LinuxCpu>,
     pub pids: Option<LinuxPids>,
+    #[serde(rename = "blockIO", alias = "blockIo")]
     pub block_io: Option<LinuxBlockIo>,
     pub hugepage_limits: Vec<LinuxHugepageLimit>,
     pub network: Option<serde_json::Value>,
@@ -72,7 +78,9 @@ pub struct LinuxBlockIo {
     pub weight_device: Vec<LinuxWeightDevice>,
     pub throttle_read_bps_device: Vec<LinuxThrottleDevice>,
     pub throttle_write_bps_device: Vec<LinuxThrottleDevice>,
+    #[serde(rename = "throttleReadIOPSDevice")]
     pub throttle_read_iops_device: Vec<LinuxThrottleDevice>,
+    #[serde(rename = "throttleWriteIOPSDevice")]
     pub throttle_write_iops_device: Vec<LinuxThrottleDevice>,
 }
 
@@ -98,4 +106,421 @@ pub struct LinuxThrottleDevice {
 pub struct LinuxHugepageLimit {
     pub page_size: String,
     pub limit: u64,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// cgroup v2 logic. v1-only hosts are not supported: default_root() then names a path that is not cgroup2 and
+// create() fails with a clear error.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// statfs f_type of cgroup2.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// Whether `p` is the mount point (or a directory) of a cgroup2 file system.
+pub fn is_cgroup2(p: &Path) -> bool {
+    matches!(nix::sys::statfs::statfs(p), Ok(st) if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+}
+
+/// The cgroup v2 mount: /sys/fs/cgroup on a pure v2 system, /sys/fs/cgroup/unified on a hybrid one.
+pub fn default_root() -> PathBuf {
+    let pure = Path::new("/sys/fs/cgroup");
+    let hybrid = Path::new("/sys/fs/cgroup/unified");
+    if !is_cgroup2(pure) && is_cgroup2(hybrid) {
+        hybrid.to_path_buf()
+    } else {
+        pure.to_path_buf()
+    }
+}
+
+/// The v2 cgroup of `pid` relative to the hierarchy root ("0::/a/b" in /proc/PID/cgroup), e.g. "/a/b".
+pub fn of_pid(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
+}
+
+fn sys(what: String, e: std::io::Error) -> Error {
+    Error::Sys { what, errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), Error> {
+    std::fs::write(path, value).map_err(|e| sys(format!("write {value:?} to {}", path.display()), e))
+}
+
+/// One limit to write: (controller it needs, file name, value, spec field for errors).
+type Limit = (Option<String>, String, String, &'static str);
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// runc's conversion of cpu.shares (2..262144) to cpu.weight (1..10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + (shares.clamp(2, 262144) - 2) * 9999 / 262142
+}
+
+/// runc's conversion of blkio weight (10..1000) to io.weight (1..10000).
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + (w.clamp(10, 1000) as u64 - 10) * 9999 / 990
+}
+
+/// The files and values `res` asks for, in write order.
+fn limits(res: &LinuxResources, path: &Path) -> Result<Vec<Limit>, Error> {
+    let mut out: Vec<Limit> = Vec::new();
+    let mut add = |ctl: &str, file: String, value: String, field: &'static str| {
+        out.push((Some(ctl.to_string()), file, value, field));
+    };
+    if let Some(m) = &res.memory {
+        if let Some(l) = m.limit {
+            add("memory", "memory.max".into(), max_or(l), "linux.resources.memory.limit");
+        }
+        if let Some(r) = m.reservation {
+            add("memory", "memory.low".into(), max_or(r), "linux.resources.memory.reservation");
+        }
+        if let Some(sw) = m.swap {
+            // The spec's swap is memory+swap (v1 semantics); v2's memory.swap.max is swap alone (runc's rule).
+            let v = match (sw, m.limit) {
+                (-1, _) => "max".to_string(),
+                (sw, Some(l)) if l >= 0 && sw >= l => (sw - l).to_string(),
+                (sw, _) => {
+                    return Err(Error::Invalid {
+                        path: path.to_path_buf(),
+                        field: "linux.resources.memory.swap".into(),
+                        msg: format!("swap {sw} needs a memory limit no larger than it"),
+                    })
+                }
+            };
+            add("memory", "memory.swap.max".into(), v, "linux.resources.memory.swap");
+        }
+    }
+    if let Some(c) = &res.cpu {
+        if let Some(sh) = c.shares.filter(|s| *s > 0) {
+            add("cpu", "cpu.weight".into(), shares_to_weight(sh).to_string(), "linux.resources.cpu.shares");
+        }
+        if c.quota.is_some() || c.period.is_some() {
+            let q = match c.quota {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".into(),
+            };
+            let v = match c.period.filter(|p| *p > 0) {
+                Some(p) => format!("{q} {p}"),
+                None => q,
+            };
+            add("cpu", "cpu.max".into(), v, "linux.resources.cpu.quota");
+        }
+        if let Some(b) = c.burst {
+            add("cpu", "cpu.max.burst".into(), b.to_string(), "linux.resources.cpu.burst");
+        }
+        if let Some(i) = c.idle {
+            add("cpu", "cpu.idle".into(), i.to_string(), "linux.resources.cpu.idle");
+        }
+        if let Some(cpus) = c.cpus.as_ref().filter(|s| !s.is_empty()) {
+            add("cpuset", "cpuset.cpus".into(), cpus.clone(), "linux.resources.cpu.cpus");
+        }
+        if let Some(mems) = c.mems.as_ref().filter(|s| !s.is_empty()) {
+            add("cpuset", "cpuset.mems".into(), mems.clone(), "linux.resources.cpu.mems");
+        }
+    }
+    if let Some(p) = &res.pids {
+        let v = if p.limit > 0 { p.limit.to_string() } else { "max".into() };
+        add("pids", "pids.max".into(), v, "linux.resources.pids.limit");
+    }
+    if let Some(b) = &res.block_io {
+        if let Some(w) = b.weight.filter(|w| *w > 0) {
+            add(
+                "io",
+                "io.weight".into(),
+                format!("default {}", blkio_to_io_weight(w)),
+                "linux.resources.blockIO.weight",
+            );
+        }
+        for d in &b.weight_device {
+            if let Some(w) = d.weight.filter(|w| *w > 0) {
+                let v = format!("{}:{} {}", d.major, d.minor, blkio_to_io_weight(w));
+                add("io", "io.weight".into(), v, "linux.resources.blockIO.weightDevice");
+            }
+        }
+        let throttles = [
+            (&b.throttle_read_bps_device, "rbps", "linux.resources.blockIO.throttleReadBpsDevice"),
+            (&b.throttle_write_bps_device, "wbps", "linux.resources.blockIO.throttleWriteBpsDevice"),
+            (&b.throttle_read_iops_device, "riops", "linux.resources.blockIO.throttleReadIOPSDevice"),
+            (&b.throttle_write_iops_device, "wiops", "linux.resources.blockIO.throttleWriteIOPSDevice"),
+        ];
+        for (devs, key, field) in throttles {
+            for d in devs {
+                add("io", "io.max".into(), format!("{}:{} {key}={}", d.major, d.minor, d.rate), field);
+            }
+        }
+    }
+    for h in &res.hugepage_limits {
+        add("hugetlb", format!("hugetlb.{}.max", h.page_size), h.limit.to_string(), "linux.resources.hugepageLimits");
+    }
+    for (k, v) in &res.unified {
+        if k.contains('/') || k.starts_with('.') {
+            return Err(Error::Invalid {
+                path: path.to_path_buf(),
+                field: format!("linux.resources.unified.{k}"),
+                msg: "not a cgroup file name".into(),
+            });
+        }
+        let ctl = k.split_once('.').map(|(c, _)| c.to_string()).filter(|c| c != "cgroup");
+        out.push((ctl, k.clone(), v.clone(), "linux.resources.unified"));
+    }
+    Ok(out)
+}
+
+fn controllers(dir: &Path) -> Result<Vec<String>, Error> {
+    let f = dir.join("cgroup.controllers");
+    let text = std::fs::read_to_string(&f).map_err(|err| Error::Io { what: "read", path: f, err })?;
+    Ok(text.split_whitespace().map(str::to_string).collect())
+}
+
+/// Create the cgroup `rel` (relative to `root`; a leading '/' is ignored) and write the limits of `res`.
+/// Parents are created as needed and get the needed controllers enabled in their cgroup.subtree_control. A
+/// limit whose controller the host lacks is an error naming the controller and file; with no limit asked, a
+/// missing controller does not matter. On error, every directory this call created is removed again.
+pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<PathBuf, Error> {
+    let rel_path = Path::new(rel.trim_start_matches('/'));
+    if rel_path.as_os_str().is_empty() || rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(Error::Invalid {
+            path: root.to_path_buf(),
+            field: "linux.cgroupsPath".into(),
+            msg: format!("{rel:?} is not a relative cgroup path without '..'"),
+        });
+    }
+    if !is_cgroup2(root) {
+        return Err(Error::Invalid {
+            path: root.to_path_buf(),
+            field: "linux.cgroupsPath".into(),
+            msg: "not a cgroup2 mount (keel supports cgroup v2 only)".into(),
+        });
+    }
+    let leaf = root.join(rel_path);
+    let lims = match res {
+        Some(r) => limits(r, &leaf)?,
+        None => Vec::new(),
+    };
+    let mut needed: Vec<&str> = lims.iter().filter_map(|l| l.0.as_deref()).collect();
+    needed.sort();
+    needed.dedup();
+
+    let mut created: Vec<PathBuf> = Vec::new();
+    let r = (|| {
+        let mut dir = root.to_path_buf();
+        let comps: Vec<_> = rel_path.components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            // Enable the needed controllers in `dir` for its children.
+            if !needed.is_empty() {
+                let have = controllers(&dir)?;
+                let sub = dir.join("cgroup.subtree_control");
+                let enabled = std::fs::read_to_string(&sub).unwrap_or_default();
+                for ctl in &needed {
+                    if !have.iter().any(|h| h == ctl) {
+                        let file = lims.iter().find(|l| l.0.as_deref() == Some(*ctl)).map(|l| l.1.as_str());
+                        let field = lims.iter().find(|l| l.0.as_deref() == Some(*ctl)).map(|l| l.3);
+                        return Err(Error::Invalid {
+                            path: dir.join("cgroup.controllers"),
+                            field: field.unwrap_or("linux.resources").into(),
+                            msg: format!(
+                                "cgroup controller {ctl:?} is not available (needed for {})",
+                                file.unwrap_or("?")
+                            ),
+                        });
+                    }
+                    if !enabled.split_whitespace().any(|e| e == *ctl) {
+                        write_file(&sub, &format!("+{ctl}"))?;
+                    }
+                }
+            }
+            dir.push(c);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => created.push(dir.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && i + 1 < comps.len() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Re-using an existing leaf is fine only if it is empty (runc does the same check).
+                    if !procs(&dir).is_empty() {
+                        return Err(Error::Invalid {
+                            path: dir.clone(),
+                            field: "linux.cgroupsPath".into(),
+                            msg: "cgroup already exists and has processes".into(),
+                        });
+                    }
+                }
+                Err(e) => return Err(sys(format!("mkdir {}", dir.display()), e)),
+            }
+        }
+        for (ctl, file, value, field) in &lims {
+            let f = leaf.join(file);
+            if let Err(e) = std::fs::write(&f, value) {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    let what = match ctl {
+                        Some(c) => format!("cgroup file {file} does not exist (controller {c:?} lacks it)"),
+                        None => format!("cgroup file {file} does not exist"),
+                    };
+                    return Err(Error::Invalid { path: f, field: (*field).into(), msg: what });
+                }
+                return Err(sys(format!("write {value:?} to {} ({field})", f.display()), e));
+            }
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(leaf),
+        Err(e) => {
+            for d in created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Pids in the cgroup (cgroup.procs); empty if it does not exist.
+pub fn procs(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Pids in the cgroup and all its descendants.
+pub fn procs_recursive(path: &Path) -> Vec<i32> {
+    let mut out = procs(path);
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(procs_recursive(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Kill every process left in `path` (cgroup.kill, or SIGKILL to each pid on kernels before 5.14) and remove it
+/// and its child cgroups, retrying while the kernel finishes the exits. A missing cgroup is not an error.
+pub fn remove(path: &Path) -> Result<(), Error> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kill = path.join("cgroup.kill");
+    if kill.exists() {
+        let _ = std::fs::write(&kill, "1");
+    } else {
+        for pid in procs_recursive(path) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    rmdir_tree(path)
+}
+
+fn rmdir_tree(path: &Path) -> Result<(), Error> {
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path())?;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut delay = Duration::from_micros(200);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(sys(format!("rmdir {}", path.display()), e)),
+        }
+    }
+}
+
+/// Freeze (pause) or thaw (resume) the cgroup via cgroup.freeze, waiting up to 2 s for cgroup.events to agree.
+pub fn freeze(path: &Path, frozen: bool) -> Result<(), Error> {
+    write_file(&path.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    let events = path.join("cgroup.events");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let text =
+            std::fs::read_to_string(&events).map_err(|err| Error::Io { what: "read", path: events.clone(), err })?;
+        if text.lines().any(|l| l.trim() == want) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Sys {
+                what: format!("wait for {want:?} in {}", events.display()),
+                errno: Errno::ETIMEDOUT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether cgroup.events says the cgroup is frozen.
+pub fn is_frozen(path: &Path) -> bool {
+    std::fs::read_to_string(path.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+        .unwrap_or(false)
+}
+
+/// Move `pid` into the cgroup.
+pub fn add_pid(path: &Path, pid: i32) -> Result<(), Error> {
+    write_file(&path.join("cgroup.procs"), &pid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_match_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262144), 10000);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(500), 4950);
+        assert_eq!(blkio_to_io_weight(1000), 10000);
+    }
+
+    #[test]
+    fn limits_from_resources() {
+        let res: LinuxResources = serde_json::from_str(
+            r#"{"memory": {"limit": 1048576, "reservation": 4096, "swap": 2097152},
+                "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+                "pids": {"limit": 10},
+                "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]},
+                "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+                "unified": {"memory.high": "900000", "cgroup.max.descendants": "3"}}"#,
+        )
+        .unwrap();
+        let l = limits(&res, Path::new("/x")).unwrap();
+        let get = |f: &str| l.iter().filter(|x| x.1 == f).map(|x| x.2.clone()).collect::<Vec<_>>();
+        assert_eq!(get("memory.max"), ["1048576"]);
+        assert_eq!(get("memory.low"), ["4096"]);
+        assert_eq!(get("memory.swap.max"), ["1048576"]);
+        assert_eq!(get("cpu.weight"), ["39"]);
+        assert_eq!(get("cpu.max"), ["50000 100000"]);
+        assert_eq!(get("cpuset.cpus"), ["0"]);
+        assert_eq!(get("pids.max"), ["10"]);
+        assert_eq!(get("io.weight"), ["default 4950"]);
+        assert_eq!(get("io.max"), ["8:0 rbps=1000"]);
+        assert_eq!(get("hugetlb.2MB.max"), ["0"]);
+        assert_eq!(get("memory.high"), ["900000"]);
+        let d = l.iter().find(|x| x.1 == "cgroup.max.descendants").unwrap();
+        assert_eq!(d.0, None);
+        let bad: LinuxResources = serde_json::from_str(r#"{"unified": {"../x": "1"}}"#).unwrap();
+        assert!(limits(&bad, Path::new("/x")).is_err());
+        let bad: LinuxResources = serde_json::from_str(r#"{"memory": {"swap": 100}}"#).unwrap();
+        assert!(limits(&bad, Path::new("/x")).unwrap_err().to_string().contains("memory.swap"));
+    }
 }
