@@ -3,16 +3,31 @@
 //! Public contract used by `init`:
 //! - [`switch_root::maybe_switch`]: if `/` is the initramfs rootfs, copy it into a fresh tmpfs, make that `/`
 //!   and re-exec init there (does not return on success).
-//! - [`setup`]: the declarative mount table, hostname, sysctls, loopback, rlimits, module coldplug; every step's
-//!   outcome goes to `log` as one line; nothing here panics or exits.
+//! - [`setup`] / [`setup_with`]: the declarative mount table, hostname, sysctls, loopback, rlimits, module
+//!   coldplug; every failing step writes one line to `log`; nothing here panics or exits.
 //! - [`cmdline::Cmdline`]: the kernel command line, parsed once.
 //! - [`shutdown::unmount_all`]: unmount everything in reverse order before reboot(2).
 //! - [`modules::modprobe_main`]: the `modprobe` the kernel calls (/proc/sys/kernel/modprobe).
 
+pub mod cgroups;
 pub mod cmdline;
+pub mod devlinks;
+pub mod error;
+pub mod hostname;
 pub mod modules;
+pub mod mountinfo;
+pub mod mounts;
+pub mod net;
+pub mod rlimits;
 pub mod shutdown;
 pub mod switch_root;
+mod sys;
+pub mod sysctl;
+
+pub use error::Error;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Severity of an rc log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +37,120 @@ pub enum Level {
     Error,
 }
 
-/// Run early setup. Each step reports through `log`; a failing step never stops the others.
-pub fn setup(log: &mut dyn FnMut(Level, &str)) {
-    let _ = log;
+/// How [`setup_with`] runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// init is PID 1 of a fresh pid+mount namespace on a host (tests): mount only what is private to the
+    /// namespace (proc, /run, /tmp after making `/` rprivate) and never touch host-global state (no sysctl,
+    /// hostname, loopback, modules, cgroup2, /dev).
+    pub sandbox: bool,
+}
+
+/// What [`setup_with`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Mounts made now.
+    pub mounted: usize,
+    /// Mounts that were already there (or skipped by their rule).
+    pub already: usize,
+    /// Optional filesystems the kernel lacks.
+    pub unsupported: Vec<String>,
+    /// Every failure, as logged (one line each).
+    pub failures: Vec<String>,
+    /// sysctl keys written.
+    pub sysctls: usize,
+    /// cgroup v2 controllers enabled at the root.
+    pub controllers: Vec<String>,
+    /// The hostname set, if any.
+    pub hostname: Option<String>,
+    /// Modules loaded by coldplug.
+    pub modules_loaded: usize,
+    /// Wall time of the whole setup.
+    pub elapsed: Duration,
+}
+
+/// Run early setup of a real (virtual) machine. Same as `setup_with(&SetupOptions::default(), log)`.
+pub fn setup(log: &mut dyn FnMut(Level, &str)) -> Summary {
+    setup_with(&SetupOptions::default(), log)
+}
+
+/// Run early setup. Each failing step writes exactly one line to `log` (what, path, errno); a failing step never
+/// stops the others; success is silent except for one summary line.
+pub fn setup_with(opts: &SetupOptions, log: &mut dyn FnMut(Level, &str)) -> Summary {
+    let t0 = Instant::now();
+    let mut s = Summary::default();
+    let mut fail = |s: &mut Summary, lvl: Level, msg: String| {
+        log(lvl, &msg);
+        s.failures.push(msg);
+    };
+    let root = Path::new("/");
+    if opts.sandbox {
+        // A new mount namespace copies the host's propagation: with a shared `/`, every mount below would
+        // appear on the host too (the reason unshare(1) makes `/` private by default).
+        if let Err(e) = sys::mount("", root, "", libc::MS_REC | libc::MS_PRIVATE, "") {
+            fail(&mut s, Level::Error, format!("rc: make / rprivate: {e}"));
+        }
+    }
+    let table = if opts.sandbox { mounts::SANDBOX } else { mounts::FULL };
+    for (row, o) in mounts::apply(table, root, opts.sandbox) {
+        match o {
+            mounts::Outcome::Mounted => s.mounted += 1,
+            mounts::Outcome::AlreadyThere => s.already += 1,
+            mounts::Outcome::Unsupported => s.unsupported.push(row.fstype.to_string()),
+            mounts::Outcome::Failed(e) => {
+                let lvl = if row.optional { Level::Warn } else { Level::Error };
+                fail(&mut s, lvl, format!("rc: mount {} on {}: {e}", row.fstype, row.target))
+            }
+        }
+    }
+    if let Err(e) = rlimits::raise_nofile() {
+        fail(&mut s, Level::Warn, format!("rc: {e}"));
+    }
+    if !opts.sandbox {
+        // LinuxKit does this too: containers with rootfsPropagation=shared/slave need a shared parent.
+        if let Err(e) = sys::mount("", root, "", libc::MS_REC | libc::MS_SHARED, "") {
+            fail(&mut s, Level::Warn, format!("rc: make / rshared: {e}"));
+        }
+        for e in devlinks::create(Path::new("/dev")) {
+            fail(&mut s, Level::Warn, format!("rc: /dev link: {e}"));
+        }
+        let (ok, errs) = cgroups::enable_controllers(Path::new("/sys/fs/cgroup"));
+        s.controllers = ok;
+        for e in errs {
+            fail(&mut s, Level::Warn, format!("rc: cgroup controller: {e}"));
+        }
+        match hostname::set_from(Path::new("/etc/hostname")) {
+            Ok(h) => s.hostname = Some(h),
+            Err(e) => fail(&mut s, Level::Warn, format!("rc: hostname: {e}")),
+        }
+        if let Err(e) = net::loopback_up() {
+            fail(&mut s, Level::Warn, format!("rc: loopback up: {e}"));
+        }
+        let (n, errs) = sysctl::apply(root);
+        s.sysctls = n;
+        for e in errs {
+            fail(&mut s, Level::Warn, format!("rc: sysctl: {e}"));
+        }
+        if let Err(e) = sys::write_file(Path::new("/proc/sys/kernel/modprobe"), modules::MODPROBE_PATH.as_bytes()) {
+            fail(&mut s, Level::Warn, format!("rc: set modprobe helper: {e}"));
+        }
+        let mut lines: Vec<(Level, String)> = Vec::new();
+        s.modules_loaded = modules::coldplug(&mut |l, m| lines.push((l, m.to_string())));
+        for (l, m) in lines {
+            fail(&mut s, l, m);
+        }
+    }
+    s.elapsed = t0.elapsed();
+    log(
+        Level::Info,
+        &format!(
+            "rc: {} mounts, {} sysctls, {} modules, {} failures in {} ms",
+            s.mounted,
+            s.sysctls,
+            s.modules_loaded,
+            s.failures.len(),
+            s.elapsed.as_millis()
+        ),
+    );
+    s
 }

@@ -1,0 +1,108 @@
+//! rc's one error type: every variant names what failed and on which path or module, with the errno.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in rc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A system call on a path failed.
+    Sys {
+        /// The operation, e.g. "mount", "mkdir", "open".
+        what: &'static str,
+        /// The path (or device) it was applied to.
+        path: PathBuf,
+        /// The raw errno.
+        errno: i32,
+    },
+    /// A file had content we could not understand.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when not line-oriented).
+        line: usize,
+        /// What was wrong.
+        msg: String,
+    },
+    /// A module name or alias that matches nothing in modules.dep / modules.alias / modules.builtin.
+    ModuleNotFound {
+        /// The name or alias asked for.
+        name: String,
+        /// The modules directory searched.
+        dir: PathBuf,
+    },
+    /// A module file whose ELF layout we could not read.
+    Elf {
+        /// The file (empty when parsing bytes).
+        path: PathBuf,
+        /// What was wrong.
+        msg: String,
+    },
+}
+
+impl Error {
+    /// A `Sys` error from the current errno.
+    pub fn last(what: &'static str, path: impl AsRef<Path>) -> Error {
+        Error::Sys {
+            what,
+            path: path.as_ref().to_path_buf(),
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }
+    }
+
+    /// A `Sys` error from an io::Error (errno 0 if it carries none).
+    pub fn io(what: &'static str, path: impl AsRef<Path>, e: &std::io::Error) -> Error {
+        Error::Sys { what, path: path.as_ref().to_path_buf(), errno: e.raw_os_error().unwrap_or(0) }
+    }
+
+    /// A `Sys` error from an errno value.
+    pub fn errno(what: &'static str, path: impl AsRef<Path>, errno: i32) -> Error {
+        Error::Sys { what, path: path.as_ref().to_path_buf(), errno }
+    }
+
+    /// The errno, if this is a system call error.
+    pub fn raw_errno(&self) -> Option<i32> {
+        match self {
+            Error::Sys { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sys { what, path, errno } => {
+                let msg = std::io::Error::from_raw_os_error(*errno);
+                write!(f, "{what} {}: {} (errno {errno})", path.display(), strip_os_error(&msg.to_string()))
+            }
+            Error::Parse { path, line, msg } => write!(f, "{}:{line}: {msg}", path.display()),
+            Error::ModuleNotFound { name, dir } => write!(f, "module {name}: not found in {}", dir.display()),
+            Error::Elf { path, msg } => write!(f, "module file {}: {msg}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// io::Error's Display adds " (os error N)"; we print the errno ourselves.
+fn strip_os_error(s: &str) -> &str {
+    match s.find(" (os error") {
+        Some(i) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_path_and_errno() {
+        let e = Error::errno("mount", "/sys/fs/cgroup", libc::EBUSY);
+        let s = e.to_string();
+        assert!(s.starts_with("mount /sys/fs/cgroup: "), "{s}");
+        assert!(s.ends_with(&format!("(errno {})", libc::EBUSY)), "{s}");
+        assert!(!s.contains("os error"), "{s}");
+    }
+}

@@ -1,0 +1,48 @@
+//! Bring the loopback interface up (SIOCSIFFLAGS on "lo"; no external tool).
+
+use crate::error::Error;
+
+/// Set IFF_UP on `lo`.
+pub fn loopback_up() -> Result<(), Error> {
+    if_up("lo")
+}
+
+/// Set IFF_UP on interface `name`.
+pub fn if_up(name: &str) -> Result<(), Error> {
+    // SAFETY: plain socket(2) call; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::last("socket", name));
+    }
+    let r = set_up(fd, name);
+    // SAFETY: fd is ours and open.
+    unsafe { libc::close(fd) };
+    r
+}
+
+fn set_up(fd: libc::c_int, name: &str) -> Result<(), Error> {
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = name.as_bytes();
+    if b.len() >= req.ifr_name.len() {
+        return Err(Error::errno("ioctl SIOCGIFFLAGS", name, libc::EINVAL));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: fd is a valid socket and req a valid ifreq with a NUL-terminated name.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(Error::last("ioctl SIOCGIFFLAGS", name));
+    }
+    // SAFETY: the kernel filled ifru_flags for SIOCGIFFLAGS.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(Error::last("ioctl SIOCSIFFLAGS", name));
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Root test: `setup_with(sandbox)` as PID 1 of a fresh pid+mount namespace mounts proc, /run and /tmp there and
+//! leaves the host's mounts alone. The namespaces come from unshare(1); the child is this test binary again.
+
+use keel_rc::{mountinfo, setup_with, Level, SetupOptions};
+use std::path::Path;
+use std::process::Command;
+
+const CHILD_ENV: &str = "KEEL_RC_SANDBOX_CHILD";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn host_mounts() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = mountinfo::read()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.mount_point.display().to_string(), m.fstype))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs inside the namespaces, as PID 1.
+fn child() {
+    assert_eq!(std::process::id(), 1, "child must be PID 1 of its namespace");
+    let mut lines = Vec::new();
+    let s = setup_with(&SetupOptions { sandbox: true }, &mut |l: Level, m: &str| lines.push(format!("{l:?} {m}")));
+    let mi = mountinfo::read().expect("mountinfo after setup");
+    for (p, t) in [("/proc", "proc"), ("/run", "tmpfs"), ("/tmp", "tmpfs")] {
+        let m = mountinfo::at(&mi, Path::new(p));
+        assert_eq!(m.map(|m| m.fstype.as_str()), Some(t), "{p} in {mi:#?}");
+    }
+    // the proc mounted is this namespace's: PID 1 is us
+    let stat = std::fs::read_to_string("/proc/1/stat").unwrap_or_default();
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    assert_eq!(stat.split(' ').next(), Some("1"));
+    assert_eq!(me.split(' ').next(), Some("1"), "/proc is the namespace's proc");
+    let tmp_mode =
+        std::fs::metadata("/tmp").map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
+    assert_eq!(tmp_mode.ok(), Some(0o1777));
+    assert!(s.failures.is_empty(), "failures: {:?} log: {lines:?}", s.failures);
+    assert_eq!(s.mounted, 3, "{s:?}");
+    assert_eq!(lines.len(), 1, "only the summary line on success: {lines:?}");
+    // a second run reuses our own proc (not the host's, as the first run proved) and stacks fresh /run, /tmp
+    let s2 = setup_with(&SetupOptions { sandbox: true }, &mut |_, _| {});
+    assert_eq!((s2.mounted, s2.already), (2, 1), "{s2:?}");
+    println!("KEEL-RC-SETUP-MICROS {}", s.elapsed.as_micros());
+}
+
+#[test]
+fn sandbox_setup() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: needs root (unshare of pid+mount namespaces)");
+        return;
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: unshare(1) not installed");
+        return;
+    }
+    let before = host_mounts();
+    let exe = std::env::current_exe().expect("test exe");
+    // propagation unchanged: the code under test must make `/` private itself
+    let out = Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--propagation", "unchanged", "--"])
+        .arg(exe)
+        .args(["--exact", "sandbox_setup", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {}\n{stdout}\n{stderr}", out.status);
+    let micros = stdout.lines().find_map(|l| l.split("KEEL-RC-SETUP-MICROS ").nth(1)).unwrap_or("?");
+    eprintln!("setup_with(sandbox) took {micros} us");
+    assert_eq!(before, host_mounts(), "host mount table changed");
+}
