@@ -12,6 +12,14 @@
 
 use std::time::{Duration, Instant};
 
+mod boot;
+mod graph;
+mod restart;
+mod services;
+mod shutdown;
+#[cfg(test)]
+mod tests;
+
 /// Index of a unit in [`Supervisor::units`]; stable for the life of the supervisor.
 pub type UnitId = usize;
 
@@ -166,6 +174,7 @@ pub struct UnitState {
     pub config: UnitConfig,
     pub state: State,
     pub pid: Option<i32>,
+    /// Restarts done by the restart policy since boot (not reset by `keelctl start`).
     pub restarts: u32,
     pub last_exit: Option<Exit>,
     /// Why it is Failed/Waiting, for `keelctl status`.
@@ -174,20 +183,141 @@ pub struct UnitState {
     pub spawned_at: Option<Instant>,
     pub ready_at: Option<Instant>,
     pub exited_at: Option<Instant>,
+    /// Supervisor bookkeeping (timers, backoff, stop progress); private.
+    rt: Rt,
 }
+
+/// Where the whole machine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before [`Event::Boot`].
+    Init,
+    /// Onboot steps, one at a time.
+    Onboot,
+    /// Services supervised (boot may still be completing).
+    Services,
+    /// A required onboot step failed: services were not started; waiting for a shutdown request.
+    Emergency,
+    /// Shutdown requested: the running onboot step (if any) is stopped, then onshutdown steps run one at a time.
+    Onshutdown,
+    /// Services are stopped in reverse dependency order.
+    Stopping,
+    /// `kill(-1, SIGTERM)` sent; waiting for the kill-all timer or no processes left.
+    KillTerm,
+    /// `kill(-1, SIGKILL)` sent; waiting for the short timer or no processes left.
+    KillKill,
+    /// [`Action::Power`] was returned.
+    Done,
+}
+
+/// What a unit's one timer means when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    /// An onboot/onshutdown step ran `keel.timeout`: TERM it.
+    StepDeadline,
+    /// A service did not become ready within `keel.timeout`: stop it (counts as a failure).
+    ReadyDeadline,
+    /// TERM was sent `grace` ago: KILL.
+    Kill,
+    /// KILL was sent [`LOST_AFTER`] ago and still no exit: stop waiting for it.
+    Lost,
+    /// Backoff over: spawn again.
+    Backoff,
+}
+
+/// Why a unit is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopCause {
+    /// A step ran past `keel.timeout`.
+    Timeout,
+    /// A service did not become ready in time.
+    NotReady,
+    /// keelctl stop/restart (`then_start`: restart).
+    Control { then_start: bool },
+    /// System shutdown.
+    Shutdown,
+}
+
+/// How a unit's process ended, as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Exit(Exit),
+    /// spawn() or the child's setup failed (the message from the runtime).
+    SpawnFailed(String),
+    /// Still no exit [`LOST_AFTER`] after SIGKILL: we stop waiting.
+    Lost,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Rt {
+    /// Resolved `keel.after` (known services only).
+    deps: Vec<UnitId>,
+    timer: Option<TimerKind>,
+    timer_gen: u64,
+    /// Restarts in a row without a run of [`BACKOFF_RESET`]; drives backoff and the start limit.
+    streak: u32,
+    /// When the current streak began (first spawn of it).
+    streak_since: Option<Instant>,
+    stop: Option<StopCause>,
+    stop_at: Option<Instant>,
+    /// Last signal sent while stopping (TERM or KILL), for the "stopped (SIGTERM) in 12 ms" line.
+    stop_signal: i32,
+    /// SpawnFailed arrived while a process exists: reported with the Exited that must follow.
+    spawn_error: Option<String>,
+    /// Log the "starting"/"ready" lines for this start (first start at boot, keelctl start).
+    announce: bool,
+    /// Can never start (broken bundle, unknown name or cycle in keel.after).
+    permanent: bool,
+}
+
+/// First restart delay; doubles per restart in a row.
+pub const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A run at least this long resets the backoff and the start limit.
+pub const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// Start limit: after this many restarts in a row, each run shorter than [`BACKOFF_RESET`], the next failure
+/// makes the service Failed. With the backoff above, 10 restarts take at least ~81 s, so a fixed "N in 60 s"
+/// window could never trip; counting restarts in a row is what that window is meant to catch.
+pub const START_LIMIT: u32 = 10;
+/// An onboot/onshutdown step that timed out gets SIGKILL this long after SIGTERM.
+pub const STEP_KILL_AFTER: Duration = Duration::from_secs(5);
+/// How long after SIGKILL we still wait for an exit before giving up on the process (D state, lost event).
+pub const LOST_AFTER: Duration = Duration::from_secs(5);
+/// Grace between kill(-1, SIGTERM) and kill(-1, SIGKILL) at the end of shutdown.
+pub const KILLALL_TERM_GRACE: Duration = Duration::from_secs(2);
+/// Wait after kill(-1, SIGKILL) before Power (ended early by NoProcessesLeft).
+pub const KILLALL_KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// The supervisor.
 #[derive(Debug)]
 pub struct Supervisor {
     pub units: Vec<UnitState>,
+    phase: Phase,
+    power: Option<PowerAction>,
+    /// Generation counter for timers (unit timers and the kill-all timer).
+    gen: u64,
+    killall_gen: u64,
+    boot_at: Option<Instant>,
+    shutdown_at: Option<Instant>,
+    /// Last onboot / onshutdown step started (the next one is the following unit of that kind).
+    onboot_cursor: Option<UnitId>,
+    onshutdown_cursor: Option<UnitId>,
+    boot_reported: bool,
+    /// A second shutdown request was already answered with a line.
+    told_shutdown_again: bool,
+    /// Actions produced by the event being handled.
+    out: Vec<Action>,
 }
 
 impl Supervisor {
     /// Build from every unit found at boot, onboot and onshutdown each sorted by directory name.
     pub fn new(configs: Vec<UnitConfig>) -> Supervisor {
+        let deps = graph::resolve(&configs);
         let units = configs
             .into_iter()
-            .map(|config| UnitState {
+            .zip(deps)
+            .map(|(config, deps)| UnitState {
                 config,
                 state: State::Waiting,
                 pid: None,
@@ -197,19 +327,331 @@ impl Supervisor {
                 spawned_at: None,
                 ready_at: None,
                 exited_at: None,
+                rt: Rt { deps, ..Rt::default() },
             })
             .collect();
-        Supervisor { units }
+        Supervisor {
+            units,
+            phase: Phase::Init,
+            power: None,
+            gen: 0,
+            killall_gen: 0,
+            boot_at: None,
+            shutdown_at: None,
+            onboot_cursor: None,
+            onshutdown_cursor: None,
+            boot_reported: false,
+            told_shutdown_again: false,
+            out: Vec::new(),
+        }
     }
 
     /// Feed one event; get the actions to perform, in order.
     pub fn next(&mut self, now: Instant, event: Event) -> Vec<Action> {
-        let _ = (now, event);
-        Vec::new()
+        if let Some(id) = event_unit(&event) {
+            if id >= self.units.len() {
+                self.log(None, Level::Warn, format!("supervisor: {event:?} names no unit; ignored"));
+                return std::mem::take(&mut self.out);
+            }
+        }
+        match event {
+            Event::Boot => self.on_boot(now),
+            Event::Spawned { unit, pid } => self.on_spawned(unit, pid),
+            Event::Execd { unit } => self.on_execd(now, unit),
+            Event::SpawnFailed { unit, error } => self.on_spawn_failed(now, unit, error),
+            Event::Exited { unit, exit } => self.ended(now, unit, Outcome::Exit(exit)),
+            Event::Ready { unit } => self.on_ready(now, unit),
+            Event::Timer { unit, gen } => self.on_timer(now, unit, gen),
+            Event::KillAllTimer { gen } => self.on_killall_timer(now, gen),
+            Event::NoProcessesLeft => self.on_no_processes_left(now),
+            Event::Control(cmd) => self.on_control(now, cmd),
+            Event::Shutdown(action) => self.on_shutdown(now, action),
+        }
+        self.settle(now);
+        std::mem::take(&mut self.out)
     }
 
     /// Look a unit up by kind and name.
     pub fn find(&self, kind: Kind, name: &str) -> Option<UnitId> {
         self.units.iter().position(|u| u.config.kind == kind && u.config.name == name)
+    }
+
+    /// Where the machine is (boot, services, shutdown...).
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The requested power action, once a shutdown has begun.
+    pub fn power(&self) -> Option<PowerAction> {
+        self.power
+    }
+
+    /// True once every service has settled after boot (the "boot complete" line was logged).
+    pub fn boot_complete(&self) -> bool {
+        self.boot_reported
+    }
+
+    /// After every event: start what can start, fail what can never start, move shutdown on.
+    fn settle(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Services => {
+                self.fail_blocked();
+                self.start_ready_services(now);
+                self.check_boot_complete(now);
+            }
+            Phase::Stopping => self.stop_next_services(now),
+            _ => {}
+        }
+    }
+
+    // ---- small helpers shared by the phase files ----
+
+    fn log(&mut self, unit: Option<UnitId>, level: Level, msg: String) {
+        self.out.push(Action::Log { unit, level, msg });
+    }
+
+    fn name(&self, id: UnitId) -> String {
+        self.units.get(id).map(|u| u.config.name.clone()).unwrap_or_default()
+    }
+
+    /// "onboot net" / "onshutdown save" / "web".
+    fn label(&self, id: UnitId) -> String {
+        match self.units.get(id) {
+            Some(u) if u.config.kind == Kind::Onboot => format!("onboot {}", u.config.name),
+            Some(u) if u.config.kind == Kind::Onshutdown => format!("onshutdown {}", u.config.name),
+            Some(u) => u.config.name.clone(),
+            None => String::new(),
+        }
+    }
+
+    fn kind(&self, id: UnitId) -> Option<Kind> {
+        self.units.get(id).map(|u| u.config.kind)
+    }
+
+    fn state(&self, id: UnitId) -> Option<State> {
+        self.units.get(id).map(|u| u.state)
+    }
+
+    /// Arm the unit's one timer (replacing any older one).
+    fn arm(&mut self, id: UnitId, kind: TimerKind, now: Instant, after: Duration) {
+        self.gen += 1;
+        let gen = self.gen;
+        if let Some(u) = self.units.get_mut(id) {
+            u.rt.timer = Some(kind);
+            u.rt.timer_gen = gen;
+            self.out.push(Action::Timer { unit: id, gen, at: later(now, after) });
+        }
+    }
+
+    /// Spawn a unit now. Steps get their run deadline, services their readiness deadline.
+    fn spawn(&mut self, now: Instant, id: UnitId, announce: bool) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        u.state = State::Starting;
+        u.pid = None;
+        u.reason = None;
+        u.spawned_at = Some(now);
+        u.ready_at = None;
+        u.rt.stop = None;
+        u.rt.stop_at = None;
+        u.rt.spawn_error = None;
+        u.rt.announce = announce;
+        let (kind, timeout) = (u.config.kind, u.config.timeout);
+        self.out.push(Action::Spawn(id));
+        let timer = if kind == Kind::Service { TimerKind::ReadyDeadline } else { TimerKind::StepDeadline };
+        self.arm(id, timer, now, timeout);
+    }
+
+    /// TERM the unit's process now and KILL it after `grace`.
+    fn begin_stop(&mut self, now: Instant, id: UnitId, cause: StopCause, grace: Duration) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        u.state = State::Stopping;
+        u.rt.stop = Some(cause);
+        u.rt.stop_at = Some(now);
+        u.rt.stop_signal = libc::SIGTERM;
+        self.out.push(Action::Signal { unit: id, signal: libc::SIGTERM });
+        self.arm(id, TimerKind::Kill, now, grace);
+    }
+
+    fn on_spawned(&mut self, id: UnitId, pid: i32) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        if !matches!(u.state, State::Starting | State::Stopping) {
+            return;
+        }
+        u.pid = Some(pid);
+        if u.config.kind == Kind::Service && u.rt.announce {
+            let msg = format!("starting {} (pid {pid})", u.config.name);
+            self.log(Some(id), Level::Info, msg);
+        }
+    }
+
+    fn on_spawn_failed(&mut self, now: Instant, id: UnitId, error: String) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        if !matches!(u.state, State::Starting | State::Stopping) {
+            // The Exited for this process was handled first: just report why it could not start.
+            let msg = format!("{}: failed to start: {error}", self.label(id));
+            self.log(Some(id), Level::Error, msg);
+            return;
+        }
+        if u.pid.is_some() {
+            // A process exists: its Exited follows and ends this start (reported with this error then).
+            u.rt.spawn_error = Some(error);
+        } else {
+            self.ended(now, id, Outcome::SpawnFailed(error));
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, id: UnitId, gen: u64) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        if u.rt.timer_gen != gen {
+            return;
+        }
+        let Some(kind) = u.rt.timer.take() else { return };
+        let label = self.label(id);
+        let Some(u) = self.units.get_mut(id) else { return };
+        match kind {
+            TimerKind::StepDeadline => {
+                let t = human(u.config.timeout);
+                self.log(Some(id), Level::Error, format!("{label}: timed out after {t}; sending SIGTERM"));
+                self.begin_stop(now, id, StopCause::Timeout, STEP_KILL_AFTER);
+            }
+            TimerKind::ReadyDeadline => {
+                let (t, grace) = (human(u.config.timeout), u.config.stop_timeout);
+                self.log(Some(id), Level::Error, format!("{label}: not ready after {t}; stopping it"));
+                self.begin_stop(now, id, StopCause::NotReady, grace);
+            }
+            TimerKind::Kill => {
+                let waited = u.rt.stop_at.map(|t| now.saturating_duration_since(t)).unwrap_or_default();
+                u.rt.stop_signal = libc::SIGKILL;
+                self.out.push(Action::Signal { unit: id, signal: libc::SIGKILL });
+                self.log(Some(id), Level::Warn, format!("{label} did not stop in {}: SIGKILL", human(waited)));
+                self.arm(id, TimerKind::Lost, now, LOST_AFTER);
+            }
+            TimerKind::Lost => self.ended(now, id, Outcome::Lost),
+            TimerKind::Backoff => {
+                if self.phase == Phase::Services && u.state == State::Backoff {
+                    self.spawn(now, id, false);
+                }
+            }
+        }
+    }
+
+    /// A unit's process is gone (or given up on): update it and hand over to the step or service logic.
+    fn ended(&mut self, now: Instant, id: UnitId, outcome: Outcome) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        if !matches!(u.state, State::Starting | State::Running | State::Stopping) {
+            return; // stale: already handled (e.g. given up on after SIGKILL)
+        }
+        u.pid = None;
+        u.exited_at = Some(now);
+        u.rt.timer = None;
+        if let Outcome::Exit(exit) = &outcome {
+            u.last_exit = Some(*exit);
+        }
+        let outcome = match (outcome, u.rt.spawn_error.take()) {
+            (Outcome::Exit(_), Some(error)) => Outcome::SpawnFailed(error),
+            (outcome, _) => outcome,
+        };
+        let kind = u.config.kind;
+        match kind {
+            Kind::Service => self.service_ended(now, id, outcome),
+            Kind::Onboot | Kind::Onshutdown => self.step_ended(now, id, outcome),
+        }
+    }
+}
+
+fn event_unit(event: &Event) -> Option<UnitId> {
+    match event {
+        Event::Spawned { unit, .. }
+        | Event::Execd { unit }
+        | Event::SpawnFailed { unit, .. }
+        | Event::Exited { unit, .. }
+        | Event::Ready { unit }
+        | Event::Timer { unit, .. } => Some(*unit),
+        Event::Control(Command::Start(unit) | Command::Stop(unit) | Command::Restart(unit)) => Some(*unit),
+        _ => None,
+    }
+}
+
+/// `now + d` without overflow panics (durations are capped at parse time; this is belt and braces).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(86_400))).unwrap_or(now)
+}
+
+/// "35 ms", "1.6 s", "300 s".
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Milliseconds between two instants (0 if `since` is unknown).
+fn ms_since(now: Instant, since: Option<Instant>) -> u128 {
+    since.map(|t| now.saturating_duration_since(t).as_millis()).unwrap_or(0)
+}
+
+/// "SIGSEGV", "SIGRTMIN+3", "signal 99".
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
+    if let Some((_, name)) = NAMES.iter().find(|(n, _)| *n == sig) {
+        return (*name).to_string();
+    }
+    // glibc reserves 32 and 33; SIGRTMIN as seen by programs is 34 on Linux/glibc.
+    match sig {
+        34 => "SIGRTMIN".to_string(),
+        35..=64 => format!("SIGRTMIN+{}", sig - 34),
+        _ => format!("signal {sig}"),
+    }
+}
+
+/// "exited 3" / "killed by SIGSEGV".
+fn describe_exit(exit: Exit) -> String {
+    match exit {
+        Exit::Code(c) => format!("exited {c}"),
+        Exit::Signal(s) => format!("killed by {}", signal_name(s)),
+    }
+}
+
+fn power_name(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::PowerOff => "power off",
+        PowerAction::Reboot => "reboot",
+        PowerAction::Halt => "halt",
     }
 }

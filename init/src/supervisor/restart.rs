@@ -1,0 +1,113 @@
+//! What happens when a service's process ends: stopped on request, or the restart policy with exponential
+//! backoff and a start limit.
+//!
+//! - `keel.restart=no`: never restarted. `on-failure` (default): restarted after a non-zero exit, a signal,
+//!   a spawn failure or a readiness timeout. `always`: restarted after any exit.
+//! - Backoff: [`BACKOFF_START`] doubling per restart in a row, capped at [`BACKOFF_CAP`]; a run of at least
+//!   [`BACKOFF_RESET`] resets it.
+//! - Start limit: a failure after [`START_LIMIT`] restarts in a row (no run reaching [`BACKOFF_RESET`]) makes the
+//!   service Failed with one line saying why; `keelctl start` retries it.
+//! - During shutdown nothing restarts. Memory per service is a counter and two instants: no history.
+
+use std::time::{Duration, Instant};
+
+use super::{
+    describe_exit, human, signal_name, Exit, Level, Outcome, Restart, State, StopCause, Supervisor, UnitId,
+    BACKOFF_CAP, BACKOFF_RESET, BACKOFF_START, START_LIMIT,
+};
+
+/// Delay before restart number `n` in a row (1-based): 100 ms, 200 ms, 400 ms, ... 30 s.
+pub fn backoff(n: u32) -> Duration {
+    let shift = n.saturating_sub(1).min(20);
+    BACKOFF_START.saturating_mul(1u32 << shift).min(BACKOFF_CAP)
+}
+
+impl Supervisor {
+    pub(super) fn service_ended(&mut self, now: Instant, id: UnitId, outcome: Outcome) {
+        let shutting_down = self.power.is_some();
+        let Some(u) = self.units.get_mut(id) else { return };
+        let name = u.config.name.clone();
+        let stop = u.rt.stop.take();
+        let ran = now.saturating_duration_since(u.spawned_at.unwrap_or(now));
+        let what = match &outcome {
+            Outcome::Exit(exit) => format!("{name} {}", describe_exit(*exit)),
+            Outcome::SpawnFailed(e) => format!("{name}: failed to start: {e}"),
+            Outcome::Lost => {
+                format!("{name}: still running {} after SIGKILL; giving up on it", human(super::LOST_AFTER))
+            }
+        };
+        if outcome == Outcome::Lost {
+            u.state = State::Failed;
+            u.reason = Some("did not exit after SIGKILL".to_string());
+            return self.log(Some(id), Level::Error, what);
+        }
+        // Stopped on request (keelctl or shutdown): no restart.
+        if let Some(StopCause::Control { .. } | StopCause::Shutdown) = stop {
+            let took = human(now.saturating_duration_since(u.rt.stop_at.unwrap_or(now)));
+            let signal = signal_name(u.rt.stop_signal);
+            u.state = State::Exited;
+            u.reason = Some(if shutting_down { "stopped for shutdown" } else { "stopped by keelctl" }.to_string());
+            let line = match outcome {
+                Outcome::SpawnFailed(_) => what,
+                _ => format!("{name} stopped ({signal}) in {took}"),
+            };
+            self.log(Some(id), Level::Info, line);
+            if stop == Some(StopCause::Control { then_start: true }) && !shutting_down {
+                self.control_start(now, id);
+            }
+            return;
+        }
+        if shutting_down {
+            u.state = State::Exited;
+            u.reason = Some("exited during shutdown".to_string());
+            return self.log(Some(id), Level::Warn, format!("{what} (shutting down: not restarted)"));
+        }
+        let failed = stop == Some(StopCause::NotReady) || outcome != Outcome::Exit(Exit::Code(0));
+        let restart = match u.config.restart {
+            Restart::No => false,
+            Restart::OnFailure => failed,
+            Restart::Always => true,
+        };
+        if !restart {
+            u.state = State::Exited;
+            let policy = match u.config.restart {
+                Restart::No => "no",
+                Restart::OnFailure => "on-failure",
+                Restart::Always => "always",
+            };
+            u.reason = failed.then(|| what.clone());
+            let level = if failed { Level::Warn } else { Level::Info };
+            return self.log(Some(id), level, format!("{what}; not restarted (keel.restart={policy})"));
+        }
+        if ran >= BACKOFF_RESET {
+            u.rt.streak = 0;
+            u.rt.streak_since = None;
+        }
+        if u.rt.streak >= START_LIMIT {
+            let since = u.rt.streak_since.unwrap_or(now);
+            let span = human(now.saturating_duration_since(since));
+            let exits = u.rt.streak + 1;
+            let last = match &outcome {
+                Outcome::Exit(exit) => describe_exit(*exit),
+                _ => "could not start".to_string(),
+            };
+            let reason = format!("{exits} exits in {span}, none after running {}, last {last}", human(BACKOFF_RESET));
+            u.state = State::Failed;
+            u.reason = Some(reason.clone());
+            u.rt.streak = 0;
+            u.rt.streak_since = None;
+            let line = format!("{name}: failed: {reason}; giving up (keelctl start {name} to retry)");
+            return self.log(Some(id), Level::Error, line);
+        }
+        if u.rt.streak == 0 {
+            u.rt.streak_since = u.spawned_at;
+        }
+        u.rt.streak += 1;
+        u.restarts = u.restarts.saturating_add(1);
+        let delay = backoff(u.rt.streak);
+        let n = u.rt.streak;
+        u.state = State::Backoff;
+        self.log(Some(id), Level::Warn, format!("{what}; restart {n} in {}", human(delay)));
+        self.arm(id, super::TimerKind::Backoff, now, delay);
+    }
+}
