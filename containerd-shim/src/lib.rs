@@ -13,6 +13,7 @@
 
 pub mod bundle;
 pub mod cgroups;
+pub mod cli;
 pub mod error;
 pub mod mounts;
 pub mod runtime_json;

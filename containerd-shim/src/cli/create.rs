@@ -1,0 +1,199 @@
+//! `keel-runc create [--bundle|-b DIR] [--pid-file F] [--console-socket S] [--no-pivot] [--preserve-fds N] ID`:
+//! set the container up and leave its process blocked before exec on `<state dir>/exec.fifo` until `start`.
+//! keel-runc itself exits (the container is reparented to the caller's subreaper, as with runc).
+//! Also holds the launch path shared with `run`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::state_dir::{self, State};
+use super::{Args, CliResult, Globals};
+use crate::spawn::Status as SetupStatus;
+use crate::{cgroups, cli_err, spawn, Bundle, SpawnOptions, Spawned};
+
+/// Flags common to create and run.
+pub const LAUNCH_FLAGS: [&str; 6] =
+    ["bundle|b=", "pid-file=", "console-socket=", "no-pivot", "preserve-fds=", "no-new-keyring"];
+
+/// What create/run were asked for.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    pub id: String,
+    pub bundle: Option<String>,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: usize,
+}
+
+impl Launch {
+    pub fn from_args(a: &Args, verb: &str) -> CliResult<Launch> {
+        let preserve_fds = match a.get("preserve-fds") {
+            Some(n) => n.parse().map_err(|_| cli_err!("invalid value {n:?} for flag --preserve-fds"))?,
+            None => 0,
+        };
+        Ok(Launch {
+            id: a.id(verb)?,
+            bundle: a.get("bundle").map(str::to_string),
+            pid_file: a.get("pid-file").filter(|s| !s.is_empty()).map(PathBuf::from),
+            console_socket: a.get("console-socket").filter(|s| !s.is_empty()).map(PathBuf::from),
+            no_pivot: a.has("no-pivot"),
+            preserve_fds,
+        })
+    }
+}
+
+/// A launched container: its state (saved), the spawn handle and the bundle.
+pub struct Launched {
+    pub state: State,
+    pub spawned: Spawned,
+    pub bundle: Bundle,
+}
+
+/// Rebuild a [`Spawned`] for `cleanup` in a later keel-runc process (the status pipe is long gone: /dev/null
+/// stands in for it).
+pub fn rebuild_spawned(pid: i32) -> CliResult<Spawned> {
+    let f = std::fs::File::open("/dev/null")?;
+    Ok(Spawned { pid, status: OwnedFd::from(f) })
+}
+
+/// Undo a launch that failed after spawn: kill and reap the process, undo spawn's setup, drop the state dir.
+fn abort(g: &Globals, id: &str, spawned: &Spawned, bundle: &Bundle) {
+    let pid = Pid::from_raw(spawned.pid);
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+    for e in spawned.cleanup(bundle) {
+        g.log("warning", &format!("cleanup of {id}: {e}"));
+    }
+    let _ = state_dir::remove(g, id);
+}
+
+/// Wait until the child has exec'd (`fifo` false) or is blocked on the exec fifo (`fifo` true), or has failed.
+fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match spawned.poll_status() {
+            SetupStatus::Failed(msg) => return Err(msg),
+            SetupStatus::Started if !fifo => return Ok(()),
+            SetupStatus::Started => {
+                // EOF before the fifo was opened: the process died during setup.
+                if state_dir::blocked_on_fifo(spawned.pid) {
+                    return Ok(());
+                }
+                return match waitpid(Pid::from_raw(spawned.pid), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {
+                        std::thread::sleep(Duration::from_micros(200));
+                        continue;
+                    }
+                    Ok(ws) => Err(format!("container process ended during setup: {ws:?}")),
+                    Err(e) => Err(format!("waitpid {}: {e}", spawned.pid)),
+                };
+            }
+            SetupStatus::Pending => {}
+        }
+        if fifo && state_dir::blocked_on_fifo(spawned.pid) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("container setup did not finish within 60 s".into());
+        }
+        let mut pfd = [nix::poll::PollFd::new(spawned.status.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let t = if fifo { 1u16 } else { 100 };
+        let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(t));
+    }
+}
+
+/// Load the bundle, make the state dir, spawn, wait for setup, save state.json and the pid file.
+/// With `fifo`, the process is left blocked before exec (create); otherwise it runs (run).
+pub fn launch(g: &Globals, l: &Launch, fifo: bool, detached: bool) -> CliResult<Launched> {
+    let bundle_dir = state_dir::bundle_path(l.bundle.as_deref())?;
+    let bundle = Bundle::load(&bundle_dir)?;
+    std::fs::create_dir_all(&g.root).map_err(|e| cli_err!("mkdir {}: {e}", g.root.display()))?;
+    let dir = state_dir::dir(g, &l.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(cli_err!("container with id exists: {}", l.id))
+        }
+        Err(e) => return Err(cli_err!("mkdir {}: {e}", dir.display())),
+    }
+    let r = launch_in(g, l, fifo, detached, bundle);
+    if r.is_err() {
+        let _ = state_dir::remove(g, &l.id);
+    }
+    r
+}
+
+fn launch_in(g: &Globals, l: &Launch, fifo: bool, detached: bool, bundle: Bundle) -> CliResult<Launched> {
+    let exec_fifo = if fifo {
+        let p = state_dir::fifo(g, &l.id);
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| cli_err!("mkfifo {}: {e}", p.display()))?;
+        Some(p)
+    } else {
+        None
+    };
+    let cgroup_root = cgroups::default_root();
+    let opts = SpawnOptions {
+        id: l.id.clone(),
+        stdin: Some(std::io::stdin().as_raw_fd()),
+        preserve_fds: (3..3 + l.preserve_fds as i32).collect(),
+        cgroup_root: Some(cgroup_root.clone()),
+        default_cgroup: Some(l.id.clone()),
+        exec_fifo,
+        no_pivot: l.no_pivot,
+        console_socket: l.console_socket.clone(),
+        ..Default::default()
+    };
+    let spawned = spawn(&bundle, &opts)?;
+    if let Err(msg) = wait_setup(&spawned, fifo) {
+        abort(g, &l.id, &spawned, &bundle);
+        return Err(cli_err!("{msg}"));
+    }
+    let r = (|| {
+        let pid_start_time = state_dir::proc_stat(spawned.pid).map(|s| s.1).unwrap_or(0);
+        // Record the container's cgroup only if it is its own (never the caller's: delete removes it).
+        let own = cgroups::of_pid(std::process::id() as i32);
+        let cgroup = match cgroups::of_pid(spawned.pid) {
+            Some(c) if Some(&c) != own.as_ref() && c != "/" => cgroup_root.join(c.trim_start_matches('/')),
+            _ => PathBuf::new(),
+        };
+        let rootfs = bundle.spec.root.as_ref().map(|r| bundle.dir.join(&r.path)).unwrap_or_default();
+        let state = State {
+            id: l.id.clone(),
+            pid: spawned.pid,
+            pid_start_time,
+            bundle: bundle.dir.clone(),
+            rootfs,
+            created: state_dir::rfc3339_now(),
+            cgroup,
+            annotations: bundle.spec.annotations.clone(),
+            oci_version: bundle.spec.oci_version.clone(),
+            detached,
+        };
+        state_dir::save(g, &state)?;
+        if let Some(p) = &l.pid_file {
+            state_dir::write_pid_file(p, spawned.pid)?;
+        }
+        Ok(state)
+    })();
+    match r {
+        Ok(state) => Ok(Launched { state, spawned, bundle }),
+        Err(e) => {
+            abort(g, &l.id, &spawned, &bundle);
+            Err(e)
+        }
+    }
+}
+
+pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
+    let a = Args::parse(argv, &LAUNCH_FLAGS)?;
+    let l = Launch::from_args(&a, "create")?;
+    launch(g, &l, true, true)?;
+    Ok(0)
+}
