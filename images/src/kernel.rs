@@ -1,0 +1,195 @@
+//! The kernel: Debian's linux-image-amd64 by default (fetched with `apt-get download` into a cache directory and
+//! unpacked with `dpkg -x`: the meta package names the real linux-image-KVER-amd64 in its Depends), or a local
+//! bzImage (`kernel.path`). Modules come from the package's /lib/modules/KVER: a default set for QEMU (virtio,
+//! e1000, overlay, veth, bridge, tun, loop) plus `kernel.modules`, closed over dependencies, with a computed
+//! modules.dep/modules.alias (the package ships none).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::modindex::{self, ModInfo};
+use crate::tree::{Node, Tree};
+use crate::{io, Error};
+
+/// Modules every image gets (when present in the kernel): what a QEMU guest and LinuxKit-style services need.
+pub const DEFAULT_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "virtio_console",
+    "virtio_rng",
+    "virtio_balloon",
+    "e1000",
+    "overlay",
+    "veth",
+    "bridge",
+    "tun",
+    "loop",
+];
+
+/// A kernel ready to use.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub image: PathBuf,
+    pub version: String,
+    /// The lib/modules/KVER directory, if known.
+    pub modules: Option<PathBuf>,
+}
+
+fn run(cmd: &mut Command) -> Result<String, Error> {
+    let out = cmd.output().map_err(|e| Error::Kernel(format!("running {cmd:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Kernel(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn find_vmlinuz(x: &Path) -> Option<(PathBuf, String)> {
+    let rd = std::fs::read_dir(x.join("boot")).ok()?;
+    let mut v: Vec<_> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    let name = v.into_iter().rev().find(|n| n.starts_with("vmlinuz-"))?;
+    let ver = name.trim_start_matches("vmlinuz-").to_string();
+    Some((x.join("boot").join(&name), ver))
+}
+
+/// `apt-get download PKG` into `dir` (one `apt-get update` and a retry if the package lists are missing).
+fn apt_download(pkg: &str, dir: &Path) -> Result<PathBuf, Error> {
+    let attempt = || run(Command::new("apt-get").args(["download", "-q", pkg]).current_dir(dir));
+    if let Err(first) = attempt() {
+        eprintln!("keel-image: apt-get download {pkg} failed ({first}); running apt-get update once");
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        attempt()?;
+    }
+    let prefix = format!("{pkg}_");
+    std::fs::read_dir(dir)
+        .map_err(io("reading", dir))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().map(|n| n.to_string_lossy().starts_with(&prefix)).unwrap_or(false))
+        .ok_or_else(|| Error::Kernel(format!("apt-get download {pkg}: no .deb appeared in {}", dir.display())))
+}
+
+/// The Debian kernel, fetched into `cache` (cache/x holds the unpacked packages) unless already there.
+pub fn debian(cache: &Path) -> Result<Kernel, Error> {
+    let x = cache.join("x");
+    if let Some((image, version)) = find_vmlinuz(&x) {
+        let m = x.join("lib/modules").join(&version);
+        return Ok(Kernel { image, modules: m.is_dir().then_some(m), version });
+    }
+    let debs = cache.join("debs");
+    std::fs::create_dir_all(&debs).map_err(io("creating", &debs))?;
+    eprintln!("keel-image: fetching Debian's linux-image-amd64 into {}", cache.display());
+    let meta = apt_download("linux-image-amd64", &debs)?;
+    let depends = run(Command::new("dpkg-deb").arg("-f").arg(&meta).arg("Depends"))?;
+    let real = depends
+        .split(',')
+        .map(|d| d.trim().split_whitespace().next().unwrap_or(""))
+        .find(|d| d.starts_with("linux-image-") && d.ends_with("-amd64"))
+        .ok_or_else(|| Error::Kernel(format!("linux-image-amd64 Depends has no linux-image-*-amd64: {depends}")))?
+        .to_string();
+    let deb = apt_download(&real, &debs)?;
+    let tmp = cache.join("x.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tmp))?;
+    let _ = std::fs::remove_dir_all(&x);
+    std::fs::rename(&tmp, &x).map_err(io("renaming to", &x))?;
+    let (image, version) =
+        find_vmlinuz(&x).ok_or_else(|| Error::Kernel(format!("no boot/vmlinuz-* in {}", deb.display())))?;
+    let m = x.join("lib/modules").join(&version);
+    Ok(Kernel { image, modules: m.is_dir().then_some(m), version })
+}
+
+/// Index every module file under a lib/modules/KVER dir: canonical name -> relative path.
+pub fn scan_modules(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io("reading", &d))?.flatten() {
+            let p = e.path();
+            let ft = e.file_type().map_err(io("stat", &p))?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(".ko") {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().into_owned();
+                out.insert(modindex::canon(&rel), rel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What went into the image.
+#[derive(Debug, Default)]
+pub struct ModulesReport {
+    pub count: usize,
+    pub bytes: u64,
+    pub not_found: Vec<String>,
+}
+
+/// Put the selected modules (plus dependencies) and their index into `t` at lib/modules/KVER.
+/// `extra`: `kernel.modules` from the YAML (`all` = everything, `none` = nothing).
+pub fn add_modules(t: &mut Tree, k: &Kernel, extra: &[String]) -> Result<ModulesReport, Error> {
+    let Some(dir) = &k.modules else { return Ok(ModulesReport::default()) };
+    if extra.iter().any(|e| e == "none") {
+        return Ok(ModulesReport::default());
+    }
+    let files = scan_modules(dir)?;
+    let all = extra.iter().any(|e| e == "all");
+    let mut infos: BTreeMap<String, ModInfo> = BTreeMap::new();
+    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut load = |name: &str, infos: &mut BTreeMap<String, ModInfo>| -> Result<bool, Error> {
+        if infos.contains_key(name) {
+            return Ok(true);
+        }
+        let Some(rel) = files.get(name) else { return Ok(false) };
+        let p = dir.join(rel);
+        let bytes = std::fs::read(&p).map_err(io("reading module", &p))?;
+        let (depends, aliases) = modindex::modinfo(&bytes);
+        infos.insert(name.to_string(), ModInfo { rel: rel.clone(), depends, aliases });
+        data.insert(name.to_string(), bytes);
+        Ok(true)
+    };
+    let wanted: Vec<String> = if all {
+        files.keys().cloned().collect()
+    } else {
+        DEFAULT_MODULES.iter().map(|s| s.to_string()).chain(extra.iter().map(|e| modindex::canon(e))).collect()
+    };
+    let mut report = ModulesReport::default();
+    let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    let is_builtin = |n: &str| builtin.lines().any(|l| modindex::canon(l) == n);
+    let mut stack = wanted.clone();
+    while let Some(n) = stack.pop() {
+        let n = modindex::canon(&n);
+        if infos.contains_key(&n) {
+            continue;
+        }
+        if load(&n, &mut infos)? {
+            stack.extend(infos[&n].depends.clone());
+        } else if !is_builtin(&n) && extra.iter().any(|e| modindex::canon(e) == n) {
+            report.not_found.push(n);
+        }
+    }
+    let base = format!("lib/modules/{}", k.version);
+    for (name, mi) in &infos {
+        if let Some(bytes) = data.remove(name) {
+            report.bytes += bytes.len() as u64;
+            t.insert(&format!("{base}/{}", mi.rel), Node::file(bytes, 0o644));
+        }
+    }
+    report.count = infos.len();
+    t.insert(&format!("{base}/modules.dep"), Node::file(modindex::modules_dep(&infos).into_bytes(), 0o644));
+    t.insert(&format!("{base}/modules.alias"), Node::file(modindex::modules_alias(&infos).into_bytes(), 0o644));
+    for f in ["modules.builtin", "modules.order"] {
+        if let Ok(b) = std::fs::read(dir.join(f)) {
+            t.insert(&format!("{base}/{f}"), Node::file(b, 0o644));
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,96 @@
+//! keel's in-image layout: /sbin/init (the static multi-call binary; /init, /usr/bin/keelctl, /usr/bin/keel-runc
+//! and /sbin/modprobe link to it), busybox with its applets in the host root (emergency and debug shells), a
+//! minimal /etc, the mount points rc uses, and the LinuxKit bundle directories under /containers.
+
+use std::path::Path;
+
+use crate::tree::{Kind, Node, Tree};
+use crate::{io, Error};
+
+/// Names the multi-call binary answers to, and where they live.
+pub const LINKS: &[(&str, &str)] = &[
+    ("init", "/sbin/init"),
+    ("usr/bin/keelctl", "/sbin/init"),
+    ("usr/bin/keel-runc", "/sbin/init"),
+    ("sbin/modprobe", "/sbin/init"),
+];
+
+/// The base tree: everything but the containers, files and modules.
+pub fn base(init_binary: &Path, hostname: &str) -> Result<Tree, Error> {
+    let mut t = Tree::new();
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "var",
+        "root",
+        "mnt",
+        "lib/modules",
+        "containers",
+    ] {
+        t.mkdir_p(d);
+    }
+    t.insert("tmp", Node::dir(0o1777));
+    t.insert("root", Node::dir(0o700));
+    t.insert("dev/console", Node { kind: Kind::Char(5, 1), mode: 0o600, uid: 0, gid: 0 });
+    t.insert("dev/null", Node { kind: Kind::Char(1, 3), mode: 0o666, uid: 0, gid: 0 });
+    let init = std::fs::read(init_binary).map_err(|e| Error::Io {
+        what: "reading the init binary (build it with `make build`, or pass --init-binary)".into(),
+        path: init_binary.display().to_string(),
+        err: e,
+    })?;
+    t.insert("sbin/init", Node::file(init, 0o755));
+    crate::sources::add_busybox(&mut t)?;
+    for (link, target) in LINKS {
+        t.insert(link, Node::symlink(target));
+    }
+    let etc = [
+        ("etc/hostname", format!("{hostname}\n"), 0o644),
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into(), 0o644),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n".into(), 0o644),
+        ("etc/shadow", "root::0:0:99999:7:::\n".into(), 0o600),
+        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(), 0o644),
+        ("etc/resolv.conf", "# written by dhcp at boot\n".into(), 0o644),
+        ("etc/os-release", "NAME=keel\nID=keel\nPRETTY_NAME=\"keel\"\n".into(), 0o644),
+        (
+            "etc/profile",
+            "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport PS1='\\h:\\w# '\n".into(),
+            0o644,
+        ),
+    ];
+    for (p, c, m) in etc {
+        t.insert(p, Node::file(c.into_bytes(), m));
+    }
+    Ok(t)
+}
+
+/// Create directory `dest` inside a rootfs tree as a mount point if nothing is in the way (stops at a symlink
+/// or file; the runtime handles those).
+pub fn ensure_mountpoint(t: &mut Tree, dest: &str, as_file: bool) {
+    let parts: Vec<&str> = dest.split('/').filter(|s| !s.is_empty()).collect();
+    let mut cur = String::new();
+    for (i, c) in parts.iter().enumerate() {
+        if !cur.is_empty() {
+            cur.push('/');
+        }
+        cur.push_str(c);
+        let last = i + 1 == parts.len();
+        match t.get(&cur).map(|n| &n.kind) {
+            Some(Kind::Dir) => continue,
+            Some(_) => return,
+            None if last && as_file => t.insert(&cur, Node::file(Vec::new(), 0o644)),
+            None => t.insert(&cur, Node::dir(0o755)),
+        }
+    }
+}
+
+/// Read the init binary's size (for reports).
+pub fn file_size(p: &Path) -> Result<u64, Error> {
+    Ok(std::fs::metadata(p).map_err(io("stat", p))?.len())
+}

@@ -1,0 +1,60 @@
+//! keel-image: turns a LinuxKit-style image YAML into a kernel + initramfs (cpio.gz) + cmdline, and boots it in QEMU.
+//!
+//! One file per concern: [`yaml`] (schema), [`config`] (container entry -> OCI config.json + runtime.json with
+//! LinuxKit's defaults), [`sources`] (busybox / oci: / docker-archive: / rootfs: image sources), [`files`]
+//! (`files:`), [`tree`] (the in-memory file tree everything is assembled in), [`cpio`] (newc writer),
+//! [`kernel`] (Debian kernel fetch, modules and their index), [`layout`] (keel's in-image layout), [`build`]
+//! (orchestration) and [`run`] (QEMU runner).
+
+pub mod build;
+pub mod config;
+pub mod cpio;
+pub mod files;
+pub mod kernel;
+pub mod layout;
+pub mod modindex;
+pub mod run;
+pub mod sources;
+pub mod tree;
+pub mod yaml;
+
+use std::fmt;
+
+/// Every error keel-image reports; each names what failed and where.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad image YAML (message carries file and line).
+    Yaml(String),
+    /// A container entry that cannot be turned into a config (names the container).
+    Config(String),
+    /// An image source that cannot be read (names container and source).
+    Source(String),
+    /// An I/O error on a path.
+    Io { what: String, path: String, err: std::io::Error },
+    /// The kernel could not be fetched or unpacked.
+    Kernel(String),
+    /// A command we ran failed.
+    Command(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Yaml(m) => write!(f, "invalid image definition: {m}"),
+            Error::Config(m) => write!(f, "{m}"),
+            Error::Source(m) => write!(f, "{m}"),
+            Error::Io { what, path, err } => write!(f, "{what} {path}: {err}"),
+            Error::Kernel(m) => write!(f, "kernel: {m}"),
+            Error::Command(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Build an [`Error::Io`] closure: `.map_err(io("reading", &path))`.
+pub fn io<P: AsRef<std::path::Path>>(what: &str, path: P) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.to_string();
+    let path = path.as_ref().display().to_string();
+    move |err| Error::Io { what, path, err }
+}

@@ -1,0 +1,410 @@
+//! Image sources for `image:` (no registry is reachable here): `busybox` (the host's static busybox and its applet
+//! links), `oci:PATH[:TAG]` (an OCI image layout), `docker-archive:PATH` (a `docker save` tarball) and
+//! `rootfs:DIR` (a directory copied as is). Each yields a file tree plus the image config's defaults.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::tree::{norm, Kind, Node, Tree};
+use crate::{io, Error};
+
+/// The defaults an image config provides (OCI image spec `config`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageConfig {
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+}
+
+/// A resolved image: its root filesystem and config.
+#[derive(Debug, Clone, Default)]
+pub struct Image {
+    pub rootfs: Tree,
+    pub config: ImageConfig,
+}
+
+/// The default PATH, as Docker's busybox image sets it.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where the host's static busybox is looked for.
+pub const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
+
+/// LinuxKit images keel replaces (init:, and runc/containerd in onboot/services), by name prefix.
+pub fn is_linuxkit_runtime_image(image: &str) -> bool {
+    let base = image.rsplit('/').next().unwrap_or(image);
+    let name = base.split([':', '@']).next().unwrap_or(base);
+    image.starts_with("linuxkit/") && matches!(name, "init" | "runc" | "containerd" | "ca-certificates")
+}
+
+/// Resolve `spec` (the `image:` value) for container `who`; `base` is the YAML file's directory (relative paths).
+pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
+    let rel = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    if spec == "busybox" || spec.starts_with("busybox:") || spec == "docker.io/library/busybox" {
+        return busybox(who);
+    }
+    if let Some(rest) = spec.strip_prefix("oci:") {
+        // oci:PATH[:TAG] — the tag is after the last ':' only if PATH without it is a directory.
+        let (path, tag) = match rest.rsplit_once(':') {
+            Some((p, t)) if rel(p).is_dir() => (p, Some(t)),
+            _ => (rest, None),
+        };
+        return oci_layout(&rel(path), tag).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
+    }
+    if let Some(path) = spec.strip_prefix("docker-archive:") {
+        return docker_archive(&rel(path)).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
+    }
+    if let Some(dir) = spec.strip_prefix("rootfs:") {
+        let d = rel(dir);
+        if !d.is_dir() {
+            return Err(Error::Source(format!("{who}: image {spec}: {} is not a directory", d.display())));
+        }
+        let rootfs = Tree::from_dir(&d).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")))?;
+        return Ok(Image { rootfs, config: ImageConfig { env: vec![DEFAULT_PATH.into()], ..Default::default() } });
+    }
+    Err(Error::Source(format!(
+        "{who}: image {spec:?} cannot be fetched: no registry is reachable from this builder. Use a local source: \
+         busybox, oci:PATH[:TAG] (OCI image layout), docker-archive:FILE (docker save) or rootfs:DIR"
+    )))
+}
+
+/// The host's busybox binary (must be static: it runs inside containers with nothing else).
+pub fn busybox_binary() -> Result<(PathBuf, Arc<Vec<u8>>), Error> {
+    for c in BUSYBOX_CANDIDATES {
+        let p = Path::new(c);
+        if let Ok(data) = std::fs::read(p) {
+            return Ok((p.to_path_buf(), Arc::new(data)));
+        }
+    }
+    Err(Error::Source(
+        "busybox not found on the host (/bin/busybox); install it: apt-get install -y busybox-static".into(),
+    ))
+}
+
+/// The applet paths (relative, e.g. "bin/sh") busybox provides.
+pub fn busybox_applets(bin: &Path) -> Result<Vec<String>, Error> {
+    let out = std::process::Command::new(bin)
+        .arg("--list-full")
+        .output()
+        .map_err(|e| Error::Command(format!("running {} --list-full: {e}", bin.display())))?;
+    if !out.status.success() {
+        return Err(Error::Command(format!("{} --list-full failed: {}", bin.display(), out.status)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| norm(l.trim())).filter(|l| !l.is_empty()).collect())
+}
+
+/// Add /bin/busybox plus an absolute symlink per applet to `t`.
+pub fn add_busybox(t: &mut Tree) -> Result<(), Error> {
+    let (path, data) = busybox_binary()?;
+    t.insert("bin/busybox", Node { kind: Kind::File(data), mode: 0o755, uid: 0, gid: 0 });
+    for a in busybox_applets(&path)? {
+        if a != "bin/busybox" && t.get(&a).is_none() {
+            t.insert(&a, Node::symlink("/bin/busybox"));
+        }
+    }
+    Ok(())
+}
+
+fn busybox(who: &str) -> Result<Image, Error> {
+    let mut t = Tree::new();
+    add_busybox(&mut t).map_err(|e| Error::Source(format!("{who}: {e}")))?;
+    for d in ["dev", "proc", "sys", "etc", "tmp", "root", "run", "var", "www"] {
+        t.mkdir_p(d);
+    }
+    t.insert("tmp", Node::dir(0o1777));
+    t.insert(
+        "etc/passwd",
+        Node::file(b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(), 0o644),
+    );
+    t.insert("etc/group", Node::file(b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644));
+    Ok(Image {
+        rootfs: t,
+        config: ImageConfig { env: vec![DEFAULT_PATH.into()], cmd: vec!["sh".into()], ..Default::default() },
+    })
+}
+
+fn read_json(p: &Path) -> Result<Value, Error> {
+    let s = std::fs::read(p).map_err(io("reading", p))?;
+    serde_json::from_slice(&s).map_err(|e| Error::Source(format!("{}: bad JSON: {e}", p.display())))
+}
+
+fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, Error> {
+    let (alg, hex) = digest.split_once(':').ok_or_else(|| Error::Source(format!("bad digest {digest:?}")))?;
+    if alg.contains('/') || hex.contains('/') || hex.is_empty() {
+        return Err(Error::Source(format!("bad digest {digest:?}")));
+    }
+    Ok(layout.join("blobs").join(alg).join(hex))
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// Image config JSON (OCI or Docker: the `config` object) -> defaults.
+pub fn parse_image_config(v: &Value) -> ImageConfig {
+    let c = v.get("config").or_else(|| v.get("Config")).cloned().unwrap_or(Value::Null);
+    ImageConfig {
+        env: strs(&c["Env"]),
+        entrypoint: strs(&c["Entrypoint"]),
+        cmd: strs(&c["Cmd"]),
+        working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
+        user: c["User"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+fn is_index(v: &Value) -> bool {
+    v.get("manifests").is_some()
+}
+
+/// Pick a manifest descriptor from an index: by tag (org.opencontainers.image.ref.name), else the only one, else
+/// linux/amd64.
+fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
+    let ms = index["manifests"].as_array().cloned().unwrap_or_default();
+    if ms.is_empty() {
+        return Err(Error::Source(format!("{what}: no manifests")));
+    }
+    if let Some(tag) = tag {
+        let want = |m: &&Value| {
+            let n = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or("");
+            n == tag || n.rsplit(':').next() == Some(tag)
+        };
+        if let Some(m) = ms.iter().find(want) {
+            return Ok(m.clone());
+        }
+        let names: Vec<&str> =
+            ms.iter().filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str()).collect();
+        return Err(Error::Source(format!("{what}: no manifest tagged {tag:?} (tags: {names:?})")));
+    }
+    if ms.len() == 1 {
+        return Ok(ms[0].clone());
+    }
+    ms.iter()
+        .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
+        .cloned()
+        .ok_or_else(|| Error::Source(format!("{what}: {} manifests and none for linux/amd64; name a tag", ms.len())))
+}
+
+/// Read an OCI image layout directory.
+pub fn oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, Error> {
+    let index = read_json(&dir.join("index.json"))?;
+    let mut desc = pick(&index, tag, "index.json")?;
+    // Nested indexes (multi-platform images): descend until a manifest.
+    for _ in 0..4 {
+        let blob = read_json(&blob_path(dir, desc["digest"].as_str().unwrap_or(""))?)?;
+        if is_index(&blob) {
+            desc = pick(&blob, None, "nested index")?;
+            continue;
+        }
+        let cfg = read_json(&blob_path(dir, blob["config"]["digest"].as_str().unwrap_or(""))?)?;
+        let mut rootfs = Tree::new();
+        for l in blob["layers"].as_array().cloned().unwrap_or_default() {
+            let p = blob_path(dir, l["digest"].as_str().unwrap_or(""))?;
+            let data = std::fs::read(&p).map_err(io("reading layer", &p))?;
+            apply_layer(&mut rootfs, &data).map_err(|e| Error::Source(format!("layer {}: {e}", p.display())))?;
+        }
+        return Ok(Image { rootfs, config: parse_image_config(&cfg) });
+    }
+    Err(Error::Source("index nesting too deep".into()))
+}
+
+/// Read a `docker save` tarball (manifest.json -> Config + Layers).
+pub fn docker_archive(path: &Path) -> Result<Image, Error> {
+    let raw = std::fs::read(path).map_err(io("reading", path))?;
+    let data = maybe_gunzip(raw)?;
+    let mut files: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+    let mut ar = tar::Archive::new(data.as_slice());
+    for e in ar.entries().map_err(io("reading tar", path))? {
+        let mut e = e.map_err(io("reading tar", path))?;
+        if e.header().entry_type().is_file() {
+            let name = norm(&e.path().map_err(io("reading tar", path))?.to_string_lossy());
+            let mut buf = Vec::new();
+            e.read_to_end(&mut buf).map_err(io("reading tar", path))?;
+            files.insert(name, buf);
+        }
+    }
+    let get = |n: &str| files.get(&norm(n)).ok_or_else(|| Error::Source(format!("{n} missing in the archive")));
+    let manifest: Value = serde_json::from_slice(get("manifest.json")?)
+        .map_err(|e| Error::Source(format!("manifest.json: bad JSON: {e}")))?;
+    let m = manifest.get(0).ok_or_else(|| Error::Source("manifest.json: empty".into()))?;
+    let cfg: Value = serde_json::from_slice(get(m["Config"].as_str().unwrap_or(""))?)
+        .map_err(|e| Error::Source(format!("image config: bad JSON: {e}")))?;
+    let mut rootfs = Tree::new();
+    for l in strs(&m["Layers"]) {
+        apply_layer(&mut rootfs, get(&l)?).map_err(|e| Error::Source(format!("layer {l}: {e}")))?;
+    }
+    Ok(Image { rootfs, config: parse_image_config(&cfg) })
+}
+
+fn maybe_gunzip(data: Vec<u8>) -> Result<Vec<u8>, Error> {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(data.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Source(format!("gunzip: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(data)
+    }
+}
+
+/// Apply one layer (tar or tar+gzip) to `t` with OCI whiteout semantics: `.wh..wh..opq` empties its directory
+/// (lower layers only), `.wh.NAME` deletes NAME. Whiteouts are applied before the layer's own entries.
+pub fn apply_layer(t: &mut Tree, data: &[u8]) -> Result<(), Error> {
+    let data = maybe_gunzip(data.to_vec())?;
+    let mut ar = tar::Archive::new(data.as_slice());
+    let mut adds: Vec<(String, Node, Option<String>)> = Vec::new();
+    let mut whiteouts: Vec<(String, bool)> = Vec::new();
+    for e in ar.entries().map_err(|e| Error::Source(format!("tar: {e}")))? {
+        let mut e = e.map_err(|e| Error::Source(format!("tar: {e}")))?;
+        let path = norm(&e.path().map_err(|e| Error::Source(format!("tar path: {e}")))?.to_string_lossy());
+        let (dir, name) = match path.rfind('/') {
+            Some(i) => (path[..i].to_string(), path[i + 1..].to_string()),
+            None => (String::new(), path.clone()),
+        };
+        if name == ".wh..wh..opq" {
+            whiteouts.push((dir, true));
+            continue;
+        }
+        if let Some(victim) = name.strip_prefix(".wh.") {
+            whiteouts.push((if dir.is_empty() { victim.to_string() } else { format!("{dir}/{victim}") }, false));
+            continue;
+        }
+        let h = e.header().clone();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let uid = h.uid().unwrap_or(0) as u32;
+        let gid = h.gid().unwrap_or(0) as u32;
+        let et = h.entry_type();
+        let mut link = None;
+        let kind = match et {
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let mut buf = Vec::new();
+                e.read_to_end(&mut buf).map_err(|e| Error::Source(format!("tar {path}: {e}")))?;
+                Kind::File(Arc::new(buf))
+            }
+            tar::EntryType::Symlink => Kind::Symlink(
+                e.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default(),
+            ),
+            tar::EntryType::Link => {
+                link = e.link_name().ok().flatten().map(|l| norm(&l.to_string_lossy()));
+                Kind::Fifo // placeholder, resolved below
+            }
+            tar::EntryType::Char => {
+                Kind::Char(h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0))
+            }
+            tar::EntryType::Block => {
+                Kind::Block(h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0))
+            }
+            tar::EntryType::Fifo => Kind::Fifo,
+            _ => continue, // pax headers etc. are consumed by the tar crate
+        };
+        if path.is_empty() {
+            continue;
+        }
+        adds.push((path, Node { kind, mode, uid, gid }, link));
+    }
+    for (p, opaque) in whiteouts {
+        if opaque {
+            t.remove_children(&p);
+        } else {
+            t.remove(&p);
+        }
+    }
+    for (p, node, link) in adds {
+        match link {
+            Some(target) => {
+                let n = t
+                    .get(&target)
+                    .cloned()
+                    .ok_or_else(|| Error::Source(format!("hard link {p} -> {target}: target not found")))?;
+                t.insert(&p, n);
+            }
+            None => t.insert(&p, node),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// Build a tar layer from (path, contents-or-None-for-dir) pairs.
+    pub fn layer(entries: &[(&str, Option<&[u8]>)], gz: bool) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, c) in entries {
+            let mut h = tar::Header::new_gnu();
+            match c {
+                Some(data) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(data.len() as u64);
+                    h.set_mode(0o644);
+                    h.set_cksum();
+                    b.append_data(&mut h, p, *data).unwrap();
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    h.set_mode(0o755);
+                    h.set_cksum();
+                    b.append_data(&mut h, p, &[][..]).unwrap();
+                }
+            }
+        }
+        let raw = b.into_inner().unwrap();
+        if gz {
+            crate::cpio::gzip(&raw, 6).unwrap()
+        } else {
+            raw
+        }
+    }
+
+    #[test]
+    fn whiteouts_and_opaque() {
+        let mut t = Tree::new();
+        let l1 = layer(
+            &[
+                ("etc/", None),
+                ("etc/a", Some(b"a")),
+                ("etc/b", Some(b"b")),
+                ("opt/", None),
+                ("opt/x/", None),
+                ("opt/x/old", Some(b"old")),
+            ],
+            false,
+        );
+        let l2 =
+            layer(&[("etc/.wh.a", Some(b"")), ("opt/x/.wh..wh..opq", Some(b"")), ("opt/x/new", Some(b"new"))], true);
+        apply_layer(&mut t, &l1).unwrap();
+        apply_layer(&mut t, &l2).unwrap();
+        assert!(t.get("etc/a").is_none());
+        assert!(t.get("etc/b").is_some());
+        assert!(t.get("opt/x/old").is_none(), "opaque dir hides the lower layer");
+        assert!(t.get("opt/x/new").is_some(), "opaque dir keeps this layer's entries");
+        assert!(t.get("etc/.wh.a").is_none());
+    }
+
+    #[test]
+    fn unknown_registry_image_is_a_clear_error() {
+        let e = load("linuxkit/sshd:v1.0", "sshd", Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("sshd") && e.contains("linuxkit/sshd:v1.0") && e.contains("oci:"), "{e}");
+    }
+
+    #[test]
+    fn linuxkit_runtime_images() {
+        assert!(is_linuxkit_runtime_image("linuxkit/init:8f1e6a0747acbbb4d7e24dc98f97faa8d1c6cec7"));
+        assert!(is_linuxkit_runtime_image("linuxkit/runc:v1.0"));
+        assert!(!is_linuxkit_runtime_image("linuxkit/sshd:v1.0"));
+    }
+}

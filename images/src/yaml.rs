@@ -1,0 +1,310 @@
+//! LinuxKit's image YAML schema (src/cmd/linuxkit/moby/config.go + schema.go), as strict serde types: every
+//! struct denies unknown fields, so a misspelt key or a wrong type is an error that carries its line number.
+//!
+//! keel extensions (not in LinuxKit): `kernel.path` (a local bzImage) and `kernel.modules` (module names to copy
+//! with their dependencies; `[all]` copies the whole tree).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The whole image definition (LinuxKit's `Moby` type).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Moby {
+    pub kernel: Option<Kernel>,
+    pub init: Vec<String>,
+    pub onboot: Vec<Container>,
+    pub onshutdown: Vec<Container>,
+    pub services: Vec<Container>,
+    pub files: Vec<File>,
+    /// LinuxKit's content trust section: accepted and ignored (no registry here).
+    pub trust: Option<serde_yaml::Value>,
+}
+
+/// `kernel:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kernel {
+    /// `debian` (default) or a LinuxKit kernel image reference (only `debian` can be fetched here).
+    pub image: Option<String>,
+    pub cmdline: Option<String>,
+    /// LinuxKit: name of the kernel file inside the kernel image; accepted, unused.
+    pub binary: Option<String>,
+    /// LinuxKit: kernel tarball name; accepted, unused (modules come from the Debian package).
+    pub tar: Option<String>,
+    /// LinuxKit: microcode cpio; accepted, unused.
+    pub ucode: Option<String>,
+    /// keel: a local kernel (bzImage) instead of the Debian one.
+    pub path: Option<String>,
+    /// keel: a directory holding lib/modules/KVER for a local kernel.
+    pub modules_dir: Option<String>,
+    /// keel: modules to put in the image (with their dependencies) on top of the default set; `[all]` = every
+    /// module of the kernel package, `[none]` = no modules at all.
+    pub modules: Option<Vec<String>>,
+}
+
+/// A uid/gid: a number or a name (resolved in the container's /etc/passwd or /etc/group).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Id {
+    Num(u32),
+    Name(String),
+}
+
+/// One `mounts:` entry (OCI mount, LinuxKit lets type/source/destination default).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mount {
+    pub destination: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// One `devices:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Device {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: Option<String>,
+}
+
+/// One uid/gid mapping.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct IdMapping {
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    pub size: u32,
+}
+
+/// `runtime.interfaces[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Interface {
+    pub name: String,
+    pub add: String,
+    pub peer: String,
+    pub create_in_root: bool,
+}
+
+/// `runtime.bindNS`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BindNs {
+    pub cgroup: Option<String>,
+    pub ipc: Option<String>,
+    pub mnt: Option<String>,
+    pub net: Option<String>,
+    pub pid: Option<String>,
+    pub user: Option<String>,
+    pub uts: Option<String>,
+}
+
+/// `runtime:` (goes to runtime.json, not config.json).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    pub cgroups: Option<Vec<String>>,
+    pub mounts: Option<Vec<Mount>>,
+    pub mkdir: Option<Vec<String>>,
+    pub interfaces: Option<Vec<Interface>>,
+    #[serde(rename = "bindNS")]
+    pub bind_ns: BindNs,
+    pub namespace: Option<String>,
+    #[serde(rename = "noRestart")]
+    pub no_restart: Option<bool>,
+}
+
+/// One onboot / service / onshutdown entry (LinuxKit's `Image` + `ImageConfig`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub capabilities: Option<Vec<String>>,
+    #[serde(rename = "capabilities.add")]
+    pub capabilities_add: Option<Vec<String>>,
+    pub ambient: Option<Vec<String>>,
+    pub mounts: Option<Vec<Mount>>,
+    pub binds: Option<Vec<String>>,
+    #[serde(rename = "binds.add")]
+    pub binds_add: Option<Vec<String>>,
+    pub devices: Option<Vec<Device>>,
+    pub tmpfs: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub cwd: Option<String>,
+    pub net: Option<String>,
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub uts: Option<String>,
+    pub userns: Option<String>,
+    pub hostname: Option<String>,
+    pub readonly: Option<bool>,
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    pub uid: Option<Id>,
+    pub gid: Option<Id>,
+    pub additional_gids: Option<Vec<Id>>,
+    pub no_new_privileges: Option<bool>,
+    pub oom_score_adj: Option<i32>,
+    pub rootfs_propagation: Option<String>,
+    pub cgroups_path: Option<String>,
+    /// OCI `linux.resources`, passed through as given (keel-shim validates it).
+    pub resources: Option<serde_json::Value>,
+    pub sysctl: Option<BTreeMap<String, String>>,
+    pub rlimits: Option<Vec<String>>,
+    pub uid_mappings: Option<Vec<IdMapping>>,
+    pub gid_mappings: Option<Vec<IdMapping>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub runtime: Option<Runtime>,
+}
+
+/// One `files:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct File {
+    pub path: String,
+    pub directory: bool,
+    pub symlink: Option<String>,
+    pub contents: Option<String>,
+    pub source: Option<String>,
+    /// LinuxKit: `metadata: yaml` writes the image YAML itself; supported.
+    pub metadata: Option<String>,
+    pub optional: bool,
+    pub mode: Option<String>,
+    pub uid: Option<Id>,
+    pub gid: Option<Id>,
+}
+
+impl Moby {
+    /// Parse an image definition; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Moby, Error> {
+        let m: Moby = serde_yaml::from_str(text).map_err(|e| {
+            let loc = e.location().map(|l| format!("line {} column {}: ", l.line(), l.column())).unwrap_or_default();
+            // serde_yaml appends " at line L column C" itself; keep the message and put the position first.
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) if !loc.is_empty() => msg[..i].to_string(),
+                _ => msg,
+            };
+            Error::Yaml(format!("{origin}: {loc}{msg}"))
+        })?;
+        m.validate(origin)?;
+        Ok(m)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (section, list) in
+            [("onboot", &self.onboot), ("onshutdown", &self.onshutdown), ("services", &self.services)]
+        {
+            for c in list.iter() {
+                if c.name.is_empty() {
+                    return Err(Error::Yaml(format!("{origin}: {section}: an entry has no name")));
+                }
+                if !c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+                    return Err(Error::Yaml(format!(
+                        "{origin}: {section}: invalid name {:?} (allowed: a-z 0-9 _ -)",
+                        c.name
+                    )));
+                }
+                if c.image.is_empty() {
+                    return Err(Error::Yaml(format!("{origin}: {section}/{}: no image", c.name)));
+                }
+            }
+        }
+        for c in &self.services {
+            if !seen.insert(c.name.clone()) {
+                return Err(Error::Yaml(format!("{origin}: duplicate service name: {}", c.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_linuxkit_example() {
+        let y = r#"
+kernel:
+  image: linuxkit/kernel:6.6.13
+  cmdline: "console=tty0 console=ttyS0"
+init:
+  - linuxkit/init:v1.0
+  - linuxkit/runc:v1.0
+onboot:
+  - name: sysctl
+    image: linuxkit/sysctl:v1
+  - name: dhcpcd
+    image: linuxkit/dhcpcd:v1
+    command: ["/sbin/dhcpcd", "--nobackground", "-f", "/dhcpcd.conf", "-1"]
+services:
+  - name: getty
+    image: linuxkit/getty:v1
+    env:
+     - INSECURE=true
+    binds.add:
+     - /etc:/hostroot/etc
+    capabilities:
+     - all
+    uid: 0
+    gid: root
+files:
+  - path: etc/linuxkit-config
+    metadata: yaml
+trust:
+  org:
+    - linuxkit
+"#;
+        let m = Moby::parse(y, "t.yml").unwrap();
+        assert_eq!(m.onboot.len(), 2);
+        assert_eq!(m.services[0].uid, Some(Id::Num(0)));
+        assert_eq!(m.services[0].gid, Some(Id::Name("root".into())));
+        assert_eq!(m.init.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_has_line_number() {
+        let y =
+            "onboot:\n  - name: a\n    image: busybox\nservices:\n  - name: web\n    image: busybox\n    comand: [x]\n";
+        let e = Moby::parse(y, "t.yml").unwrap_err().to_string();
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("comand"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_has_line_number() {
+        let y = "services:\n  - name: web\n    image: busybox\n    readonly: maybe\n";
+        let e = Moby::parse(y, "t.yml").unwrap_err().to_string();
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let e = Moby::parse("kernal:\n  image: x\n", "t.yml").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("kernal"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_and_bad_names() {
+        let y = "services:\n  - name: a\n    image: busybox\n  - name: a\n    image: busybox\n";
+        assert!(Moby::parse(y, "t").unwrap_err().to_string().contains("duplicate"));
+        let y = "services:\n  - name: A/b\n    image: busybox\n";
+        assert!(Moby::parse(y, "t").unwrap_err().to_string().contains("invalid name"));
+    }
+}
