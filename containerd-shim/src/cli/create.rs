@@ -3,7 +3,7 @@
 //! keel-runc itself exits (the container is reparented to the caller's subreaper, as with runc).
 //! Also holds the launch path shared with `run`.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -55,11 +55,19 @@ pub struct Launched {
     pub bundle: Bundle,
 }
 
-/// Rebuild a [`Spawned`] for `cleanup` in a later keel-runc process (the status pipe is long gone: /dev/null
-/// stands in for it).
-pub fn rebuild_spawned(pid: i32) -> CliResult<Spawned> {
-    let f = std::fs::File::open("/dev/null")?;
-    Ok(Spawned { pid, status: OwnedFd::from(f) })
+/// The spawn options keel-runc uses for container `id` (also what `delete` rebuilds cleanup from).
+pub fn base_opts(id: &str) -> SpawnOptions {
+    SpawnOptions {
+        id: id.to_string(),
+        cgroup_root: Some(cgroups::default_root()),
+        default_cgroup: Some(id.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Rebuild a [`Spawned`] for `cleanup` in a later keel-runc process.
+pub fn rebuild_spawned(bundle: &Bundle, id: &str, pid: i32) -> Spawned {
+    Spawned::rebuild(bundle, &base_opts(id), pid)
 }
 
 /// Undo a launch that failed after spawn: kill and reap the process, undo spawn's setup, drop the state dir.
@@ -140,15 +148,12 @@ fn launch_in(g: &Globals, l: &Launch, fifo: bool, detached: bool, bundle: Bundle
     };
     let cgroup_root = cgroups::default_root();
     let opts = SpawnOptions {
-        id: l.id.clone(),
         stdin: Some(std::io::stdin().as_raw_fd()),
         preserve_fds: (3..3 + l.preserve_fds as i32).collect(),
-        cgroup_root: Some(cgroup_root.clone()),
-        default_cgroup: Some(l.id.clone()),
         exec_fifo,
         no_pivot: l.no_pivot,
         console_socket: l.console_socket.clone(),
-        ..Default::default()
+        ..base_opts(&l.id)
     };
     let spawned = spawn(&bundle, &opts)?;
     if let Err(msg) = wait_setup(&spawned, fifo) {

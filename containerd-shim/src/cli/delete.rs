@@ -40,7 +40,7 @@ pub fn destroy(g: &Globals, st: &State) -> CliResult {
     let mut errs = Vec::new();
     match Bundle::load(&st.bundle) {
         Ok(bundle) => {
-            let spawned = super::create::rebuild_spawned(st.pid)?;
+            let spawned = super::create::rebuild_spawned(&bundle, &st.id, st.pid);
             for e in spawned.cleanup(&bundle) {
                 errs.push(e.to_string());
             }

@@ -35,7 +35,8 @@ const FORWARDED: [libc::c_int; 9] = [
     libc::SIGALRM,
 ];
 
-fn install_forwarding() {
+/// Install the forwarding handlers (the target is set with [`set_forward_target`]).
+pub fn install_forwarding() {
     for sig in FORWARDED {
         // SAFETY: a zeroed sigaction with a plain handler that only calls kill(2); no SA_RESTART so waitpid
         // simply continues after EINTR.
@@ -46,6 +47,11 @@ fn install_forwarding() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+/// Forward caught signals to `pid` from now on.
+pub fn set_forward_target(pid: i32) {
+    CHILD.store(pid, Ordering::Relaxed);
 }
 
 pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
