@@ -12,6 +12,16 @@
 //!   the caller owns reaping.
 
 pub mod bundle;
+pub mod caps;
+mod child;
+pub mod devices;
+pub mod hooks;
+mod identity;
+pub mod namespaces;
+mod reaper;
+pub mod rlimits;
+pub mod rootfs;
+mod sys;
 pub mod cgroups;
 pub mod cli;
 pub mod error;
@@ -23,4 +33,6 @@ pub mod spec;
 
 pub use bundle::Bundle;
 pub use error::Error;
-pub use spawn::{spawn, SpawnOptions, Spawned};
+pub use spawn::{spawn, SpawnOptions, Spawned, Status};
+pub use hooks::run_poststart;
+pub use runtime_json::RuntimeJson;

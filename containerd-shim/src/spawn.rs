@@ -1,10 +1,21 @@
-//! Starting a bundle's process: parent side (clone, pipes, fds) and, in submodules, the child side
-//! (namespaces -> mounts -> pivot_root -> ids -> caps -> seccomp -> exec).
+//! Starting a bundle's process, parent side: turn the bundle into a [`child::Plan`] (everything prepared, so the
+//! child never allocates), create the cgroup, do LinuxKit's runtime.json preparation, clone once with the CLONE_NEW*
+//! flags (clone3 + CLONE_INTO_CGROUP where possible), finish what must happen outside (user namespace maps,
+//! bindNS, prestart/createRuntime hooks) and return. The child side is in [`crate::child`].
 
-use std::os::fd::{OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
-use crate::{Bundle, Error};
+use crate::caps::{self, CapSets};
+use crate::child::Plan;
+use crate::devices::{self, DeviceStep};
+use crate::hooks::{self, PreparedHook};
+use crate::mounts::parse_options;
+use crate::rootfs::{secure_join, MountStep};
+use crate::spec::NamespaceType;
+use crate::{namespaces, Bundle, Error};
 
 /// How the caller wants the container's process wired up. `Default` gives runc-like behaviour.
 #[derive(Debug, Default, Clone)]
@@ -48,10 +59,18 @@ pub struct Spawned {
     /// Read end (O_NONBLOCK, O_CLOEXEC) of the setup status pipe: EOF with no data means the process exec'd;
     /// otherwise the child wrote one UTF-8 error line (what failed, path, errno) and exits 127.
     pub status: OwnedFd,
+    /// What poll_status saw last, once final.
+    seen: RefCell<Option<Status>>,
+    /// Container id (for hook state).
+    id: String,
+    /// runtime.json mounts made in the host mount namespace, in order.
+    rt_mounts: Vec<PathBuf>,
+    /// The container's cgroup directory, if spawn created/used one.
+    cgroup: Option<PathBuf>,
 }
 
 /// What [`Spawned::poll_status`] saw.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     /// Setup still running (no EOF yet).
     Pending,
@@ -64,19 +83,753 @@ pub enum Status {
 impl Spawned {
     /// Non-blocking read of the status pipe. Call it when the fd is readable (or polls as readable).
     pub fn poll_status(&self) -> Status {
-        Status::Pending
+        if let Some(s) = self.seen.borrow().as_ref() {
+            return s.clone();
+        }
+        let mut buf = [0u8; 1024];
+        // SAFETY: reading into a valid buffer from our own fd.
+        let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let s = match n {
+            0 => Status::Started,
+            n if n > 0 => Status::Failed(String::from_utf8_lossy(&buf[..n as usize]).trim_end().to_string()),
+            _ if nix::errno::Errno::last() == nix::errno::Errno::EAGAIN => return Status::Pending,
+            _ if nix::errno::Errno::last() == nix::errno::Errno::EINTR => return Status::Pending,
+            _ => Status::Failed(format!("read status pipe: {}", nix::errno::Errno::last())),
+        };
+        *self.seen.borrow_mut() = Some(s.clone());
+        s
+    }
+
+    /// Block (up to `timeout_ms`) until the setup outcome is known. For tools like keel-runc; PID 1 polls instead.
+    pub fn wait_status(&self, timeout_ms: i32) -> Status {
+        let mut p = libc::pollfd { fd: self.status.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: p is a valid pollfd.
+        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        self.poll_status()
+    }
+
+    /// Rebuild the handle of a container spawned by another process (keel-runc `delete` after `create`), for
+    /// [`Spawned::cleanup`]: the runtime.json mounts and the cgroup are derived from the bundle and `opts` exactly as
+    /// spawn derived them. The status fd is /dev/null (the real pipe is gone): poll_status says Started.
+    pub fn rebuild(bundle: &Bundle, opts: &SpawnOptions, pid: i32) -> Spawned {
+        let status = match std::fs::File::open("/dev/null") {
+            Ok(f) => OwnedFd::from(f),
+            // SAFETY: dup of stdin only as a stand-in fd when /dev/null cannot be opened.
+            Err(_) => unsafe { OwnedFd::from_raw_fd(libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3)) },
+        };
+        let mut rt_mounts = Vec::new();
+        if let Some(rt) = &bundle.runtime {
+            for m in &rt.mounts {
+                if !m.options.iter().any(|o| o == "remount") {
+                    let d = &m.destination;
+                    rt_mounts.push(if d.starts_with('/') { PathBuf::from(d) } else { bundle.rootfs.join(d) });
+                }
+            }
+        }
+        let cgroup = cgroup_rel(bundle, opts)
+            .map(|rel| opts.cgroup_root.clone().unwrap_or_else(cg::default_root).join(rel.trim_start_matches('/')));
+        Spawned { pid, status, seen: RefCell::new(Some(Status::Started)), id: opts.id.clone(), rt_mounts, cgroup }
+    }
+
+    /// The cgroup directory the container runs in, if any.
+    pub fn cgroup(&self) -> Option<&Path> {
+        self.cgroup.as_deref()
     }
 
     /// Undo what spawn set up outside the container (runtime.json mounts, cgroup dir, poststop hooks).
     /// Call after the caller has reaped `pid`. Returns every error met; never panics.
-    pub fn cleanup(&self, _bundle: &Bundle) -> Vec<Error> {
-        Vec::new()
+    pub fn cleanup(&self, bundle: &Bundle) -> Vec<Error> {
+        let mut errs = Vec::new();
+        if let Some(h) = &bundle.spec.hooks {
+            if let Err(e) = hooks::run_list("poststop", &h.poststop, bundle, &self.id, "stopped", self.pid) {
+                errs.push(e);
+            }
+        }
+        undo_runtime_mounts(&self.rt_mounts, &mut errs);
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg::remove(cg) {
+                errs.push(e);
+            }
+        }
+        errs
     }
+}
+
+fn undo_runtime_mounts(mounts: &[PathBuf], errs: &mut Vec<Error>) {
+    for m in mounts.iter().rev() {
+        if let Err(e) = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            errs.push(Error::Sys { what: format!("unmount runtime.json mount {}", m.display()), errno: e });
+        }
+    }
+}
+
+/// cgroup v2 directory handling. Uses crate::cgroups when it provides create/remove (R2); this is the minimal
+/// fallback: mkdir/rmdir only, no limits.
+mod cg {
+    use std::path::{Path, PathBuf};
+
+    use crate::Error;
+
+    pub fn default_root() -> PathBuf {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup/unified")
+        }
+    }
+
+    pub fn create(root: &Path, rel: &str, _res: Option<&crate::cgroups::LinuxResources>) -> Result<PathBuf, Error> {
+        let p = root.join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(&p).map_err(|err| Error::Io { what: "create cgroup", path: p.clone(), err })?;
+        Ok(p)
+    }
+
+    pub fn remove(path: &Path) -> Result<(), Error> {
+        match std::fs::remove_dir(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::Io { what: "remove cgroup", path: path.to_path_buf(), err }),
+        }
+    }
+}
+
+fn cstr(s: impl AsRef<[u8]>) -> CString {
+    let b = s.as_ref();
+    CString::new(b.iter().copied().filter(|&c| c != 0).collect::<Vec<u8>>()).unwrap_or_default()
+}
+
+fn cpath(p: &Path) -> CString {
+    use std::os::unix::ffi::OsStrExt;
+    cstr(p.as_os_str().as_bytes())
+}
+
+fn sys_err(what: String) -> Error {
+    Error::Sys { what, errno: nix::errno::Errno::last() }
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Is this host cgroup2-only (cgroup2 mounted at /sys/fs/cgroup)?
+fn cgroup2_only() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Prepare the child's plan. No side effects besides opening namespace files.
+fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> Result<Plan, Error> {
+    let cfg = bundle.dir.join("config.json");
+    let invalid = |field: &str, msg: String| Error::Invalid { path: cfg.clone(), field: field.into(), msg };
+    let spec = &bundle.spec;
+    let process = spec.process.as_ref().ok_or_else(|| invalid("process", "missing: nothing to run".into()))?;
+    let linux = spec.linux.as_ref();
+    let rootfs = &bundle.rootfs;
+
+    let setup_root = ns.new_mount;
+    let chroot_only = !ns.new_mount && !ns.joined_mount;
+    if !setup_root && !spec.mounts.is_empty() && chroot_only {
+        return Err(invalid("mounts", "mounts need a new mount namespace (linux.namespaces has no \"mount\")".into()));
+    }
+
+    // Mounts.
+    let mut mounts = Vec::with_capacity(spec.mounts.len() + opts.binds.len());
+    let mut dev_tmpfs = false;
+    for m in &spec.mounts {
+        let kind = m.kind.as_deref().unwrap_or("");
+        let o = parse_options(&m.options);
+        let target = secure_join(rootfs, &m.destination);
+        let display = cstr(&m.destination);
+        let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+        let step = if kind == "bind" || o.bind {
+            let src = m.source.as_deref().unwrap_or("");
+            let src = if src.starts_with('/') { PathBuf::from(src) } else { bundle.dir.join(src) };
+            let file = std::fs::metadata(&src).map(|md| !md.is_dir()).unwrap_or(false);
+            MountStep {
+                source: Some(cpath(&src)),
+                target: cpath(&target),
+                display,
+                fstype: None,
+                flags: libc::MS_BIND | (o.flags & libc::MS_REC),
+                data: None,
+                remount: (extra != 0).then_some(extra),
+                propagation: o.propagation,
+                file,
+            }
+        } else if kind == "cgroup" || kind == "cgroup2" {
+            if kind == "cgroup2" || cgroup2_only() {
+                MountStep {
+                    source: Some(cstr("cgroup2")),
+                    target: cpath(&target),
+                    display,
+                    fstype: Some(cstr("cgroup2")),
+                    flags: extra,
+                    data: None,
+                    remount: None,
+                    propagation: o.propagation,
+                    file: false,
+                }
+            } else {
+                // Hybrid host (cgroup2 at /sys/fs/cgroup/unified): show the host's tree, as runc does for v1.
+                MountStep {
+                    source: Some(cstr("/sys/fs/cgroup")),
+                    target: cpath(&target),
+                    display,
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    remount: (extra != 0).then_some(extra),
+                    propagation: o.propagation,
+                    file: false,
+                }
+            }
+        } else {
+            if m.destination == "/dev" && kind == "tmpfs" {
+                dev_tmpfs = true;
+            }
+            MountStep {
+                source: Some(cstr(m.source.as_deref().unwrap_or(kind))),
+                target: cpath(&target),
+                display,
+                fstype: (!kind.is_empty()).then(|| cstr(kind)),
+                flags: o.flags,
+                data: (!o.data.is_empty()).then(|| cstr(&o.data)),
+                remount: None,
+                propagation: o.propagation,
+                file: false,
+            }
+        };
+        mounts.push(step);
+    }
+    for (src, dst) in &opts.binds {
+        let file = std::fs::metadata(src).map(|md| !md.is_dir()).unwrap_or(false);
+        let d = dst.to_string_lossy();
+        mounts.push(MountStep {
+            source: Some(cpath(src)),
+            target: cpath(&secure_join(rootfs, &d)),
+            display: cstr(d.as_bytes()),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            remount: None,
+            propagation: 0,
+            file,
+        });
+    }
+
+    // Devices.
+    let mut devs = Vec::new();
+    let mut links = Vec::new();
+    let spec_devices = linux.map(|l| l.devices.as_slice()).unwrap_or(&[]);
+    if dev_tmpfs {
+        for (name, major, minor) in devices::DEFAULT {
+            let path = format!("/dev/{name}");
+            if spec_devices.iter().any(|d| d.path == path) {
+                continue;
+            }
+            devs.push(DeviceStep {
+                path: cpath(&secure_join(rootfs, &path)),
+                host: cstr(&path),
+                display: cstr(&path),
+                mode: libc::S_IFCHR | 0o666,
+                dev: libc::makedev(major, minor),
+                uid: None,
+                gid: None,
+            });
+        }
+        for (name, target) in devices::LINKS {
+            links.push((cstr(target), cpath(&secure_join(rootfs, &format!("/dev/{name}")))));
+        }
+    }
+    for d in spec_devices {
+        devs.push(DeviceStep {
+            path: cpath(&secure_join(rootfs, &d.path)),
+            host: cstr(&d.path),
+            display: cstr(&d.path),
+            mode: devices::type_bits(&d.kind) | d.file_mode.unwrap_or(0o666) & 0o7777,
+            dev: libc::makedev(d.major as u32, d.minor as u32),
+            uid: d.uid,
+            gid: d.gid,
+        });
+    }
+
+    let sysctl = linux
+        .map(|l| {
+            l.sysctl.iter().map(|(k, v)| (cpath(&rootfs.join("proc/sys").join(k.replace('.', "/"))), cstr(v))).collect()
+        })
+        .unwrap_or_default();
+    let readonly_paths =
+        linux.map(|l| l.readonly_paths.iter().map(|p| cpath(&secure_join(rootfs, p))).collect()).unwrap_or_default();
+    let masked_paths =
+        linux.map(|l| l.masked_paths.iter().map(|p| cpath(&secure_join(rootfs, p))).collect()).unwrap_or_default();
+
+    let mut rlimits = Vec::with_capacity(process.rlimits.len());
+    for (i, r) in process.rlimits.iter().enumerate() {
+        let res = crate::rlimits::resource(&r.kind)
+            .ok_or_else(|| invalid(&format!("process.rlimits[{i}].type"), format!("unknown rlimit {:?}", r.kind)))?;
+        rlimits.push((res, r.soft, r.hard));
+    }
+
+    let last_cap = caps::last_cap();
+    let known = if last_cap >= 63 { u64::MAX } else { (1u64 << (last_cap + 1)) - 1 };
+    let caps = {
+        let c = process.capabilities.clone().unwrap_or_default();
+        let m = |field: &str, names: &[String]| {
+            caps::mask(names)
+                .map(|m| m & known)
+                .map_err(|n| invalid(&format!("process.capabilities.{field}"), format!("unknown capability {n:?}")))
+        };
+        CapSets {
+            bounding: m("bounding", &c.bounding)?,
+            effective: m("effective", &c.effective)?,
+            permitted: m("permitted", &c.permitted)?,
+            inheritable: m("inheritable", &c.inheritable)?,
+            ambient: m("ambient", &c.ambient)?,
+        }
+    };
+
+    let personality = match linux.and_then(|l| l.personality.as_ref()) {
+        None => None,
+        Some(p) => Some(match p.domain.as_str() {
+            "LINUX" => 0,
+            "LINUX32" => 0x0008,
+            d => return Err(invalid("linux.personality.domain", format!("unknown domain {d:?}"))),
+        }),
+    };
+
+    let seccomp = match linux.and_then(|l| l.seccomp.as_ref()) {
+        Some(s) => Some(crate::seccomp::compile(s)?),
+        None => None,
+    };
+    let seccomp_flags = linux.and_then(|l| l.seccomp.as_ref()).map(|s| s.flags.clone()).unwrap_or_default();
+
+    // Environment: process.env, then opts.env overriding the same keys.
+    let mut env: Vec<String> = process.env.clone();
+    for e in &opts.env {
+        let key = e.split('=').next().unwrap_or("");
+        match env.iter_mut().find(|x| x.split('=').next() == Some(key)) {
+            Some(x) => *x = e.clone(),
+            None => env.push(e.clone()),
+        }
+    }
+    let arg0 = &process.args[0];
+    let exec_paths: Vec<CString> = if arg0.contains('/') {
+        vec![cstr(arg0)]
+    } else {
+        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+        path.split(':').map(|d| if d.is_empty() { "." } else { d }).map(|d| cstr(format!("{d}/{arg0}"))).collect()
+    };
+    let argv_c: Vec<CString> = process.args.iter().map(cstr).collect();
+    let envp_c: Vec<CString> = env.iter().map(cstr).collect();
+    let mut argv: Vec<_> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<_> = envp_c.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+
+    let h = spec.hooks.as_ref();
+    let create_container: Vec<PreparedHook> =
+        h.map(|h| h.create_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
+    let start_container: Vec<PreparedHook> =
+        h.map(|h| h.start_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
+    let runtime_hooks_sync = h.is_some_and(|h| !h.prestart.is_empty() || !h.create_runtime.is_empty());
+    let (state_prefix, state_suffix) = if create_container.is_empty() && start_container.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        hooks::state_parts(bundle, &opts.id, "created")
+    };
+
+    let new_pid = linux.and_then(|l| l.namespace(NamespaceType::Pid)).is_some_and(|n| n.path.is_none());
+    Ok(Plan {
+        status_w: -1,
+        sync: -1,
+        stdio: [-1, opts.stdout.unwrap_or(-1), opts.stderr.unwrap_or(-1)],
+        preserve: opts.preserve_fds.clone(),
+        cgroup_procs: -1,
+        joins: Vec::new(),
+        setup_root,
+        chroot_only,
+        root_propagation: linux
+            .and_then(|l| l.rootfs_propagation.as_deref())
+            .and_then(crate::mounts::propagation_flag)
+            .unwrap_or(libc::MS_SLAVE | libc::MS_REC),
+        rootfs: cpath(rootfs),
+        mounts,
+        devices: devs,
+        links,
+        sysctl,
+        readonly_paths,
+        masked_paths,
+        no_pivot: opts.no_pivot,
+        readonly_root: spec.root.as_ref().is_some_and(|r| r.readonly),
+        hostname: if ns.new_uts { spec.hostname.as_deref().map(cstr) } else { None },
+        domainname: if ns.new_uts { spec.domainname.as_deref().map(cstr) } else { None },
+        rlimits,
+        oom_score_adj: process.oom_score_adj.map(|v| cstr(v.to_string())),
+        personality,
+        umask: process.user.umask.unwrap_or(0o022) as libc::mode_t,
+        uid: process.user.uid,
+        gid: process.user.gid,
+        groups: Some(process.user.additional_gids.clone()),
+        caps: Some(caps),
+        last_cap,
+        no_new_privs: process.no_new_privileges,
+        seccomp,
+        seccomp_flags,
+        cwd: cstr(if process.cwd.is_empty() { "/" } else { &process.cwd }),
+        arg0: cstr(arg0),
+        exec_paths,
+        _argv: argv_c,
+        _envp: envp_c,
+        argv,
+        envp,
+        exec_fifo: opts.exec_fifo.as_deref().map(cpath),
+        ns_reaper: opts.ns_reaper && new_pid,
+        create_container,
+        start_container,
+        state_prefix,
+        state_suffix,
+        runtime_hooks_sync,
+        dev_null: cstr("/dev/null"),
+    })
+}
+
+/// LinuxKit runtime.json preparation in the host mount namespace: mounts (then mkdir), cgroups. Relative paths are
+/// relative to the bundle's rootfs (LinuxKit's prepare.go). Pushes each mount made onto `done`.
+fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let Some(rt) = &bundle.runtime else { return Ok(()) };
+    let abs = |p: &str| if p.starts_with('/') { PathBuf::from(p) } else { bundle.rootfs.join(p) };
+    for m in &rt.mounts {
+        let dir = abs(&m.destination);
+        std::fs::create_dir_all(&dir).map_err(|err| Error::Io {
+            what: "runtime.json: create mount point",
+            path: dir.clone(),
+            err,
+        })?;
+        for o in &m.options {
+            if let Some((k, v)) = o.split_once('=') {
+                if k == "upperdir" || k == "workdir" {
+                    std::fs::create_dir_all(v).map_err(|err| Error::Io {
+                        what: "runtime.json: create overlay dir",
+                        path: PathBuf::from(v),
+                        err,
+                    })?;
+                }
+            }
+        }
+        let o = parse_options(&m.options);
+        let kind = m.kind.as_deref().filter(|k| !k.is_empty());
+        let src = m.source.as_deref().unwrap_or(kind.unwrap_or("none"));
+        let data = (!o.data.is_empty()).then_some(o.data.as_str());
+        let flags = nix::mount::MsFlags::from_bits_truncate(o.flags);
+        // Two calls when propagation is asked: one mount(2) combining MS_REMOUNT with MS_PRIVATE silently skips the
+        // propagation change (field-notes).
+        if o.flags != 0 || o.propagation == 0 || !o.data.is_empty() || kind.is_some() {
+            nix::mount::mount(Some(src), &dir, kind, flags, data).map_err(|e| Error::Sys {
+                what: format!("runtime.json: mount {} on {}", src, dir.display()),
+                errno: e,
+            })?;
+            if o.flags & libc::MS_REMOUNT == 0 {
+                done.push(dir.clone());
+            }
+        }
+        if o.propagation != 0 {
+            let pf = nix::mount::MsFlags::from_bits_truncate(o.propagation);
+            nix::mount::mount(None::<&str>, &dir, None::<&str>, pf, None::<&str>).map_err(|e| Error::Sys {
+                what: format!("runtime.json: set propagation of {}", dir.display()),
+                errno: e,
+            })?;
+        }
+    }
+    for d in &rt.mkdir {
+        let dir = abs(d);
+        std::fs::create_dir_all(&dir).map_err(|err| Error::Io { what: "runtime.json: mkdir", path: dir, err })?;
+    }
+    for c in &rt.cgroups {
+        cg::create(cg_root, c, None)?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The cgroup (relative to the cgroup root) a bundle runs in: linux.cgroupsPath, else opts.default_cgroup, else
+/// `keel/ID` when linux.resources asks for limits, else none (the caller's cgroup).
+fn cgroup_rel(bundle: &Bundle, opts: &SpawnOptions) -> Option<String> {
+    let linux = bundle.spec.linux.as_ref();
+    linux
+        .and_then(|l| l.cgroups_path.clone())
+        .or_else(|| opts.default_cgroup.clone())
+        .or_else(|| linux.and_then(|l| l.resources.as_ref()).map(|_| format!("keel/{}", opts.id)))
 }
 
 /// Start `bundle`'s process as described by `opts`. Returns once the process exists; setup errors
 /// after clone arrive through [`Spawned::status`].
 pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
-    let _ = opts;
-    Err(Error::Invalid { path: bundle.dir.clone(), field: String::new(), msg: "spawn: not implemented yet".into() })
+    let linux = bundle.spec.linux.as_ref();
+    let ns = namespaces::plan(linux)?;
+    let mut plan = build_plan(bundle, opts, &ns)?;
+
+    // stdin: /dev/null unless given.
+    let devnull;
+    plan.stdio[0] = match opts.stdin {
+        Some(fd) => fd,
+        None => {
+            devnull = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
+                what: "open",
+                path: "/dev/null".into(),
+                err,
+            })?;
+            devnull.as_raw_fd()
+        }
+    };
+
+    // cgroup.
+    let cg_root = opts.cgroup_root.clone().unwrap_or_else(cg::default_root);
+    let rel = cgroup_rel(bundle, opts);
+    let cgroup = match &rel {
+        Some(rel) => Some(cg::create(&cg_root, rel, linux.and_then(|l| l.resources.as_ref()))?),
+        None => None,
+    };
+    let mut rt_mounts = Vec::new();
+    let undo = |rt_mounts: &[PathBuf], cgroup: &Option<PathBuf>| {
+        let mut errs = Vec::new();
+        undo_runtime_mounts(rt_mounts, &mut errs);
+        if let Some(c) = cgroup {
+            let _ = cg::remove(c);
+        }
+    };
+    if let Err(e) = prepare_runtime(bundle, &cg_root, &mut rt_mounts) {
+        undo(&rt_mounts, &cgroup);
+        return Err(e);
+    }
+    match spawn_inner(bundle, opts, &ns, &mut plan, cgroup.as_deref()) {
+        Ok((pid, status)) => {
+            Ok(Spawned { pid, status, seen: RefCell::new(None), id: opts.id.clone(), rt_mounts, cgroup })
+        }
+        Err(e) => {
+            undo(&rt_mounts, &cgroup);
+            Err(e)
+        }
+    }
 }
+
+fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid 2-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(sys_err("pipe2".into()));
+    }
+    // SAFETY: fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn spawn_inner(
+    bundle: &Bundle,
+    opts: &SpawnOptions,
+    ns: &namespaces::NsPlan,
+    plan: &mut Plan,
+    cgroup: Option<&Path>,
+) -> Result<(i32, OwnedFd), Error> {
+    let (status_r, status_w) = pipe_cloexec()?;
+    plan.status_w = status_w.as_raw_fd();
+    let need_sync =
+        ns.new_user || plan.runtime_hooks_sync || !plan.create_container.is_empty() || !plan.start_container.is_empty();
+    let (sync_parent, sync_child) = if need_sync {
+        let mut sv = [0; 2];
+        // SAFETY: sv is a valid 2-int array.
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }
+            != 0
+        {
+            return Err(sys_err("socketpair".into()));
+        }
+        // SAFETY: fresh fds we own.
+        unsafe { (Some(OwnedFd::from_raw_fd(sv[0])), Some(OwnedFd::from_raw_fd(sv[1]))) }
+    } else {
+        (None, None)
+    };
+    plan.sync = sync_child.as_ref().map_or(-1, |f| f.as_raw_fd());
+    // Move the join fds into the plan (the child setns's them).
+    plan.joins = Vec::new();
+    for j in &ns.joins {
+        let fd = j.fd.try_clone().map_err(|err| Error::Io {
+            what: "dup namespace fd",
+            path: PathBuf::from(j.path.to_string_lossy().into_owned()),
+            err,
+        })?;
+        plan.joins.push(namespaces::Join { fd, nstype: j.nstype, path: j.path.clone() });
+    }
+
+    let cg_fd = match cgroup {
+        Some(c) => {
+            let cc = cpath(c);
+            // SAFETY: valid C string.
+            let fd = unsafe { libc::open(cc.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(sys_err(format!("open cgroup {}", c.display())));
+            }
+            // SAFETY: fresh fd we own.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+        None => None,
+    };
+
+    namespaces::enter_for_children(ns)?;
+    let mut args = CloneArgs { flags: ns.clone_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = &cg_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 without a stack behaves like fork: the child gets a copy of our address space and runs
+    // `child::run`, which never returns and only makes syscalls on the prepared plan.
+    let mut pid =
+        unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let mut procs_fd = None;
+    if pid < 0 && cg_fd.is_some() {
+        // Old kernel or a cgroup v1 hierarchy: join by writing cgroup.procs in the child.
+        let e = nix::errno::Errno::last();
+        let procs = cgroup.map(|c| c.join("cgroup.procs")).unwrap_or_default();
+        let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|err| Error::Io {
+            what: "open",
+            path: procs.clone(),
+            err,
+        });
+        match f {
+            Ok(f) => {
+                plan.cgroup_procs = f.as_raw_fd();
+                procs_fd = Some(f);
+                args.flags &= !CLONE_INTO_CGROUP;
+                args.cgroup = 0;
+                // SAFETY: as above.
+                pid = unsafe {
+                    libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+                };
+            }
+            Err(_) => {
+                namespaces::leave_for_children(ns);
+                return Err(Error::Sys {
+                    what: format!("clone3 into cgroup {}", cgroup.unwrap_or(Path::new("")).display()),
+                    errno: e,
+                });
+            }
+        }
+    }
+    if pid == 0 {
+        crate::child::run(plan);
+    }
+    let errno = nix::errno::Errno::last();
+    namespaces::leave_for_children(ns);
+    drop(procs_fd);
+    if pid < 0 {
+        return Err(Error::Sys { what: format!("clone3 for bundle {}", bundle.name), errno });
+    }
+    let pid = pid as i32;
+    drop(status_w);
+    drop(sync_child);
+
+    if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {
+        // The child cannot go on without us: stop it and reap it ourselves (it is our child and nobody else has
+        // seen its pid yet).
+        // SAFETY: pid is our unreaped child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+        }
+        return Err(e);
+    }
+    // SAFETY: setting O_NONBLOCK on our own fd.
+    unsafe {
+        let fl = libc::fcntl(status_r.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(status_r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    Ok((pid, status_r))
+}
+
+fn write_file(path: &str, data: &[u8]) -> Result<(), Error> {
+    std::fs::write(path, data).map_err(|err| Error::Io { what: "write", path: PathBuf::from(path), err })
+}
+
+/// Parent-side steps after clone: user namespace maps, release the child, bindNS, runtime hooks.
+fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&OwnedFd>) -> Result<(), Error> {
+    let linux = bundle.spec.linux.as_ref();
+    if let Some(l) = linux {
+        let new_user = l.namespace(NamespaceType::User).is_some_and(|n| n.path.is_none());
+        if new_user {
+            let fmt = |maps: &[crate::spec::IdMapping]| {
+                maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>()
+            };
+            if !l.uid_mappings.is_empty() {
+                write_file(&format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings).as_bytes())?;
+            }
+            if !l.gid_mappings.is_empty() {
+                write_file(&format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings).as_bytes())?;
+            }
+        }
+    }
+    if let Some(s) = sync {
+        // SAFETY: sending 4 bytes from a valid buffer on our socket.
+        unsafe { libc::send(s.as_raw_fd(), pid.to_ne_bytes().as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
+    }
+    if let Some(rt) = &bundle.runtime {
+        for (nsname, target) in rt.bind_ns.entries() {
+            let t = Path::new(target);
+            if let Some(dir) = t.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if !t.exists() {
+                std::fs::File::create(t).map_err(|err| Error::Io {
+                    what: "runtime.json bindNS: create",
+                    path: t.to_path_buf(),
+                    err,
+                })?;
+            }
+            let src = format!("/proc/{pid}/ns/{nsname}");
+            nix::mount::mount(Some(src.as_str()), t, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| Error::Sys { what: format!("runtime.json bindNS: bind {src} on {target}"), errno: e })?;
+        }
+    }
+    if let (Some(s), Some(h)) = (sync, bundle.spec.hooks.as_ref()) {
+        if !h.prestart.is_empty() || !h.create_runtime.is_empty() {
+            let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: p is a valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, 10_000) };
+            let mut b = [0u8; 4];
+            // SAFETY: reading into a valid buffer.
+            let n = if r > 0 { unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 4, 0) } } else { -1 };
+            if n == 1 && b[0] == b'H' {
+                let res = hooks::run_list("prestart", &h.prestart, bundle, &opts.id, "created", pid).and_then(|_| {
+                    hooks::run_list("createRuntime", &h.create_runtime, bundle, &opts.id, "created", pid)
+                });
+                let reply = match &res {
+                    Ok(()) => vec![0u8],
+                    Err(Error::Setup { msg, .. }) => msg.clone().into_bytes(),
+                    Err(e) => e.to_string().into_bytes(),
+                };
+                // SAFETY: sending a valid buffer.
+                unsafe { libc::send(s.as_raw_fd(), reply.as_ptr().cast(), reply.len(), libc::MSG_NOSIGNAL) };
+            } else if r == 0 {
+                return Err(Error::Setup {
+                    bundle: bundle.name.clone(),
+                    msg: "setup did not reach the createRuntime hooks within 10 s".into(),
+                });
+            }
+            // n == 0: the child failed before; its status line says why.
+        }
+    }
+    Ok(())
+}
+
+/// Run the bundle's poststart hooks (re-exported for callers).
+pub use crate::hooks::run_poststart;

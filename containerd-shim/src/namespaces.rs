@@ -1,0 +1,113 @@
+//! Namespaces: which to create (CLONE_NEW* flags for clone) and which to join by path. Joins are opened in the
+//! parent; the child calls setns on them, user namespace first. A pid (or time) namespace given by path cannot be
+//! entered by the process itself, only by its children, so the parent enters it for its children
+//! (`pid_for_children`) around the clone and returns to its own right after (single-threaded callers only).
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::spec::{Linux, NamespaceType};
+use crate::Error;
+
+/// A namespace to join in the child.
+#[derive(Debug)]
+pub struct Join {
+    pub fd: OwnedFd,
+    pub nstype: libc::c_int,
+    pub path: CString,
+}
+
+/// Namespaces of a bundle, resolved.
+#[derive(Debug, Default)]
+pub struct NsPlan {
+    /// CLONE_NEW* flags for namespaces to create.
+    pub clone_flags: u64,
+    /// To join in the child, user namespace first.
+    pub joins: Vec<Join>,
+    /// A pid or time namespace to enter for the child (around clone): (target, our own to return to).
+    pub for_children: Vec<(OwnedFd, OwnedFd, libc::c_int)>,
+    /// The mount namespace: new (true) or the caller's / joined (false).
+    pub new_mount: bool,
+    pub joined_mount: bool,
+    pub new_user: bool,
+    pub new_uts: bool,
+}
+
+fn open(path: &str) -> Result<OwnedFd, Error> {
+    let c = CString::new(path)
+        .map_err(|_| Error::Sys { what: format!("open namespace {path}"), errno: nix::errno::Errno::EINVAL })?;
+    // SAFETY: valid C string; a new fd is returned or -1.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::Sys { what: format!("open namespace {path}"), errno: nix::errno::Errno::last() });
+    }
+    // SAFETY: fd is a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Resolve `linux.namespaces` (no linux section: new pid + mount namespaces? No: the spec says a missing entry
+/// means the runtime's namespace, so nothing is created).
+pub fn plan(linux: Option<&Linux>) -> Result<NsPlan, Error> {
+    let mut p = NsPlan::default();
+    let Some(linux) = linux else { return Ok(p) };
+    for ns in &linux.namespaces {
+        match ns.path.as_deref().filter(|s| !s.is_empty()) {
+            None => {
+                p.clone_flags |= ns.kind.clone_flag() as u64;
+                match ns.kind {
+                    NamespaceType::Mount => p.new_mount = true,
+                    NamespaceType::User => p.new_user = true,
+                    NamespaceType::Uts => p.new_uts = true,
+                    _ => {}
+                }
+            }
+            Some(path) => {
+                let fd = open(path)?;
+                match ns.kind {
+                    NamespaceType::Pid | NamespaceType::Time => {
+                        let own = open(if ns.kind == NamespaceType::Pid {
+                            "/proc/self/ns/pid_for_children"
+                        } else {
+                            "/proc/self/ns/time_for_children"
+                        })?;
+                        p.for_children.push((fd, own, ns.kind.clone_flag()));
+                    }
+                    kind => {
+                        if kind == NamespaceType::Mount {
+                            p.joined_mount = true;
+                        }
+                        if kind == NamespaceType::Uts {
+                            p.new_uts = true;
+                        }
+                        let j = Join { fd, nstype: kind.clone_flag(), path: CString::new(path).unwrap_or_default() };
+                        if kind == NamespaceType::User {
+                            p.joins.insert(0, j);
+                        } else {
+                            p.joins.push(j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Enter the pid/time namespaces for our next child. Returns the ones to go back to.
+pub fn enter_for_children(p: &NsPlan) -> Result<(), Error> {
+    for (target, _, t) in &p.for_children {
+        // SAFETY: setns on an fd we own; affects only namespaces of future children of this (single-threaded) process.
+        if unsafe { libc::setns(target.as_raw_fd(), *t) } != 0 {
+            return Err(Error::Sys { what: "setns (for children)".into(), errno: nix::errno::Errno::last() });
+        }
+    }
+    Ok(())
+}
+
+/// Undo [`enter_for_children`].
+pub fn leave_for_children(p: &NsPlan) {
+    for (_, own, t) in &p.for_children {
+        // SAFETY: as above, back to our own namespace.
+        unsafe { libc::setns(own.as_raw_fd(), *t) };
+    }
+}

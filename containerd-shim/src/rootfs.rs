@@ -1,0 +1,242 @@
+//! The container's mount tree, child side: spec mounts (prepared in the parent as [`MountStep`]s), masked and
+//! readonly paths, pivot_root (or MS_MOVE + chroot), readonly root. Parent side: [`secure_join`] resolves a
+//! destination under the rootfs without following symlinks out of it.
+
+use std::ffi::{CStr, CString};
+use std::path::{Component, Path, PathBuf};
+
+use crate::sys;
+
+/// One mount(2) sequence, fully prepared.
+#[derive(Debug)]
+pub struct MountStep {
+    pub source: Option<CString>,
+    /// Rootfs-prefixed target.
+    pub target: CString,
+    /// Destination inside the container, for messages.
+    pub display: CString,
+    pub fstype: Option<CString>,
+    pub flags: libc::c_ulong,
+    pub data: Option<CString>,
+    /// For binds with extra flags (ro, nosuid, ...): flags of the MS_REMOUNT|MS_BIND call.
+    pub remount: Option<libc::c_ulong>,
+    pub propagation: libc::c_ulong,
+    /// Target is a file (bind of a file source).
+    pub file: bool,
+}
+
+fn opt_ptr(c: &Option<CString>) -> *const libc::c_char {
+    c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+/// Perform a mount step. Returns (what, errno) on failure.
+pub fn mount(m: &MountStep) -> Result<(), (&'static str, i32)> {
+    if m.file {
+        sys::touch_p(&m.target).map_err(|e| ("create mount target", e))?;
+    } else {
+        sys::mkdir_p(&m.target, 0o755).map_err(|e| ("create mount target", e))?;
+    }
+    // SAFETY: all pointers are valid C strings or null.
+    let r = unsafe {
+        libc::mount(opt_ptr(&m.source), m.target.as_ptr(), opt_ptr(&m.fstype), m.flags, opt_ptr(&m.data).cast())
+    };
+    if r != 0 {
+        return Err(("mount", sys::errno()));
+    }
+    if let Some(flags) = m.remount {
+        remount(&m.target, flags).map_err(|e| ("remount", e))?;
+    }
+    if m.propagation != 0 {
+        // SAFETY: valid C string; propagation change only.
+        let r = unsafe {
+            libc::mount(std::ptr::null(), m.target.as_ptr(), std::ptr::null(), m.propagation, std::ptr::null())
+        };
+        if r != 0 {
+            return Err(("set mount propagation", sys::errno()));
+        }
+    }
+    Ok(())
+}
+
+/// Flags of the mount at `path` that a bind remount must keep (they are locked in a user namespace).
+fn kept_flags(path: &CStr) -> libc::c_ulong {
+    // SAFETY: st is a valid out-parameter; path a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    let mut f = 0;
+    for (st_flag, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            f |= ms;
+        }
+    }
+    f
+}
+
+/// MS_REMOUNT|MS_BIND with `flags` plus the flags the mount already has.
+pub fn remount(path: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
+    let f = flags | libc::MS_REMOUNT | libc::MS_BIND | kept_flags(path);
+    // SAFETY: valid C string; remount only.
+    if unsafe { libc::mount(std::ptr::null(), path.as_ptr(), std::ptr::null(), f, std::ptr::null()) } != 0 {
+        return Err(sys::errno());
+    }
+    Ok(())
+}
+
+/// Mask a path: /dev/null over a file, an empty read-only tmpfs over a directory. Missing paths are skipped.
+pub fn mask(path: &CStr, dev_null: &CStr) -> Result<(), i32> {
+    // SAFETY: valid C string; st a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 {
+        return match sys::errno() {
+            libc::ENOENT | libc::ENOTDIR => Ok(()),
+            e => Err(e),
+        };
+    }
+    // SAFETY: valid C strings.
+    let r = unsafe {
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                path.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"size=0,mode=755".as_ptr().cast(),
+            )
+        } else {
+            libc::mount(dev_null.as_ptr(), path.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+        }
+    };
+    if r != 0 {
+        return Err(sys::errno());
+    }
+    Ok(())
+}
+
+/// Make a path read-only: bind it on itself, then remount read-only. Missing paths are skipped.
+pub fn readonly(path: &CStr) -> Result<(), i32> {
+    // SAFETY: valid C string; bind mount on itself.
+    let r = unsafe {
+        libc::mount(path.as_ptr(), path.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
+    };
+    if r != 0 {
+        return match sys::errno() {
+            libc::ENOENT | libc::ENOTDIR => Ok(()),
+            e => Err(e),
+        };
+    }
+    remount(path, libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
+}
+
+/// Switch to the new root. pivot_root(".", ".") then detach the old root (runc's trick: no put_old directory), or
+/// MS_MOVE + chroot for `no_pivot`. Returns (what, errno).
+pub fn switch_root(rootfs: &CStr, no_pivot: bool) -> Result<(), (&'static str, i32)> {
+    // SAFETY: valid C strings; these calls change only this process's root/cwd and its mount namespace.
+    unsafe {
+        if libc::chdir(rootfs.as_ptr()) != 0 {
+            return Err(("chdir", sys::errno()));
+        }
+        if no_pivot {
+            if libc::mount(rootfs.as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) != 0 {
+                return Err(("move rootfs to /", sys::errno()));
+            }
+            if libc::chroot(c".".as_ptr()) != 0 {
+                return Err(("chroot", sys::errno()));
+            }
+        } else {
+            if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+                return Err(("pivot_root", sys::errno()));
+            }
+            // The old root is stacked under "."; keep its unmount from propagating to the host.
+            if libc::mount(
+                std::ptr::null(),
+                c".".as_ptr(),
+                std::ptr::null(),
+                libc::MS_SLAVE | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(("make old root rslave", sys::errno()));
+            }
+            if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+                return Err(("unmount old root", sys::errno()));
+            }
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(("chdir /", sys::errno()));
+        }
+    }
+    Ok(())
+}
+
+/// `rootfs` + `dest`, resolving symlinks found on the way as if `rootfs` were `/` (a link cannot lead out of the
+/// rootfs). Components that do not exist yet are appended as they are. Parent side.
+pub fn secure_join(rootfs: &Path, dest: &str) -> PathBuf {
+    let mut out = rootfs.to_path_buf();
+    let mut pending: Vec<String> = Path::new(dest)
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        if comp == ".." {
+            if out != rootfs {
+                out.pop();
+            }
+            continue;
+        }
+        let next = out.join(&comp);
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() && hops < 40 => {
+                hops += 1;
+                if let Ok(target) = std::fs::read_link(&next) {
+                    if target.is_absolute() {
+                        out = rootfs.to_path_buf();
+                    }
+                    for c in target.components().rev() {
+                        match c {
+                            Component::Normal(s) => pending.push(s.to_string_lossy().into_owned()),
+                            Component::ParentDir => pending.push("..".into()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => out = next,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_stays_inside() {
+        let d = std::env::temp_dir().join(format!("keel-sj-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("a")).unwrap();
+        let _ = std::os::unix::fs::symlink("/etc", d.join("a/link"));
+        let _ = std::os::unix::fs::symlink("../../..", d.join("up"));
+        assert_eq!(secure_join(&d, "/a/link/x"), d.join("etc/x"));
+        assert_eq!(secure_join(&d, "/up/y"), d.join("y"));
+        assert_eq!(secure_join(&d, "/../../z"), d.join("z"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
