@@ -184,12 +184,53 @@ pub fn add_modules(t: &mut Tree, k: &Kernel, extra: &[String]) -> Result<Modules
         }
     }
     report.count = infos.len();
-    t.insert(&format!("{base}/modules.dep"), Node::file(modindex::modules_dep(&infos).into_bytes(), 0o644));
-    t.insert(&format!("{base}/modules.alias"), Node::file(modindex::modules_alias(&infos).into_bytes(), 0o644));
-    for f in ["modules.builtin", "modules.order"] {
+    for f in ["modules.builtin", "modules.order", "modules.builtin.modinfo"] {
         if let Ok(b) = std::fs::read(dir.join(f)) {
             t.insert(&format!("{base}/{f}"), Node::file(b, 0o644));
         }
     }
+    // The index is written by keel-rc's own writer (the in-image modprobe reads what it writes), on a scratch copy
+    // of the selected tree; our in-memory writer is the fallback.
+    let (dep, alias) = match index_with_rc(t, &base) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "keel-image: note: keel_rc::modules::modinfo::write_index failed ({e}); using keel-image's index"
+            );
+            (modindex::modules_dep(&infos), modindex::modules_alias(&infos))
+        }
+    };
+    t.insert(&format!("{base}/modules.dep"), Node::file(dep.into_bytes(), 0o644));
+    t.insert(&format!("{base}/modules.alias"), Node::file(alias.into_bytes(), 0o644));
     Ok(report)
+}
+
+/// Write the tree's lib/modules/KVER (at `base`) to a scratch dir, run keel-rc's index writer on it, and read
+/// modules.dep / modules.alias back.
+fn index_with_rc(t: &Tree, base: &str) -> Result<(String, String), Error> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let tmp = std::env::temp_dir().join(format!(
+        "keel-image-mods-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let prefix = format!("{base}/");
+    let result = (|| {
+        for (p, n) in t.nodes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+            if let crate::tree::Kind::File(d) = &n.kind {
+                let dst = tmp.join(&p[prefix.len()..]);
+                if let Some(par) = dst.parent() {
+                    std::fs::create_dir_all(par).map_err(io("creating", par))?;
+                }
+                std::fs::write(&dst, d.as_slice()).map_err(io("writing", &dst))?;
+            }
+        }
+        keel_rc::modules::modinfo::write_index(&tmp).map_err(|e| Error::Kernel(format!("write_index: {e}")))?;
+        let rd = |f: &str| std::fs::read_to_string(tmp.join(f)).map_err(io("reading", tmp.join(f)));
+        Ok((rd("modules.dep")?, rd("modules.alias")?))
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
 }

@@ -14,6 +14,7 @@ use keel_image::build::{self, Options};
 use keel_image::run::{self, RunOptions};
 
 const USAGE: &str = "usage:
+  keel-image kernel [--kernel-cache DIR]     (fetch + unpack Debian's kernel; prints its path and version)
   keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--gzip-level N]
   keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
@@ -128,6 +129,13 @@ fn main() {
                 }
             }
         }
+        "kernel" => match keel_image::kernel::debian(&bo.kernel_cache) {
+            Ok(k) => println!("{} {}", k.image.display(), k.version),
+            Err(e) => {
+                eprintln!("keel-image: {e}");
+                exit(1)
+            }
+        },
         "-h" | "--help" | "help" => println!("{USAGE}"),
         other => die(&format!("unknown command {other}\n{USAGE}")),
     }

@@ -1,0 +1,75 @@
+# keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
+#   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
+#   make deps    qemu-system-x86 busybox-static cpio runc crun util-linux (only what is missing)
+#   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
+#   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
+#   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
+#   make test    unit + root tests, then the VM tests
+#   make bench   boot timeline and memory (bench/boot-bench.sh), runtime latency (bench/runc-bench.sh)
+
+SHELL      := /bin/bash
+TARGET     := x86_64-unknown-linux-gnu
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+REL        := $(TARGET_DIR)/$(TARGET)/release
+KEEL_IMAGE := $(REL)/keel-image
+INIT_BIN   := $(REL)/init
+KCACHE     := $(CURDIR)/build/kernel
+RUN_ARGS   ?= --forward 8080:80
+export KEEL_INIT_BINARY  := $(INIT_BIN)
+export KEEL_KERNEL_CACHE := $(KCACHE)
+export KEEL_IMAGE_BIN    := $(KEEL_IMAGE)
+
+.PHONY: all build deps kernel image run test test-unit test-vm bench clean
+
+all: build
+
+build:
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target $(TARGET) --workspace --bins
+	@ls -l $(INIT_BIN) $(KEEL_IMAGE)
+
+# Install only what is missing; `apt-get update` only when a package is not known yet.
+deps:
+	@need=""; \
+	command -v qemu-system-x86_64 >/dev/null || need="$$need qemu-system-x86"; \
+	{ [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static; } || \
+	  { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need="$$need busybox-static"; \
+	command -v cpio >/dev/null || need="$$need cpio"; \
+	command -v runc >/dev/null || need="$$need runc"; \
+	command -v crun >/dev/null || need="$$need crun"; \
+	command -v unshare >/dev/null || need="$$need util-linux"; \
+	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
+	if [ -n "$$need" ]; then \
+	  echo "make deps: installing$$need"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends $$need || \
+	    { apt-get update -q && apt-get install -y -q --no-install-recommends $$need; }; \
+	else echo "make deps: all present"; fi
+
+$(KEEL_IMAGE) $(INIT_BIN):
+	$(MAKE) build
+
+kernel: $(KEEL_IMAGE)
+	$(KEEL_IMAGE) kernel --kernel-cache $(KCACHE)
+
+image: build kernel
+	$(KEEL_IMAGE) build images/demo.yml -o build/demo
+
+run: image
+	$(KEEL_IMAGE) run build/demo $(RUN_ARGS)
+
+test: deps build kernel test-unit test-vm
+
+test-unit:
+	cargo test --workspace
+
+# VM tests boot real images under QEMU TCG (one at a time: 2 cores).
+test-vm: build kernel
+	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
+
+bench: deps build kernel
+	bash bench/boot-bench.sh
+	@if [ -f bench/runc-bench.sh ]; then bash bench/runc-bench.sh; else echo "bench/runc-bench.sh: not present"; fi
+
+clean:
+	rm -rf build
+	cargo clean
