@@ -268,6 +268,8 @@ struct Rt {
     announce: bool,
     /// Can never start (broken bundle, unknown name or cycle in keel.after).
     permanent: bool,
+    /// The last run ended by itself with status 0 and no restart follows (a one-shot that did its job).
+    finished: bool,
 }
 
 /// First restart delay; doubles per restart in a row.
@@ -454,6 +456,7 @@ impl Supervisor {
         u.rt.stop = None;
         u.rt.stop_at = None;
         u.rt.spawn_error = None;
+        u.rt.finished = false;
         u.rt.announce = announce;
         let (kind, timeout) = (u.config.kind, u.config.timeout);
         self.out.push(Action::Spawn(id));

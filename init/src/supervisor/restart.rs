@@ -76,6 +76,7 @@ impl Supervisor {
                 Restart::Always => "always",
             };
             u.reason = failed.then(|| what.clone());
+            u.rt.finished = !failed;
             let level = if failed { Level::Warn } else { Level::Info };
             return self.log(Some(id), level, format!("{what}; not restarted (keel.restart={policy})"));
         }

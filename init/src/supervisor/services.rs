@@ -3,7 +3,7 @@
 //! Rules (documented choices):
 //! - A service starts once every service in its `keel.after` is satisfied: Running (ready), or Exited with
 //!   status 0 after having been ready (a one-shot that did its job). All services that can start do so in
-//!   one batch of actions.
+//!   one batch of actions. (A service stopped by keelctl does not satisfy its dependents.)
 //! - Readiness: without `keel.ready` a service is ready when it has exec'd its binary ([`Event::Execd`]) — a
 //!   missing binary is not "ready"; with `fd:N`/`notify` at [`Event::Ready`]. A service that is not ready within
 //!   `keel.timeout` is stopped and that counts as a failure (restart policy applies).
@@ -16,13 +16,13 @@
 
 use std::time::Instant;
 
-use super::{ms_since, Command, Exit, Kind, Level, Phase, Ready, State, StopCause, Supervisor, UnitId, UnitState};
+use super::{ms_since, Command, Kind, Level, Phase, Ready, State, StopCause, Supervisor, UnitId, UnitState};
 
 /// Can a service that lists `dep` in keel.after start now?
 fn satisfied(dep: &UnitState) -> bool {
     match dep.state {
         State::Running => true,
-        State::Exited => dep.ready_at.is_some() && dep.last_exit == Some(Exit::Code(0)),
+        State::Exited => dep.rt.finished && dep.ready_at.is_some(),
         _ => false,
     }
 }

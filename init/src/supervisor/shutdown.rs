@@ -35,9 +35,17 @@ impl Supervisor {
         self.shutdown_at = Some(now);
         self.log(None, Level::Info, format!("shutting down ({})", power_name(action)));
         let phase = std::mem::replace(&mut self.phase, Phase::Onshutdown);
-        // Whatever was not started yet never will be.
-        for u in self.units.iter_mut().filter(|u| u.config.kind != Kind::Onshutdown && u.state == State::Waiting) {
-            u.reason = Some("not started: shutdown".to_string());
+        // Whatever was not started yet never will be; nothing restarts from here on.
+        for u in self.units.iter_mut().filter(|u| u.config.kind != Kind::Onshutdown) {
+            match u.state {
+                State::Waiting => u.reason = Some("not started: shutdown".to_string()),
+                State::Backoff => {
+                    u.state = State::Exited;
+                    u.rt.timer = None;
+                    u.reason = Some("not restarted: shutdown".to_string());
+                }
+                _ => {}
+            }
         }
         if phase == Phase::Onboot {
             let running = self.onboot_cursor.filter(|&id| {
