@@ -22,6 +22,8 @@ pub struct Plan {
     pub status_w: i32,
     /// SEQPACKET socket to the parent, or -1.
     pub sync: i32,
+    /// A new user namespace: become its root once the parent has written the maps.
+    pub new_user: bool,
     /// stdin/stdout/stderr sources (stdout/stderr -1: keep the inherited one).
     pub stdio: [i32; 3],
     pub preserve: Vec<i32>,
@@ -168,6 +170,15 @@ pub fn run(p: &Plan) -> ! {
         let mut b = [0u8; 8];
         if sync_read(sync, &mut b, status) >= 4 {
             host_pid = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    if p.new_user {
+        // Until now our ids are unmapped in the new namespace (mkdir would fail with EOVERFLOW): become its root, as
+        // runc does. Fails harmlessly if the maps do not include id 0; the final ids are set later anyway.
+        // SAFETY: credential syscalls on this process only.
+        unsafe {
+            libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+            libc::syscall(libc::SYS_setresuid, 0, 0, 0);
         }
     }
 

@@ -439,6 +439,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
     Ok(Plan {
         status_w: -1,
         sync: -1,
+        new_user: ns.new_user,
         stdio: [-1, opts.stdout.unwrap_or(-1), opts.stderr.unwrap_or(-1)],
         preserve: opts.preserve_fds.clone(),
         cgroup_procs: -1,

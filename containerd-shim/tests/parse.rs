@@ -89,7 +89,7 @@ fn linuxkit_config_and_runtime_json_load() {
     assert!(rt.interfaces[0].create_in_root);
     assert_eq!(rt.bind_ns.entries().collect::<Vec<_>>(), [("net", "/run/netns/sshd")]);
     assert_eq!(b.rootfs, dir.join("rootfs"));
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn old_capability_list_form_loads() {
     );
     let b = Bundle::load(&dir).unwrap();
     assert_eq!(b.spec.process.unwrap().capabilities.unwrap().permitted, ["CAP_SYS_ADMIN"]);
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn syntax_error_names_file_and_line() {
     let e = Bundle::load(&dir).unwrap_err().to_string();
     assert!(e.contains("config.json"), "{e}");
     assert!(e.contains("line 3"), "{e}");
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -120,12 +120,12 @@ fn type_error_names_field() {
     assert!(matches!(&e, Error::Json { field, .. } if field == "process.user.uid"), "{e:?}");
     let s = e.to_string();
     assert!(s.contains("config.json: process.user.uid: invalid type") && s.contains("line 2"), "{s}");
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 
     let dir = bundle("ns", r#"{"linux": {"namespaces": [{"type": "pid"}, {"type": "bogus"}]}}"#, None);
     let e = Bundle::load(&dir).unwrap_err();
     assert!(matches!(&e, Error::Json { field, .. } if field == "linux.namespaces[1].type"), "{e:?}");
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn validation_errors() {
         e,
         format!("bundle noroot: rootfs {}: No such file or directory (os error 2)", dir.join("nope").display())
     );
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 
     for (cfg, field) in [
         (r#"{"process": {"args": []}}"#, "process.args"),
@@ -147,7 +147,7 @@ fn validation_errors() {
         let dir = bundle("inv", cfg, None);
         let e = Bundle::load(&dir).unwrap_err();
         assert!(matches!(&e, Error::Invalid { field: f, .. } if f == field), "{cfg}: {e:?}");
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }
 
@@ -159,5 +159,5 @@ fn bad_runtime_json_names_it() {
         matches!(&e, Error::Json { path, field, .. } if path.ends_with("runtime.json") && field == "mkdir"),
         "{e:?}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }

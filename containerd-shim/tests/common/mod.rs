@@ -30,7 +30,7 @@ pub fn busybox() -> PathBuf {
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "hostname", "ls", "sleep", "true", "false", "id", "touch", "env", "pwd", "grep", "head",
-    "readlink", "stat", "mkdir", "kill", "ps", "wc",
+    "readlink", "stat", "mkdir", "kill", "ps", "wc", "cut",
 ];
 
 /// A temp bundle dir with a busybox rootfs; removed on drop.
@@ -62,6 +62,15 @@ impl TestBundle {
 
 impl Drop for TestBundle {
     fn drop(&mut self) {
+        // Whatever a failed test left mounted under the bundle (runtime.json mounts), deepest first.
+        let prefix = self.dir.to_string_lossy().into_owned();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,300 @@
+//! Root tests of spawn: what the process inside a busybox container sees. Each test is the reaper of its spawns.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+
+use common::*;
+use keel_shim::{spawn, SpawnOptions, Status};
+use serde_json::json;
+
+#[test]
+fn process_sees_its_config() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("basic");
+    let mut c = config(&[
+        "sh",
+        "-c",
+        "grep -E '^(CapEff|CapBnd|CapPrm|CapAmb|NoNewPrivs|Uid|Gid|Groups):' /proc/self/status; hostname; \
+         echo nofile=$(ulimit -n); echo cwd=$(pwd); echo umask=$(umask); echo FOO=$FOO; \
+         echo timers=[$(cat /proc/timer_list)]; echo masked=[$(ls /proc/acpi 2>&1)]; \
+         echo 1 2>/dev/null >/proc/sys/kernel/shmmni || echo ro-ok; echo shm=$(cat /proc/sys/kernel/shmmni); \
+         echo ppid1=$$; ls -l /dev/null /dev/ptmx /dev/fd | wc -l; echo oom=$(cat /proc/self/oom_score_adj); \
+         cut -d' ' -f5 /proc/self/mountinfo | grep -cx /",
+    ]);
+    let p = c["process"].as_object_mut().unwrap();
+    p.insert("user".into(), json!({"uid": 1000, "gid": 1001, "umask": 0o27, "additionalGids": [5, 7]}));
+    p.insert("cwd".into(), json!("/tmp"));
+    p.insert("env".into(), json!(["PATH=/bin", "FOO=bar"]));
+    p.insert("noNewPrivileges".into(), json!(true));
+    p.insert("oomScoreAdj".into(), json!(123));
+    p.insert("rlimits".into(), json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 400}]));
+    p.insert(
+        "capabilities".into(),
+        json!({"bounding": ["CAP_NET_ADMIN", "CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_NET_ADMIN", "CAP_KILL"],
+               "permitted": ["CAP_NET_ADMIN", "CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]}),
+    );
+    let l = c["linux"].as_object_mut().unwrap();
+    l.insert("maskedPaths".into(), json!(["/proc/kcore", "/proc/timer_list", "/proc/acpi", "/proc/nonexistent"]));
+    l.insert("readonlyPaths".into(), json!(["/proc/sys"]));
+    l.insert("sysctl".into(), json!({"kernel.shmmni": "1234"}));
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions { ns_reaper: false, ..Default::default() });
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert_eq!(r.exit, 0, "{}", r.out);
+    let o = &r.out;
+    // CAP_KILL = bit 5, CAP_NET_ADMIN = bit 12, CAP_CHOWN = bit 0. A non-root process keeps across exec only its
+    // ambient capabilities (capabilities(7)), so NET_ADMIN, permitted but not ambient, is gone after exec.
+    assert!(o.contains("CapEff:\t0000000000000020"), "{o}");
+    assert!(o.contains("CapPrm:\t0000000000000020"), "{o}");
+    assert!(o.contains("CapBnd:\t0000000000001021"), "{o}");
+    assert!(o.contains("CapAmb:\t0000000000000020"), "{o}");
+    assert!(o.contains("NoNewPrivs:\t1"), "{o}");
+    assert!(o.contains("Uid:\t1000\t1000\t1000\t1000"), "{o}");
+    assert!(o.contains("Gid:\t1001\t1001\t1001\t1001"), "{o}");
+    assert!(o.contains("Groups:\t5 7"), "{o}");
+    assert!(o.contains("keeltest\n"), "{o}");
+    assert!(o.contains("nofile=321\n"), "{o}");
+    assert!(o.contains("cwd=/tmp\n"), "{o}");
+    assert!(o.contains("umask=0027\n"), "{o}");
+    assert!(o.contains("FOO=bar\n"), "{o}");
+    assert!(o.contains("timers=[]\n"), "{o}");
+    assert!(o.contains("masked=[]\n"), "{o}");
+    assert!(o.contains("ro-ok\n"), "{o}");
+    assert!(o.contains("shm=1234\n"), "{o}");
+    assert!(o.contains("ppid1=1\n"), "{o}");
+    assert!(o.contains("oom=123\n"), "{o}");
+    assert!(o.contains("\n3\n"), "three /dev entries: {o}");
+    assert!(o.ends_with("1\n"), "root is a mount: {o}");
+    assert!(r.spawned.cleanup(&b).is_empty());
+}
+
+#[test]
+fn mounts_binds_readonly_root_and_preserved_fds() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("mounts");
+    let host = tb.dir.join("hostdata");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from-host\n").unwrap();
+    let mut c = config(&[
+        "sh",
+        "-c",
+        "cat /data/f; echo x 2>/dev/null >/data/g || echo data-ro; echo x 2>/dev/null >/etc/y || echo root-ro; \
+         echo x > /scratch/z && echo tmp-rw; echo via-fd3 >&3; cat /extra/f; grep -c ' /data ' /proc/self/mountinfo",
+    ]);
+    let m = c["mounts"].as_array_mut().unwrap();
+    m.push(json!({"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "ro", "nosuid"]}));
+    m.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    c["root"]["readonly"] = json!(true);
+    let b = tb.write(&c);
+    let (r3, w3) = pipe();
+    let opts = SpawnOptions {
+        preserve_fds: vec![w3.as_raw_fd()],
+        binds: vec![(host.clone(), "/extra".into())],
+        ..Default::default()
+    };
+    let r = run(&b, opts);
+    drop(w3);
+    let mut fd3 = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(r3), &mut fd3).unwrap();
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert_eq!(r.exit, 0, "{}", r.out);
+    assert_eq!(r.out, "from-host\ndata-ro\nroot-ro\ntmp-rw\nfrom-host\n1\n");
+    assert_eq!(fd3, "via-fd3\n");
+}
+
+#[test]
+fn missing_binary_and_failing_mount_are_reported_and_leave_nothing() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("fail");
+    // runtime.json mount that must be undone after the failure. Relative: inside the bundle's rootfs (an absolute
+    // destination would be a host path).
+    std::fs::write(
+        tb.dir.join("runtime.json"),
+        r#"{"mounts": [{"type": "tmpfs", "source": "tmpfs", "destination": "tmp", "options": ["size=1m"]}],
+            "mkdir": ["var/x"]}"#,
+    )
+    .unwrap();
+    let b = tb.write(&config(&["/bin/nope"]));
+    let cg_root = std::path::PathBuf::from(if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup"
+    } else {
+        "/sys/fs/cgroup/unified"
+    });
+    let cg_rel = format!("keel-test-{}", std::process::id());
+    let opts = SpawnOptions { default_cgroup: Some(cg_rel.clone()), ..Default::default() };
+    let r = run(&b, opts.clone());
+    assert_eq!(r.exit, 127);
+    assert_eq!(r.status, Status::Failed("exec: /bin/nope: No such file or directory (errno 2)".into()));
+    assert!(cg_root.join(&cg_rel).exists(), "the container ran in its cgroup");
+    let mounted = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&*tb.dir.to_string_lossy());
+    assert!(mounted(), "runtime.json tmpfs is mounted while the container lives");
+    assert!(tb.dir.join("rootfs/var/x").is_dir());
+    let errs = r.spawned.cleanup(&b);
+    assert!(errs.is_empty(), "{errs:?}");
+    assert!(!mounted(), "runtime.json mounts undone");
+    assert!(!cg_root.join(&cg_rel).exists(), "cgroup removed");
+
+    // PATH lookup failure names the program.
+    let b = tb.write(&config(&["nosuchprog"]));
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.status, Status::Failed("exec: nosuchprog: No such file or directory (errno 2)".into()));
+    r.spawned.cleanup(&b);
+
+    // A failing mount names its destination.
+    let mut c = config(&["true"]);
+    c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/broken", "type": "nosuchfs", "source": "x"}));
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions::default());
+    match &r.status {
+        Status::Failed(m) => assert!(m.starts_with("mount /broken: No such device"), "{m}"),
+        s => panic!("{s:?}"),
+    }
+    assert!(r.spawned.cleanup(&b).is_empty());
+    assert!(!mounted());
+}
+
+#[test]
+fn ns_reaper_forwards_sigterm_and_reaps_orphans() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("reaper");
+    // The shell leaves an orphan (a backgrounded subshell whose parent exits), then waits in sleep.
+    let b = tb.write(&config(&["sh", "-c", "(sh -c 'sleep 0.2' &); echo up; exec sleep 100"]));
+    let (r, w) = pipe();
+    let opts = SpawnOptions { ns_reaper: true, stdout: Some(w.as_raw_fd()), id: "reaper".into(), ..Default::default() };
+    let s = spawn(&b, &opts).unwrap();
+    drop(w);
+    let mut buf = [0u8; 3];
+    std::io::Read::read_exact(&mut std::fs::File::from(r), &mut buf).unwrap();
+    assert_eq!(&buf, b"up\n");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // The orphan was reaped: no zombie left among the reaper's descendants.
+    let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", s.pid, s.pid)).unwrap();
+    let kids: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(kids.len(), 1, "only the real process is left: {kids:?}");
+    let st = std::fs::read_to_string(format!("/proc/{}/status", kids[0])).unwrap();
+    assert!(st.contains("Name:\tsleep"), "{st}");
+    // Memory of the reaper.
+    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", s.pid)).unwrap_or_default();
+    let field = |k: &str| rollup.lines().find(|l| l.starts_with(k)).unwrap_or("").to_string();
+    eprintln!("ns reaper memory: {} | {}", field("Rss:"), field("Pss:"));
+    // SAFETY: signalling our child.
+    unsafe { libc::kill(s.pid, libc::SIGTERM) };
+    let st = wait(s.pid);
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 128 + libc::SIGTERM, "status {st:#x}");
+    assert_eq!(s.poll_status(), Status::Started);
+}
+
+#[test]
+fn without_reaper_pid1_shell_ignores_sigterm() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("noreaper");
+    let b = tb.write(&config(&["sh", "-c", "echo up; while :; do sleep 0.05; done"]));
+    let (r, w) = pipe();
+    let s = spawn(&b, &SpawnOptions { stdout: Some(w.as_raw_fd()), ..Default::default() }).unwrap();
+    drop(w);
+    let mut buf = [0u8; 3];
+    std::io::Read::read_exact(&mut std::fs::File::from(r), &mut buf).unwrap();
+    // SAFETY: signalling our child.
+    unsafe { libc::kill(s.pid, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut st = 0;
+    // SAFETY: our child.
+    assert_eq!(unsafe { libc::waitpid(s.pid, &mut st, libc::WNOHANG) }, 0, "pid 1 without handler ignores TERM");
+    // SAFETY: as above.
+    unsafe { libc::kill(s.pid, libc::SIGKILL) };
+    wait(s.pid);
+}
+
+#[test]
+fn hooks_get_state_and_run_in_order() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("hooks");
+    let log = tb.dir.join("hooks.log");
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(cat) >> {}", log.display())]});
+    let mut c = config(&["true"]);
+    c["hooks"] = json!({
+        "createRuntime": [hook("createRuntime")],
+        "poststop": [hook("poststop")],
+    });
+    c["annotations"] = json!({"a": "b"});
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions { id: "hk".into(), ..Default::default() });
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    keel_shim::run_poststart(&b, r.spawned.pid).unwrap();
+    assert!(r.spawned.cleanup(&b).is_empty());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(r#"createRuntime {"ociVersion":"1.2.0","id":"hk","status":"created","pid":"#),
+        "{text}"
+    );
+    assert!(lines[0].contains(r#""annotations":{"a":"b"}"#), "{text}");
+    assert!(lines[1].starts_with(r#"poststop {"ociVersion":"1.2.0","id":"hk","status":"stopped""#), "{text}");
+
+    // A failing createRuntime hook stops the container before exec.
+    c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.status, Status::Failed("createRuntime hook /bin/false: exited with status 1".into()));
+}
+
+#[test]
+fn user_namespace_maps() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("userns");
+    let mut c = config(&["sh", "-c", "cat /proc/self/uid_map; id -u; grep CapEff /proc/self/status"]);
+    c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // sysfs cannot be mounted in a user namespace without a new net namespace: drop it.
+    c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys");
+    c["process"]["capabilities"] =
+        json!({"bounding": ["CAP_CHOWN"], "effective": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]});
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert!(r.out.contains("0     100000      65536"), "{}", r.out);
+    assert!(r.out.contains("\n0\n"), "{}", r.out);
+    assert!(r.out.contains("CapEff:\t0000000000000001"), "{}", r.out);
+}
+
+#[test]
+fn spawn_latency() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("latency");
+    let mut c = config(&["/bin/true"]);
+    c["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
+    c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+    let b = tb.write(&c);
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        let s = spawn(&b, &SpawnOptions::default()).unwrap();
+        let st = wait(s.pid);
+        times.push(t.elapsed());
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0);
+    }
+    times.sort();
+    eprintln!(
+        "spawn+wait /bin/true (pid+mount ns, proc): median {:?}, p90 {:?}, min {:?}",
+        times[100], times[180], times[0]
+    );
+}
