@@ -1,5 +1,18 @@
 //! keel's PID 1: owns time and processes (event loop, the one reaper, supervisor, console and logs,
 //! control socket, shutdown). Asks keel-shim to spawn and keel-rc to set up; never mounts or unshares itself.
+//! Also the keelctl client (`client`), which shares the control protocol types.
 
+pub mod client;
+pub mod console;
+pub mod control;
+pub mod discover;
+pub mod emergency;
+pub mod event_loop;
+pub mod logs;
+pub mod pid1;
+pub mod shutdown;
+pub mod spawner;
 pub mod supervisor;
+pub mod sys;
+pub mod time;
 pub mod units;

@@ -1,0 +1,278 @@
+//! The console: keel's main user interface. A non-blocking writer to /dev/console and to every other `console=`
+//! device of the kernel command line (the last `console=` *is* /dev/console, so it is not opened twice).
+//!
+//! Writes to a console can block (flow control, slow serial: systemd #29095), so every device is opened
+//! O_WRONLY|O_NONBLOCK|O_NOCTTY and has a bounded queue; a line that does not fit is dropped and counted, and once
+//! there is room again the device gets "keel: N console lines dropped".
+//!
+//! Line formats: keel's own `[   1.234] keel: starting web (pid 42)`, errors `[   1.234] keel: ERROR bundle web: ...`,
+//! container lines `[   1.240] web   | hello` with the name padded to the longest unit name (at most 16).
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::supervisor::Level;
+use crate::sys::{self, Io};
+use crate::time;
+
+/// Bytes queued per device before lines are dropped.
+pub const QUEUE_CAP: usize = 64 * 1024;
+/// Widest name column for container lines.
+pub const NAME_COL_MAX: usize = 16;
+
+/// keel's own line.
+pub fn format_keel(ms: u64, level: Level, msg: &str) -> String {
+    let tag = match level {
+        Level::Info => "",
+        Level::Warn => "WARN ",
+        Level::Error => "ERROR ",
+    };
+    format!("{} keel: {tag}{msg}\n", time::stamp(ms))
+}
+
+/// A container's line, name padded to `width`.
+pub fn format_unit(ms: u64, name: &str, width: usize, line: &str) -> String {
+    format!("{} {name:<width$} | {line}\n", time::stamp(ms))
+}
+
+/// The name column width for these unit names.
+pub fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|n| n.chars().count()).max().unwrap_or(0).min(NAME_COL_MAX)
+}
+
+struct Device {
+    fd: OwnedFd,
+    path: String,
+    queue: VecDeque<u8>,
+    cap: usize,
+    /// Lines dropped since the last "dropped" note.
+    dropped: u64,
+    /// A write failed hard (EIO on a hung-up tty...): we stop writing to it.
+    dead: bool,
+}
+
+impl Device {
+    fn push(&mut self, line: &str) {
+        if self.dead {
+            return;
+        }
+        if self.dropped > 0 {
+            let note = format_keel(time::boot_ms(), Level::Warn, &format!("{} console lines dropped", self.dropped));
+            if self.queue.len() + note.len() + line.len() > self.cap {
+                self.dropped += 1;
+                return;
+            }
+            self.queue.extend(note.as_bytes());
+            self.dropped = 0;
+        }
+        if self.queue.len() + line.len() > self.cap {
+            self.dropped += 1;
+            return;
+        }
+        self.queue.extend(line.as_bytes());
+    }
+
+    fn flush(&mut self) {
+        while !self.queue.is_empty() && !self.dead {
+            let (a, _) = self.queue.as_slices();
+            match sys::write(self.fd.as_raw_fd(), a) {
+                Io::Done(n) => {
+                    self.queue.drain(..n);
+                }
+                Io::WouldBlock => return,
+                Io::Closed | Io::Err(_) => {
+                    self.dead = true;
+                    self.queue.clear();
+                }
+            }
+        }
+    }
+}
+
+/// Every console device.
+pub struct Console {
+    devs: Vec<Device>,
+    /// Name column width for container lines.
+    pub name_width: usize,
+}
+
+impl Console {
+    /// No devices yet.
+    pub fn empty() -> Console {
+        Console { devs: Vec::new(), name_width: 8 }
+    }
+
+    /// /dev/console (or, if it cannot be opened, a non-blocking copy of our stdout).
+    pub fn open_primary() -> Console {
+        let mut c = Console::empty();
+        if !c.add_path("/dev/console") {
+            c.add_stdout();
+        }
+        c
+    }
+
+    /// Sandbox mode: the console is our stdout.
+    pub fn stdout() -> Console {
+        let mut c = Console::empty();
+        c.add_stdout();
+        c
+    }
+
+    /// The raw fd of the first device (for the panic hook).
+    pub fn primary_fd(&self) -> Option<RawFd> {
+        self.devs.first().map(|d| d.fd.as_raw_fd())
+    }
+
+    /// Add a device by path; false if it cannot be opened.
+    pub fn add_path(&mut self, path: &str) -> bool {
+        match sys::open(path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY) {
+            Ok(fd) => {
+                self.add_fd(fd, path, QUEUE_CAP);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Our stdout, re-opened through /proc/self/fd/1 so O_NONBLOCK does not leak to whoever shares the original
+    /// open file; falls back to a dup.
+    pub fn add_stdout(&mut self) {
+        if self.add_path("/proc/self/fd/1") {
+            return;
+        }
+        // SAFETY: dup returns a new fd or -1.
+        let fd = unsafe { libc::dup(1) };
+        if fd >= 0 {
+            // SAFETY: fd was just returned by dup and is owned by nobody else.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let _ = sys::set_nonblock(fd.as_raw_fd(), true);
+            self.add_fd(fd, "stdout", QUEUE_CAP);
+        }
+    }
+
+    /// Add an already-open fd (made non-blocking) with a queue of `cap` bytes.
+    pub fn add_fd(&mut self, fd: OwnedFd, path: &str, cap: usize) {
+        let _ = sys::set_nonblock(fd.as_raw_fd(), true);
+        self.devs.push(Device { fd, path: path.to_string(), queue: VecDeque::new(), cap, dropped: 0, dead: false });
+    }
+
+    /// Every `console=` device but the last (the last is /dev/console itself), opened as /dev/NAME.
+    pub fn add_cmdline_consoles(&mut self, consoles: &[String]) -> Vec<String> {
+        let mut failed = Vec::new();
+        let n = consoles.len();
+        for c in consoles.iter().take(n.saturating_sub(1)) {
+            let path = if c.starts_with('/') { c.clone() } else { format!("/dev/{c}") };
+            if self.devs.iter().any(|d| d.path == path) {
+                continue;
+            }
+            if !self.add_path(&path) {
+                failed.push(path);
+            }
+        }
+        failed
+    }
+
+    /// Queue an already formatted line (ending in '\n') on every device and try to write it.
+    pub fn raw(&mut self, line: &str) {
+        for d in &mut self.devs {
+            d.push(line);
+            d.flush();
+        }
+    }
+
+    /// keel's own line.
+    pub fn keel(&mut self, level: Level, msg: &str) {
+        let line = format_keel(time::boot_ms(), level, msg);
+        self.raw(&line);
+    }
+
+    /// A container's line.
+    pub fn unit(&mut self, ms: u64, name: &str, line: &str) {
+        let l = format_unit(ms, name, self.name_width, line);
+        self.raw(&l);
+    }
+
+    /// Write what can be written now. True if something is still queued.
+    pub fn flush(&mut self) -> bool {
+        let mut pending = false;
+        for d in &mut self.devs {
+            d.flush();
+            pending |= !d.queue.is_empty() && !d.dead;
+        }
+        pending
+    }
+
+    /// Before power-off: keep flushing for at most `max`.
+    pub fn flush_wait(&mut self, max: Duration) {
+        let end = Instant::now() + max;
+        while self.flush() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lines dropped and not yet reported, summed over devices.
+    pub fn dropped(&self) -> u64 {
+        self.devs.iter().map(|d| d.dropped).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_keel(1234, Level::Info, "starting web (pid 42)"), "[   1.234] keel: starting web (pid 42)\n");
+        assert_eq!(format_keel(1234, Level::Error, "bundle web: x"), "[   1.234] keel: ERROR bundle web: x\n");
+        assert_eq!(format_unit(1240, "web", 5, "hello"), "[   1.240] web   | hello\n");
+        assert_eq!(name_width(["a", "dhcpcd", "a-very-long-service-name"].into_iter()), 16);
+        assert_eq!(name_width(["a", "dhcpcd"].into_iter()), 6);
+    }
+
+    fn read_all(fd: RawFd) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 4096];
+        while let Io::Done(n) = sys::read(fd, &mut b) {
+            out.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn drops_and_reports_when_the_device_is_stuck() {
+        let (r, w) = sys::pipe().unwrap();
+        // Fill the pipe so writes would block.
+        sys::set_nonblock(w.as_raw_fd(), true).unwrap();
+        let filler = vec![b'x'; 4096];
+        while let Io::Done(_) = sys::write(w.as_raw_fd(), &filler) {}
+        let mut c = Console::empty();
+        c.add_fd(w, "test", 100);
+        for i in 0..10 {
+            c.raw(&format!("line {i:02} ..........\n")); // 20 bytes each: 5 fit
+        }
+        assert_eq!(c.dropped(), 5);
+        assert!(c.flush());
+        // Drain the pipe; now the queue flushes and the next line brings the note.
+        let mut b = [0u8; 65536];
+        while let Io::Done(_) = sys::read(r.as_raw_fd(), &mut b) {}
+        assert!(!c.flush());
+        let got = read_all(r.as_raw_fd());
+        assert!(got.starts_with("line 00"));
+        assert!(got.contains("line 04"));
+        assert!(!got.contains("line 05"));
+        c.raw("after\n");
+        let got = read_all(r.as_raw_fd());
+        assert!(got.contains("keel: WARN 5 console lines dropped\n"), "{got}");
+        assert!(got.ends_with("after\n"));
+        assert_eq!(c.dropped(), 0);
+    }
+
+    #[test]
+    fn last_cmdline_console_is_not_opened_twice() {
+        let mut c = Console::empty();
+        let failed = c.add_cmdline_consoles(&["/nonexistent/ttyX".into(), "ttyS0".into()]);
+        assert_eq!(failed, vec!["/nonexistent/ttyX".to_string()]);
+    }
+}

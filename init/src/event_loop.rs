@@ -1,0 +1,756 @@
+//! PID 1's single-threaded event loop: one epoll over the signalfd, the control socket and its clients, every
+//! unit's log pipe, status pipe, readiness pipe and notify socket; timers from a small heap.
+//!
+//! The ONE reaper lives here: on every SIGCHLD (and once right after start, since a child may die before the loop
+//! exists) `waitpid(-1, WNOHANG)` runs until 0/ECHILD; each pid is routed through the pid -> unit table, unknown
+//! pids (orphans reparented to us) are just reaped. Nothing else in PID 1 waits on a pid.
+//!
+//! The supervisor decides, the loop does: every [`Event`] goes to `Supervisor::next`, and the returned [`Action`]s
+//! are performed here (spawns, signals, timers, console lines, emergency shell, power).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use keel_shim::spawn::Status;
+
+use crate::console::Console;
+use crate::control::{Analyze, Incoming, Request, Response, Server, UnitInfo};
+use crate::logs::{Ring, UnitLog};
+use crate::spawner::{self, UnitRt};
+use crate::supervisor::{
+    Action, Command, Event, Exit, Kind, Level, PowerAction, Ready, Restart, State, Supervisor, UnitId,
+};
+use crate::sys::{self, Io};
+use crate::{emergency, shutdown, time};
+
+const T_SIGNAL: u64 = 1 << 32;
+const T_CONTROL: u64 = 2 << 32;
+const T_CLIENT: u64 = 3 << 32;
+const T_LOG: u64 = 4 << 32;
+const T_STATUS: u64 = 5 << 32;
+const T_READY: u64 = 6 << 32;
+const T_NOTIFY: u64 = 7 << 32;
+const T_MASK: u64 = 0xffff_ffff << 32;
+
+/// Bytes read from one log pipe per wake-up (fairness between chatty units).
+const LOG_BUDGET: usize = 64 * 1024;
+
+/// Signals PID 1 takes through its signalfd.
+pub const SIGNALS: &[i32] =
+    &[libc::SIGCHLD, libc::SIGUSR1, libc::SIGUSR2, libc::SIGPWR, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerItem {
+    Unit { unit: UnitId, gen: u64 },
+    KillAll { gen: u64 },
+    EmergencyRespawn,
+}
+
+/// How the loop was started.
+pub struct Config {
+    pub sandbox: bool,
+    /// $KEEL_RUN or /run/keel: control socket, notify sockets.
+    pub run_dir: PathBuf,
+    /// Where NAME.log files go (None: no files).
+    pub log_dir: Option<PathBuf>,
+    /// PID 1's start.
+    pub start: Instant,
+    pub start_boot_ms: u64,
+}
+
+pub struct Loop {
+    cfg: Config,
+    ep: sys::Epoll,
+    sigfd: OwnedFd,
+    sup: Supervisor,
+    rt: Vec<UnitRt>,
+    pids: HashMap<i32, UnitId>,
+    timers: BinaryHeap<Reverse<(Instant, u64, TimerItem)>>,
+    seq: u64,
+    console: Console,
+    /// keel's own lines, for `keelctl logs keel`.
+    keel_ring: Ring,
+    control: Option<Server>,
+    devnull: OwnedFd,
+    queue: VecDeque<Event>,
+    killall_pending: bool,
+    complete_ms: Option<u64>,
+    shutdown_requested: bool,
+    emergency: Option<emergency::Emergency>,
+    abstract_prefix: String,
+    /// Cost of keel_shim::spawn calls (the time PID 1 spends per start): count, total and max in µs.
+    spawn_stats: (u64, u64, u64),
+}
+
+impl Loop {
+    /// Set up epoll, the signalfd and the control socket. Failures here are reported and survived where possible.
+    pub fn new(
+        cfg: Config,
+        sup: Supervisor,
+        bundles: Vec<Option<keel_shim::Bundle>>,
+        mut console: Console,
+        keel_ring: Ring,
+    ) -> Result<Loop, String> {
+        let ep = sys::Epoll::new().map_err(|e| format!("epoll_create1: {e}"))?;
+        let sigfd = sys::signalfd(SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
+        ep.add(sigfd.as_raw_fd(), T_SIGNAL).map_err(|e| format!("epoll add signalfd: {e}"))?;
+        let devnull = sys::open("/dev/null", libc::O_RDWR).map_err(|e| format!("open /dev/null: {e}"))?;
+        let control = match Server::bind(&cfg.run_dir) {
+            Ok(s) => {
+                if let Err(e) = ep.add(s.listener_fd(), T_CONTROL) {
+                    console.keel(Level::Warn, &format!("control socket: epoll add: {e}"));
+                }
+                Some(s)
+            }
+            Err(e) => {
+                console.keel(Level::Warn, &format!("control socket: {e}; keelctl will not work"));
+                None
+            }
+        };
+        let rt = bundles.into_iter().map(|bundle| UnitRt { bundle, ..Default::default() }).collect();
+        let abstract_prefix = if cfg.sandbox {
+            // Parallel sandboxes share the host's network namespace: make abstract names unique per run dir.
+            let h =
+                cfg.run_dir.as_os_str().as_encoded_bytes().iter().fold(5381u64, |h, &b| h.wrapping_mul(33) ^ b as u64);
+            format!("@keel-{h:x}/notify/")
+        } else {
+            "@keel/notify/".to_string()
+        };
+        Ok(Loop {
+            cfg,
+            ep,
+            sigfd,
+            sup,
+            rt,
+            pids: HashMap::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            console,
+            keel_ring,
+            control,
+            devnull,
+            queue: VecDeque::new(),
+            killall_pending: false,
+            complete_ms: None,
+            shutdown_requested: false,
+            emergency: None,
+            abstract_prefix,
+            spawn_stats: (0, 0, 0),
+        })
+    }
+
+    /// Run forever (leaves only through Action::Power).
+    pub fn run(&mut self) -> ! {
+        self.reap();
+        self.feed(Event::Boot);
+        let mut evs = Vec::with_capacity(32);
+        loop {
+            self.drain();
+            self.check_boot_complete();
+            let pending = self.console.flush();
+            let timeout = self.timeout(pending);
+            self.ep.wait(&mut evs, timeout);
+            for &(token, events) in &evs {
+                self.dispatch(token, events);
+            }
+            self.fire_timers();
+            if self.killall_pending {
+                self.check_no_processes();
+            }
+            self.sweep_clients();
+        }
+    }
+
+    fn timeout(&self, console_pending: bool) -> i32 {
+        let mut t: i64 = -1;
+        let mut min = |ms: i64| {
+            if t < 0 || ms < t {
+                t = ms;
+            }
+        };
+        if let Some(Reverse((at, _, _))) = self.timers.peek() {
+            let d = at.saturating_duration_since(Instant::now());
+            min(d.as_millis().min(i32::MAX as u128) as i64 + i64::from(d.subsec_nanos() % 1_000_000 != 0));
+        }
+        if console_pending {
+            min(20);
+        }
+        if self.killall_pending {
+            min(100);
+        }
+        if !self.queue.is_empty() {
+            min(0);
+        }
+        t as i32
+    }
+
+    fn feed(&mut self, ev: Event) {
+        self.queue.push_back(ev);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(ev) = self.queue.pop_front() {
+            let actions = self.sup.next(Instant::now(), ev);
+            for a in actions {
+                self.perform(a);
+            }
+        }
+    }
+
+    fn keel_line(&mut self, level: Level, msg: &str) {
+        self.console.keel(level, msg);
+        let tag = match level {
+            Level::Info => "",
+            Level::Warn => "WARN ",
+            Level::Error => "ERROR ",
+        };
+        self.keel_ring.push(time::boot_ms(), &format!("{tag}{msg}"));
+    }
+
+    fn name(&self, u: UnitId) -> String {
+        self.sup.units.get(u).map(|s| s.config.name.clone()).unwrap_or_else(|| format!("unit#{u}"))
+    }
+
+    fn perform(&mut self, a: Action) {
+        match a {
+            Action::Spawn(u) => self.spawn(u),
+            Action::Signal { unit, signal } => {
+                if let Some(pid) = self.rt.get(unit).and_then(|r| r.pid) {
+                    if let Err(e) = sys::kill(pid, signal) {
+                        if e != libc::ESRCH {
+                            let n = self.name(unit);
+                            self.keel_line(
+                                Level::Warn,
+                                &format!("kill {n} (pid {pid}) {}: errno {e}", sys::signame(signal)),
+                            );
+                        }
+                    }
+                }
+            }
+            Action::Timer { unit, gen, at } => self.arm(at, TimerItem::Unit { unit, gen }),
+            Action::KillAllTimer { gen, at } => self.arm(at, TimerItem::KillAll { gen }),
+            Action::KillAll { signal } => {
+                // We are PID 1 (of the machine or of the sandbox's pid namespace): -1 means everything but us.
+                let _ = sys::kill(-1, signal);
+                self.killall_pending = true;
+                self.reap();
+                self.check_no_processes();
+            }
+            Action::Log { unit, level, msg } => {
+                self.keel_line(level, &msg);
+                if let Some(u) = unit {
+                    let ms = time::boot_ms();
+                    let line = format!("keel: {msg}");
+                    if let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) {
+                        log.ring.push(ms, &line);
+                        if let Some(f) = log.file.as_mut() {
+                            f.write(&time::stamp(ms), &line);
+                        }
+                    }
+                    if let Some(c) = self.control.as_mut() {
+                        c.broadcast(u, &format!("{} {line}", time::stamp(ms)));
+                    }
+                }
+            }
+            Action::Emergency { reason } => {
+                self.keel_line(Level::Error, &format!("emergency: {reason}"));
+                self.start_emergency(reason);
+            }
+            Action::Power(p) => shutdown::power(p, self.cfg.sandbox, &mut self.console),
+        }
+    }
+
+    fn arm(&mut self, at: Instant, item: TimerItem) {
+        self.seq += 1;
+        self.timers.push(Reverse((at, self.seq, item)));
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _, item))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match item {
+                TimerItem::Unit { unit, gen } => self.queue.push_back(Event::Timer { unit, gen }),
+                TimerItem::KillAll { gen } => self.queue.push_back(Event::KillAllTimer { gen }),
+                TimerItem::EmergencyRespawn => {
+                    if let Some(e) = self.emergency.as_ref() {
+                        let reason = e.reason.clone();
+                        self.start_emergency(reason);
+                    }
+                }
+            }
+        }
+        self.drain();
+    }
+
+    fn start_emergency(&mut self, reason: String) {
+        if self.cfg.sandbox {
+            self.keel_line(Level::Error, "no emergency shell in sandbox mode; waiting for a power signal");
+            self.emergency = Some(emergency::Emergency { pid: None, reason, started: Instant::now() });
+            return;
+        }
+        match emergency::start_shell() {
+            Ok(pid) => {
+                self.keel_line(Level::Info, &format!("emergency shell on the console (pid {pid})"));
+                self.emergency = Some(emergency::Emergency { pid: Some(pid), reason, started: Instant::now() });
+            }
+            Err(e) => {
+                self.keel_line(Level::Error, &format!("no emergency shell: {e}; waiting for a power signal"));
+                self.emergency = Some(emergency::Emergency { pid: None, reason, started: Instant::now() });
+            }
+        }
+    }
+
+    fn spawn(&mut self, u: UnitId) {
+        let Some(state) = self.sup.units.get(u) else { return };
+        let cfg = state.config.clone();
+        let name = cfg.name.clone();
+        let Some(rt) = self.rt.get_mut(u) else { return };
+        let Some(bundle) = rt.bundle.as_ref() else {
+            let error = cfg.broken.clone().unwrap_or_else(|| format!("bundle {name}: not loaded"));
+            self.queue.push_back(Event::SpawnFailed { unit: u, error });
+            return;
+        };
+        if rt.log.is_none() {
+            match UnitLog::new(self.cfg.log_dir.as_deref(), &name) {
+                Ok(l) => {
+                    let _ = self.ep.add(l.rd.as_raw_fd(), T_LOG | u as u64);
+                    rt.log = Some(l);
+                }
+                Err(e) => {
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error: format!("log pipe for {name}: {e}") });
+                    return;
+                }
+            }
+        }
+        if cfg.ready == Ready::Notify && rt.notify.is_none() {
+            match spawner::notify_socket(&name, bundle, &self.cfg.run_dir, &self.abstract_prefix) {
+                Ok(n) => {
+                    let _ = self.ep.add(n.fd.as_raw_fd(), T_NOTIFY | u as u64);
+                    rt.notify = Some(n);
+                }
+                Err(e) => {
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error: e });
+                    return;
+                }
+            }
+        }
+        if let Some(old) = rt.ready_rd.take() {
+            self.ep.delete(old.as_raw_fd());
+        }
+        let Some(log) = rt.log.as_ref() else { return };
+        let t0 = Instant::now();
+        let res = spawner::spawn(
+            &name,
+            cfg.ready,
+            bundle,
+            log,
+            rt.notify.as_ref(),
+            self.devnull.as_raw_fd(),
+            self.cfg.sandbox,
+        );
+        let us = t0.elapsed().as_micros() as u64;
+        self.spawn_stats = (self.spawn_stats.0 + 1, self.spawn_stats.1 + us, self.spawn_stats.2.max(us));
+        match res {
+            Ok(st) => {
+                let pid = st.spawned.pid;
+                let _ = self.ep.add(st.spawned.status.as_raw_fd(), T_STATUS | u as u64);
+                rt.status_watch = true;
+                if let Some(r) = st.ready_rd {
+                    let _ = self.ep.add(r.as_raw_fd(), T_READY | u as u64);
+                    rt.ready_rd = Some(r);
+                }
+                rt.spawned = Some(st.spawned);
+                rt.pid = Some(pid);
+                self.pids.insert(pid, u);
+                self.queue.push_back(Event::Spawned { unit: u, pid });
+            }
+            Err(error) => self.queue.push_back(Event::SpawnFailed { unit: u, error }),
+        }
+    }
+
+    fn dispatch(&mut self, token: u64, events: u32) {
+        let idx = (token & !T_MASK) as usize;
+        match token & T_MASK {
+            T_SIGNAL => self.signals(),
+            T_CONTROL => self.accept(),
+            T_CLIENT => {
+                if events & (libc::EPOLLOUT as u32) != 0 {
+                    if let Some(c) = self.control.as_mut() {
+                        c.writable(idx);
+                    }
+                }
+                if events & (libc::EPOLLIN as u32 | libc::EPOLLHUP as u32 | libc::EPOLLERR as u32) != 0 {
+                    self.client_input(idx);
+                }
+            }
+            T_LOG => self.log_input(idx),
+            T_STATUS => self.status_input(idx),
+            T_READY => self.ready_input(idx),
+            T_NOTIFY => self.notify_input(idx),
+            _ => {}
+        }
+        self.drain();
+    }
+
+    fn signals(&mut self) {
+        while let Some(sig) = sys::read_signal(self.sigfd.as_raw_fd()) {
+            let power = match sig {
+                libc::SIGCHLD => {
+                    self.reap();
+                    None
+                }
+                libc::SIGUSR2 | libc::SIGPWR => Some(PowerAction::PowerOff),
+                libc::SIGTERM | libc::SIGINT => Some(PowerAction::Reboot),
+                libc::SIGUSR1 => Some(PowerAction::Halt),
+                _ => None, // SIGHUP: ignored
+            };
+            if let Some(p) = power {
+                self.request_shutdown(p, &sys::signame(sig));
+            }
+        }
+    }
+
+    fn request_shutdown(&mut self, p: PowerAction, why: &str) {
+        // The supervisor prints "shutting down (...)"; the cause goes to keel's ring only.
+        self.keel_ring.push(time::boot_ms(), &format!("{why}: {} requested", shutdown::what(p)));
+        self.shutdown_requested = true;
+        self.queue.push_back(Event::Shutdown(p));
+    }
+
+    /// The one reaper.
+    fn reap(&mut self) {
+        while let Some((pid, how)) = sys::reap_one() {
+            if let Some(e) = self.emergency.as_mut() {
+                if e.pid == Some(pid) {
+                    e.pid = None;
+                    let at = (e.started + Duration::from_secs(1)).max(Instant::now());
+                    self.console.keel(Level::Warn, "emergency shell exited; starting it again");
+                    self.arm(at, TimerItem::EmergencyRespawn);
+                    continue;
+                }
+            }
+            if let Some(u) = self.pids.remove(&pid) {
+                self.unit_exited(u, how);
+            }
+            // Otherwise an orphan reparented to PID 1: reaped, nothing else to do.
+        }
+    }
+
+    fn unit_exited(&mut self, u: UnitId, how: sys::Reaped) {
+        // Status first (a setup error explains the exit), then the last output, then the exit itself.
+        self.status_input(u);
+        self.log_input(u);
+        let Some(rt) = self.rt.get_mut(u) else { return };
+        if rt.status_watch {
+            rt.status_watch = false;
+            if let Some(sp) = rt.spawned.as_ref() {
+                self.ep.delete(sp.status.as_raw_fd());
+            }
+        }
+        rt.pid = None;
+        let errors = match (rt.spawned.take(), rt.bundle.as_ref()) {
+            (Some(sp), Some(b)) => sp.cleanup(b),
+            _ => Vec::new(),
+        };
+        let name = self.name(u);
+        for e in errors {
+            self.keel_line(Level::Warn, &format!("cleanup {name}: {e}"));
+        }
+        let exit = match how {
+            sys::Reaped::Code(c) => Exit::Code(c),
+            sys::Reaped::Signal(s) => Exit::Signal(s),
+        };
+        self.queue.push_back(Event::Exited { unit: u, exit });
+    }
+
+    fn status_input(&mut self, u: UnitId) {
+        let Some(rt) = self.rt.get_mut(u) else { return };
+        if !rt.status_watch {
+            return;
+        }
+        let Some(sp) = rt.spawned.as_ref() else { return };
+        let ev = match sp.poll_status() {
+            Status::Pending => return,
+            Status::Started => Event::Execd { unit: u },
+            Status::Failed(error) => Event::SpawnFailed { unit: u, error },
+        };
+        self.ep.delete(sp.status.as_raw_fd());
+        rt.status_watch = false;
+        self.queue.push_back(ev);
+    }
+
+    fn log_input(&mut self, u: UnitId) {
+        let name = self.name(u);
+        let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
+        let lines = log.read_lines(LOG_BUDGET);
+        for line in lines {
+            let ms = time::boot_ms();
+            let stamp = time::stamp(ms);
+            log.ring.push(ms, &line);
+            if let Some(f) = log.file.as_mut() {
+                f.write(&stamp, &line);
+            }
+            if let Some(c) = self.control.as_mut() {
+                c.broadcast(u, &format!("{stamp} {line}"));
+            }
+            if let Some(suppressed) = log.rate.allow(ms) {
+                if suppressed > 0 {
+                    self.console.keel(Level::Warn, &format!("{name}: {suppressed} lines not shown (rate limit)"));
+                }
+                self.console.unit(ms, &name, &line);
+            }
+        }
+    }
+
+    fn ready_input(&mut self, u: UnitId) {
+        let Some(rt) = self.rt.get_mut(u) else { return };
+        let Some(fd) = rt.ready_rd.as_ref() else { return };
+        let mut buf = [0u8; 256];
+        let mut done = false;
+        let mut ready = false;
+        loop {
+            match sys::read(fd.as_raw_fd(), &mut buf) {
+                Io::Done(n) => {
+                    if buf[..n].contains(&b'\n') {
+                        ready = true;
+                        done = true;
+                        break;
+                    }
+                }
+                Io::WouldBlock => break,
+                Io::Closed | Io::Err(_) => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if done {
+            self.ep.delete(fd.as_raw_fd());
+            rt.ready_rd = None;
+        }
+        if ready {
+            self.queue.push_back(Event::Ready { unit: u });
+        }
+    }
+
+    fn notify_input(&mut self, u: UnitId) {
+        let Some(rt) = self.rt.get_mut(u) else { return };
+        let Some(n) = rt.notify.as_ref() else { return };
+        let (ready, status) = spawner::read_notify(n.fd.as_raw_fd());
+        if status.is_some() {
+            rt.status_text = status;
+        }
+        if ready && rt.pid.is_some() {
+            self.queue.push_back(Event::Ready { unit: u });
+        }
+    }
+
+    fn check_no_processes(&mut self) {
+        if sys::kill(-1, 0) == Err(libc::ESRCH) {
+            self.killall_pending = false;
+            self.queue.push_back(Event::NoProcessesLeft);
+        }
+    }
+
+    fn check_boot_complete(&mut self) {
+        // The supervisor prints the "boot complete" line; we keep the time for `keelctl analyze`.
+        if self.complete_ms.is_none() && self.sup.boot_complete() {
+            self.complete_ms = Some(self.cfg.start.elapsed().as_millis() as u64);
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(c) = self.control.as_mut() else { return };
+        for (i, fd) in c.accept() {
+            let _ = self.ep.add(fd, T_CLIENT | i as u64);
+        }
+    }
+
+    fn client_input(&mut self, i: usize) {
+        let Some(c) = self.control.as_mut() else { return };
+        let incoming = c.read(i);
+        for inc in incoming {
+            match inc {
+                Incoming::Bad(i, e) => {
+                    if let Some(c) = self.control.as_mut() {
+                        c.reply(i, &Response::err(e), true);
+                    }
+                }
+                Incoming::Request(i, req) => {
+                    let (resp, close, follow) = self.handle(req);
+                    if let Some(c) = self.control.as_mut() {
+                        if let Some(u) = follow {
+                            c.set_follow(i, u);
+                        }
+                        c.reply(i, &resp, close);
+                    }
+                }
+            }
+        }
+    }
+
+    fn sweep_clients(&mut self) {
+        let Some(c) = self.control.as_mut() else { return };
+        let (changed, removed) = c.sweep();
+        for (i, fd, out) in changed {
+            let _ = self.ep.modify(fd, T_CLIENT | i as u64, out);
+        }
+        for fd in removed {
+            self.ep.delete(fd);
+        }
+        c.close_removed();
+    }
+
+    fn find(&self, name: &str) -> Option<UnitId> {
+        self.sup.find(Kind::Service, name).or_else(|| self.sup.units.iter().position(|u| u.config.name == name))
+    }
+
+    fn ms_since_start(&self, t: Option<Instant>) -> Option<u64> {
+        t.map(|t| t.saturating_duration_since(self.cfg.start).as_millis() as u64)
+    }
+
+    fn info(&self, u: UnitId) -> UnitInfo {
+        let s = &self.sup.units[u]; // ok: callers pass ids from 0..units.len()
+        let rt = self.rt.get(u);
+        let live = matches!(s.state, State::Starting | State::Running | State::Stopping);
+        UnitInfo {
+            name: s.config.name.clone(),
+            kind: kind_str(s.config.kind).into(),
+            state: state_str(s.state).into(),
+            pid: if live { s.pid.or(rt.and_then(|r| r.pid)) } else { None },
+            restarts: s.restarts,
+            uptime_ms: if live { s.spawned_at.map(|t| t.elapsed().as_millis() as u64) } else { None },
+            ready: match s.state {
+                State::Running => Some(true),
+                State::Starting => Some(false),
+                _ => None,
+            },
+            last_exit: s.last_exit.map(|e| match e {
+                Exit::Code(c) => format!("exit {c}"),
+                Exit::Signal(sig) => sys::signame(sig),
+            }),
+            reason: s.reason.clone().or(s.config.broken.clone()),
+            status: rt.and_then(|r| r.status_text.clone()),
+            restart: match s.config.restart {
+                Restart::No => "no",
+                Restart::OnFailure => "on-failure",
+                Restart::Always => "always",
+            }
+            .into(),
+            after: s.config.after.clone(),
+            readiness: match s.config.ready {
+                Ready::Started => "started".into(),
+                Ready::Fd(n) => format!("fd:{n}"),
+                Ready::Notify => "notify".into(),
+            },
+            spawned_ms: self.ms_since_start(s.spawned_at),
+            ready_ms: self.ms_since_start(s.ready_at),
+            exited_ms: self.ms_since_start(s.exited_at),
+        }
+    }
+
+    /// Answer a control request: (response, close after, follow unit).
+    fn handle(&mut self, req: Request) -> (Response, bool, Option<UnitId>) {
+        let unknown = |n: &str| Response::err(format!("no unit named {n}"));
+        match req {
+            Request::List => {
+                let units = (0..self.sup.units.len()).map(|u| self.info(u)).collect();
+                (Response { ok: true, units, ..Default::default() }, true, None)
+            }
+            Request::Status { name } => match self.find(&name) {
+                Some(u) => {
+                    let lines = self.ring_lines(Some(u), 10);
+                    (Response { ok: true, units: vec![self.info(u)], lines, ..Default::default() }, true, None)
+                }
+                None => (unknown(&name), true, None),
+            },
+            Request::Start { name } | Request::Stop { name } | Request::Restart { name }
+                if self.find(&name).is_none() =>
+            {
+                (unknown(&name), true, None)
+            }
+            Request::Start { name } => self.command(Command::Start, &name, "start"),
+            Request::Stop { name } => self.command(Command::Stop, &name, "stop"),
+            Request::Restart { name } => self.command(Command::Restart, &name, "restart"),
+            Request::Logs { name, follow } => {
+                let unit = if name == "keel" { None } else { self.find(&name) };
+                if name != "keel" && unit.is_none() {
+                    return (unknown(&name), true, None);
+                }
+                let lines = self.ring_lines(unit, usize::MAX);
+                let follow = if follow { unit } else { None };
+                (Response { ok: true, lines, ..Default::default() }, follow.is_none(), follow)
+            }
+            Request::Poweroff | Request::Reboot | Request::Halt => {
+                let (p, what) = match req {
+                    Request::Reboot => (PowerAction::Reboot, "reboot"),
+                    Request::Halt => (PowerAction::Halt, "halt"),
+                    _ => (PowerAction::PowerOff, "power off"),
+                };
+                self.request_shutdown(p, "keelctl");
+                (Response::msg(format!("{what} requested")), true, None)
+            }
+            Request::Analyze => {
+                let units = (0..self.sup.units.len()).map(|u| self.info(u)).collect();
+                let (n, total, max) = self.spawn_stats;
+                let a = Analyze {
+                    start_boot_ms: self.cfg.start_boot_ms,
+                    complete_ms: self.complete_ms,
+                    spawns: n,
+                    spawn_avg_us: total.checked_div(n).unwrap_or(0),
+                    spawn_max_us: max,
+                    units,
+                };
+                (Response { ok: true, analyze: Some(a), ..Default::default() }, true, None)
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: fn(UnitId) -> Command, name: &str, what: &str) -> (Response, bool, Option<UnitId>) {
+        match self.find(name) {
+            Some(u) => {
+                self.queue.push_back(Event::Control(cmd(u)));
+                (Response::msg(format!("{what} {name}: requested")), true, None)
+            }
+            None => (Response::err(format!("no unit named {name}")), true, None),
+        }
+    }
+
+    fn ring_lines(&self, unit: Option<UnitId>, max: usize) -> Vec<String> {
+        let ring = match unit {
+            None => Some(&self.keel_ring),
+            Some(u) => self.rt.get(u).and_then(|r| r.log.as_ref()).map(|l| &l.ring),
+        };
+        let Some(ring) = ring else { return Vec::new() };
+        let skip = ring.len().saturating_sub(max);
+        ring.iter().skip(skip).map(|(ms, l)| format!("{} {l}", time::stamp(*ms))).collect()
+    }
+}
+
+pub fn kind_str(k: Kind) -> &'static str {
+    match k {
+        Kind::Onboot => "onboot",
+        Kind::Service => "service",
+        Kind::Onshutdown => "onshutdown",
+    }
+}
+
+pub fn state_str(s: State) -> &'static str {
+    match s {
+        State::Waiting => "waiting",
+        State::Starting => "starting",
+        State::Running => "running",
+        State::Stopping => "stopping",
+        State::Backoff => "backoff",
+        State::Exited => "exited",
+        State::Failed => "failed",
+    }
+}

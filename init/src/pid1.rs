@@ -1,0 +1,202 @@
+//! PID 1's entry: block every signal first thing, install the panic hook, detect the mode, run the phases
+//! (switch root, rc setup, discover units, banner) and hand over to the event loop. Never returns.
+//!
+//! Modes:
+//! - machine (default): the real init of a (virtual) machine.
+//! - sandbox: `KEEL_SANDBOX=1` and PID 1 of a fresh pid+mount namespace on a host (tests, e.g.
+//!   `unshare --pid --fork --mount --mount-proc`). rc runs in sandbox mode (nothing host-global is touched),
+//!   no switch root, no Ctrl-Alt-Del change, the console is stdout, no cgroups are created, and the end of a
+//!   shutdown is exit(0) whatever the power action (poweroff, reboot and halt all print their name and exit 0).
+//!
+//! Environment overrides (any mode): `KEEL_CONTAINERS` (bundle tree, default /containers), `KEEL_RUN` (control and
+//! notify sockets, default /run/keel), `KEEL_LOG_DIR` (NAME.log files; default /var/log, none in sandbox mode).
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::console::{self, Console};
+use crate::discover;
+use crate::event_loop::{self, Config, Loop};
+use crate::logs::Ring;
+use crate::supervisor::{Kind, Level, Supervisor};
+use crate::sys;
+use crate::time;
+
+/// The console fd the panic hook writes to.
+static PANIC_FD: AtomicI32 = AtomicI32::new(2);
+static SANDBOX: AtomicBool = AtomicBool::new(false);
+
+/// Is this the sandbox mode?
+pub fn sandbox_requested() -> bool {
+    std::env::var_os("KEEL_SANDBOX").is_some_and(|v| v == "1")
+}
+
+/// PID 1. Never returns.
+pub fn main() -> ! {
+    let start = Instant::now();
+    let start_boot_ms = time::boot_ms();
+    sys::block_all_signals();
+    let sandbox = sandbox_requested();
+    SANDBOX.store(sandbox, Ordering::Relaxed);
+    // SAFETY: getpid has no memory effects.
+    if unsafe { libc::getpid() } != 1 {
+        eprintln!("init: must run as PID 1 (for tests: KEEL_SANDBOX=1 unshare --pid --fork --mount --mount-proc init)");
+        std::process::exit(1);
+    }
+    std::panic::set_hook(Box::new(panic_hook));
+
+    if !sandbox {
+        // Ctrl-Alt-Del arrives as SIGINT instead of an immediate reboot.
+        // SAFETY: reboot(2) with CAD_OFF only changes the kernel's Ctrl-Alt-Del behaviour.
+        unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_CAD_OFF) };
+    }
+    let mut early: Vec<(Level, String)> = Vec::new();
+    if !sandbox {
+        match keel_rc::switch_root::maybe_switch() {
+            Ok(_) => {}
+            Err(e) => early.push((Level::Error, format!("switch root: {e}; staying on the initramfs"))),
+        }
+    }
+    let mut console = if sandbox { Console::stdout() } else { Console::open_primary() };
+    if let Some(fd) = console.primary_fd() {
+        PANIC_FD.store(fd, Ordering::Relaxed);
+    }
+    let mut keel_ring = Ring::new(32 * 1024, 300);
+    let say = |console: &mut Console, ring: &mut Ring, level: Level, msg: &str, show: bool| {
+        if show {
+            console.keel(level, msg);
+        }
+        ring.push(time::boot_ms(), msg);
+    };
+    for (l, m) in early.drain(..) {
+        say(&mut console, &mut keel_ring, l, &m, true);
+    }
+
+    let opts = keel_rc::SetupOptions { sandbox };
+    let mut rc_lines: Vec<(Level, String)> = Vec::new();
+    let summary = keel_rc::setup_with(&opts, &mut |lvl, msg| {
+        let l = match lvl {
+            keel_rc::Level::Info => Level::Info,
+            keel_rc::Level::Warn => Level::Warn,
+            keel_rc::Level::Error => Level::Error,
+        };
+        rc_lines.push((l, msg.to_string()));
+    });
+    for (l, m) in rc_lines {
+        say(&mut console, &mut keel_ring, l, &m, true);
+    }
+    let _ = summary;
+    if !sandbox {
+        let cmdline = keel_rc::cmdline::Cmdline::read();
+        for failed in console.add_cmdline_consoles(&cmdline.consoles()) {
+            say(&mut console, &mut keel_ring, Level::Warn, &format!("console {failed}: cannot open"), true);
+        }
+    }
+
+    let root = discover::containers_dir();
+    let (found, dir_errors) = discover::discover(&root);
+    for e in dir_errors {
+        say(&mut console, &mut keel_ring, Level::Error, &e, true);
+    }
+    console.name_width = console::name_width(found.iter().map(|f| f.config.name.as_str()));
+    let n_onboot = found.iter().filter(|f| f.config.kind == Kind::Onboot).count();
+    let n_services = found.iter().filter(|f| f.config.kind == Kind::Service).count();
+    let banner = format!(
+        "keel {} starting (kernel {}, {n_onboot} onboot, {n_services} services{})",
+        env!("CARGO_PKG_VERSION"),
+        kernel_release(),
+        if sandbox { ", sandbox" } else { "" }
+    );
+    say(&mut console, &mut keel_ring, Level::Info, &banner, true);
+    let mut configs = Vec::with_capacity(found.len());
+    let mut bundles = Vec::with_capacity(found.len());
+    for f in found {
+        for w in &f.warnings {
+            say(&mut console, &mut keel_ring, Level::Warn, w, true);
+        }
+        configs.push(f.config);
+        bundles.push(f.bundle);
+    }
+    // Broken bundles are reported by the supervisor (one ERROR line each) when it fails them at boot.
+
+    let log_dir = match std::env::var_os("KEEL_LOG_DIR") {
+        Some(d) => Some(d.into()),
+        None if sandbox => None,
+        None => Some(std::path::PathBuf::from("/var/log")),
+    };
+    let cfg = Config { sandbox, run_dir: crate::control::run_dir(), log_dir, start, start_boot_ms };
+    let sup = Supervisor::new(configs);
+    match Loop::new(cfg, sup, bundles, console, keel_ring) {
+        Ok(mut l) => l.run(),
+        Err(e) => fallback_loop(&format!("event loop: {e}")),
+    }
+}
+
+fn kernel_release() -> String {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: u is a valid utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "?".into();
+    }
+    let bytes: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn write_fd(fd: i32, s: &str) {
+    let mut b = s.as_bytes();
+    let mut tries = 0;
+    while !b.is_empty() && tries < 100 {
+        match sys::write(fd, b) {
+            sys::Io::Done(n) => b = &b[n..],
+            sys::Io::WouldBlock => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => return,
+        }
+    }
+}
+
+fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    let fd = PANIC_FD.load(Ordering::Relaxed);
+    write_fd(fd, &console::format_keel(time::boot_ms(), Level::Error, &format!("PANIC: {info}")));
+    fallback_loop_fd(fd)
+}
+
+fn fallback_loop(msg: &str) -> ! {
+    let fd = PANIC_FD.load(Ordering::Relaxed);
+    write_fd(fd, &console::format_keel(time::boot_ms(), Level::Error, msg));
+    fallback_loop_fd(fd)
+}
+
+/// Last resort after a panic or a failed loop set-up: keep reaping and honour power signals; never return.
+fn fallback_loop_fd(fd: i32) -> ! {
+    write_fd(fd, &console::format_keel(time::boot_ms(), Level::Error, "still reaping; send a power signal to end"));
+    loop {
+        while sys::reap_one().is_some() {}
+        // SAFETY: sigset_t is plain data; sigtimedwait only reads the set and fills info.
+        let sig = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in event_loop::SIGNALS {
+                libc::sigaddset(&mut set, s);
+            }
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
+            libc::sigtimedwait(&set, &mut info, &ts)
+        };
+        let cmd = match sig {
+            libc::SIGUSR2 | libc::SIGPWR => libc::LINUX_REBOOT_CMD_POWER_OFF,
+            libc::SIGTERM | libc::SIGINT => libc::LINUX_REBOOT_CMD_RESTART,
+            libc::SIGUSR1 => libc::LINUX_REBOOT_CMD_HALT,
+            _ => continue,
+        };
+        if SANDBOX.load(Ordering::Relaxed) {
+            std::process::exit(0);
+        }
+        crate::shutdown::sync_bounded(crate::shutdown::SYNC_TIMEOUT);
+        // SAFETY: reboot(2) has no memory effects.
+        unsafe { libc::reboot(cmd) };
+    }
+}

@@ -1,0 +1,358 @@
+//! Root tests: keel's `init` as PID 1 of a fresh pid+mount namespace (`unshare --pid --fork --mount
+//! --mount-proc`, sandbox mode: KEEL_SANDBOX=1, bundles from KEEL_CONTAINERS, control socket under KEEL_RUN),
+//! with busybox bundles. They skip (pass, saying why) when not root or without unshare/busybox.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no memory effects.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
+        return Some("no unshare(1) (util-linux)".into());
+    }
+    if busybox().is_none() {
+        let _ = Command::new("apt-get").args(["install", "-y", "busybox-static"]).status();
+        if busybox().is_none() {
+            return Some("no static busybox (apt-get install busybox-static)".into());
+        }
+    }
+    None
+}
+
+fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A temporary bundle tree: TMP/containers/{onboot,services,onshutdown}, TMP/rootfs shared by all bundles.
+struct Tree {
+    dir: PathBuf,
+}
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        // Not under /tmp: rc's sandbox mode mounts a fresh tmpfs on /tmp (and /run) inside the namespace.
+        let dir = PathBuf::from("/var/tmp").join(format!("keel-pid1-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "proc", "dev", "tmp", "run"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let bb = rootfs.join("bin/busybox");
+        if std::fs::hard_link(busybox().unwrap(), &bb).is_err() {
+            std::fs::copy(busybox().unwrap(), &bb).unwrap();
+        }
+        // SAFETY: mknod with a valid NUL-terminated path; makes /dev/null for containers without a /dev mount.
+        let devnull = std::ffi::CString::new(rootfs.join("dev/null").to_str().unwrap()).unwrap();
+        unsafe { libc::mknod(devnull.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+        for app in ["sh", "echo", "sleep", "cat", "ls", "ps", "true", "false", "printf", "seq"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        Tree { dir }
+    }
+
+    fn containers(&self) -> PathBuf {
+        self.dir.join("containers")
+    }
+
+    /// A bundle at containers/REL running `sh -c SCRIPT`.
+    fn sh(&self, rel: &str, script: &str, annotations: &[(&str, &str)], pidns: bool) {
+        let ns = if pidns { r#"[{"type":"pid"},{"type":"mount"}]"# } else { r#"[{"type":"mount"}]"# };
+        let mounts = if pidns { r#"[{"destination":"/proc","type":"proc","source":"proc"}]"# } else { "[]" };
+        let ann: Vec<String> = annotations.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        let config = format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"args":["/bin/sh","-c",{script:?}],"cwd":"/","env":["PATH=/bin"]}},
+"root":{{"path":{root:?}}},"mounts":{mounts},"linux":{{"namespaces":{ns}}},"annotations":{{{ann}}}}}"#,
+            root = self.dir.join("rootfs").display().to_string(),
+            ann = ann.join(",")
+        );
+        self.raw(rel, &config);
+    }
+
+    fn raw(&self, rel: &str, config: &str) {
+        let d = self.containers().join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), config).unwrap();
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running sandboxed init with its captured stdout.
+struct Pid1 {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    run: PathBuf,
+}
+
+impl Pid1 {
+    fn start(tree: &Tree) -> Pid1 {
+        let run = tree.dir.join("run");
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--mount-proc", "--kill-child"])
+            .arg(env!("CARGO_BIN_EXE_init"))
+            .env("KEEL_SANDBOX", "1")
+            .env("KEEL_CONTAINERS", tree.containers())
+            .env("KEEL_RUN", &run)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn unshare");
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                println!("pid1> {line}");
+                l2.lock().unwrap().push(line);
+            }
+        });
+        Pid1 { child, lines, run }
+    }
+
+    /// Host pid of init (the child of unshare).
+    fn init_pid(&self) -> i32 {
+        let p = self.child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next() {
+                return k.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "init did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, pat: &str, timeout: Duration) -> String {
+        self.wait_line(|l| l.contains(pat), pat, timeout)
+    }
+
+    fn wait_line(&self, f: impl Fn(&str) -> bool, pat: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.output().into_iter().find(|l| f(l)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {pat:?} within {timeout:?}; output:\n{}",
+                self.output().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keelctl(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_keelctl"))
+            .args(args)
+            .env("KEEL_RUN", &self.run)
+            .output()
+            .expect("run keelctl");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(self.init_pid(), sig) };
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50)); // let the reader thread catch up
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("init did not exit within {timeout:?}; output:\n{}", self.output().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn vm_rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A container line: `[   1.234] NAME<pad> | TEXT...`.
+fn unit_line(l: &str, name: &str, text: &str) -> bool {
+    l.split_once("] ").is_some_and(|(_, r)| r.starts_with(&format!("{name} ")) && r.contains(&format!(" | {text}")))
+}
+
+/// (pid, state, ppid) of every process on the host.
+fn processes() -> Vec<(i32, char, i32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rp) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
+        if f.len() > 2 {
+            out.push((pid, f[0].chars().next().unwrap_or('?'), f[1].parse().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+#[test]
+fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Tree::new("boot");
+    t.sh("onboot/001-first", "echo first step; echo to stderr >&2", &[], true);
+    t.sh("onboot/002-second", "echo second step; exit 3", &[], true);
+    t.sh("services/ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done", &[], true);
+    // No pid namespace: the backgrounded sleep is orphaned to keel's PID 1, which must reap it.
+    t.sh("services/orphaner", "(sleep 0.3 &) ; echo orphaner up; exec sleep 100", &[], false);
+    t.raw("services/badjson", "{\n  \"process\": {\n    \"args\": [\"/bin/sh\"\n  }\n}");
+    t.sh("services/norootfs", "true", &[], true);
+    let nr = t.containers().join("services/norootfs/config.json");
+    let c = std::fs::read_to_string(&nr)
+        .unwrap()
+        .replace(&t.dir.join("rootfs").display().to_string(), "/nonexistent/rootfs");
+    std::fs::write(&nr, c).unwrap();
+    t.raw(
+        "services/nobinary",
+        &format!(
+            r#"{{"process":{{"args":["/bin/no-such-binary"],"cwd":"/"}},"root":{{"path":{:?}}}}}"#,
+            t.dir.join("rootfs").display().to_string()
+        ),
+    );
+    t.sh("onshutdown/001-bye", "echo goodbye from onshutdown", &[], true);
+
+    let t0 = Instant::now();
+    let mut p = Pid1::start(&t);
+    let init = p.init_pid();
+    p.wait_for("boot complete", Duration::from_secs(15));
+    let booted = t0.elapsed();
+    // Live output: the ticker's lines appear while it runs.
+    p.wait_line(|l| unit_line(l, "ticker", "tick 2"), "ticker tick 2", Duration::from_secs(5));
+    let rss = vm_rss_kib(init);
+    println!("PID 1 VmRSS after boot: {rss} KiB; boot complete after {booted:?} wall");
+
+    // Orphans: give the orphaned sleep time to exit, then no zombie may remain under PID 1.
+    std::thread::sleep(Duration::from_millis(800));
+    let zombies: Vec<_> = processes().into_iter().filter(|&(_, st, pp)| pp == init && st == 'Z').collect();
+    assert!(zombies.is_empty(), "zombies under PID 1: {zombies:?}");
+
+    let (code, list) = p.keelctl(&["list"]);
+    println!("{list}");
+    assert_eq!(code, 0);
+    assert!(list.lines().next().unwrap().starts_with("NAME"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("ticker") && l.contains("running")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("badjson") && l.contains("failed")), "{list}");
+    let (code, logs) = p.keelctl(&["logs", "ticker"]);
+    assert_eq!(code, 0);
+    assert!(logs.contains("tick 1"), "{logs}");
+
+    p.signal(libc::SIGUSR2);
+    let code = p.wait_exit(Duration::from_secs(20));
+    let out = p.output();
+    let text = out.join("\n");
+    assert_eq!(code, 0, "exit code on power off\n{text}");
+
+    // Banner, then onboot steps in name order with their output prefixed.
+    let banner = out.iter().find(|l| l.contains("keel: keel ")).expect("banner");
+    assert!(banner.contains("starting (kernel") && banner.contains("2 onboot, 5 services"), "{banner}");
+    let pos = |pat: &str| out.iter().position(|l| l.contains(pat)).unwrap_or_else(|| panic!("no {pat:?} in\n{text}"));
+    let upos = |name: &str, t: &str| {
+        out.iter().position(|l| unit_line(l, name, t)).unwrap_or_else(|| panic!("no {name} | {t} in\n{text}"))
+    };
+    assert!(upos("first", "first step") < upos("second", "second step"), "{text}");
+    assert!(upos("first", "to stderr") < upos("second", "second step"));
+    assert!(out.iter().any(|l| l.contains("second") && l.contains("exit") && l.contains('3')), "{text}");
+    // Broken bundles: exactly one line each, an error naming it; the rest booted.
+    for name in ["badjson", "norootfs", "nobinary"] {
+        let lines: Vec<_> = out.iter().filter(|l| l.contains(name)).collect();
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        assert!(lines[0].contains("ERROR"), "{lines:?}");
+    }
+    assert!(text.contains("config.json") && text.contains("at line 4 column 3"), "{text}");
+    assert!(upos("orphaner", "orphaner up") > 0);
+    // Service output came before the shutdown began; onshutdown ran after it, before the power off.
+    assert!(upos("ticker", "tick 0") < pos("shutting down"));
+    assert!(pos("shutting down") < upos("bye", "goodbye from onshutdown"));
+    assert!(upos("bye", "goodbye from onshutdown") < pos("keel: power off"), "{text}");
+    // keel's own lines carry the boot-time stamp.
+    let stamped = |l: &str| {
+        l.strip_prefix('[').and_then(|r| r.split_once("] ")).is_some_and(|(t, _)| {
+            t.len() >= 8
+                && t.trim_start().split_once('.').is_some_and(|(s, ms)| ms.len() == 3 && s.parse::<u64>().is_ok())
+        })
+    };
+    assert!(out.iter().all(|l| stamped(l)), "{text}");
+}
+
+#[test]
+fn per_service_start_cost_and_rss() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let n = 20;
+    let t = Tree::new("cost");
+    for i in 0..n {
+        t.sh(&format!("services/svc{i:02}"), "exec sleep 100", &[], true);
+    }
+    let mut p = Pid1::start(&t);
+    let init = p.init_pid();
+    p.wait_for("boot complete", Duration::from_secs(15));
+    let (code, json) = p.keelctl(&["--json", "analyze"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let units = v["analyze"]["units"].as_array().unwrap();
+    let spawned: Vec<u64> = units.iter().filter_map(|u| u["spawned_ms"].as_u64()).collect();
+    assert_eq!(spawned.len(), n);
+    let first = *spawned.iter().min().unwrap();
+    let last = *spawned.iter().max().unwrap();
+    let complete = v["analyze"]["complete_ms"].as_u64().unwrap();
+    let rss = vm_rss_kib(init);
+    let avg = v["analyze"]["spawn_avg_us"].as_u64().unwrap();
+    let max = v["analyze"]["spawn_max_us"].as_u64().unwrap();
+    println!(
+        "{n} services: spawned {first}..{last} ms after PID 1 start, boot complete {complete} ms; spawn cost in \
+         PID 1 {avg} µs avg, {max} µs max; PID 1 VmRSS {rss} KiB"
+    );
+    assert_eq!(v["analyze"]["spawns"].as_u64(), Some(n as u64));
+    let (_, svg_out) = p.keelctl(&["analyze", "--svg", t.dir.join("boot.svg").to_str().unwrap()]);
+    assert!(svg_out.contains("wrote"));
+    assert!(std::fs::read_to_string(t.dir.join("boot.svg")).unwrap().ends_with("</svg>\n"));
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(Duration::from_secs(20)), 0);
+    assert!(p.output().iter().any(|l| l.contains("keel: reboot")));
+}
