@@ -95,18 +95,22 @@ pub fn unit_config(
                 .push(format!("{name}: unknown annotation {key}='{value}' ignored (known: {})", KNOWN.join(", "))),
         }
     }
-    // Keys that mean nothing for this kind of unit: say so once, keep the config clean.
-    let misplaced: &[&str] =
-        if is_service { &["keel.required"] } else { &["keel.restart", "keel.after", "keel.ready"] };
-    for key in misplaced {
-        if let Some(value) = annotations.get(*key) {
-            let what = if is_service { "onboot steps" } else { "services" };
-            warnings.push(format!("{name}: {key}='{value}' only applies to {what}; ignored"));
+    // Keys that mean nothing for this kind of unit: say so, keep the config clean.
+    for (key, applies) in [
+        ("keel.restart", "services"),
+        ("keel.after", "services"),
+        ("keel.ready", "services"),
+        ("keel.required", "onboot steps"),
+    ] {
+        let fits = if applies == "services" { is_service } else { kind == Kind::Onboot };
+        if let (false, Some(value)) = (fits, annotations.get(key)) {
+            warnings.push(format!("{name}: {key}='{value}' only applies to {applies}; ignored"));
         }
     }
-    if is_service {
+    if kind != Kind::Onboot {
         config.required = false;
-    } else {
+    }
+    if !is_service {
         config.restart = Restart::No;
         config.after.clear();
         config.ready = Ready::Started;
@@ -237,6 +241,11 @@ mod tests {
         let (c, w) = unit_config(Kind::Service, "web", &ann(&[("keel.required", "true")]), None);
         assert!(!c.required);
         assert!(w[0].contains("only applies to onboot steps"), "{w:?}");
+        let (c, w) =
+            unit_config(Kind::Onshutdown, "save", &ann(&[("keel.required", "true"), ("keel.timeout", "9")]), None);
+        assert!(!c.required);
+        assert_eq!(c.timeout, Duration::from_secs(9));
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]

@@ -159,9 +159,9 @@ impl Supervisor {
 
     /// Used by shutdown: stop the running onboot step (TERM, KILL after [`STEP_KILL_AFTER`]).
     pub(super) fn stop_running_step(&mut self, now: Instant, id: UnitId) {
-        match self.state(id) {
-            Some(State::Starting | State::Running) => self.begin_stop(now, id, StopCause::Shutdown, STEP_KILL_AFTER),
-            _ => {} // already stopping (timed out): its KILL/lost timers end it
+        // Already stopping (timed out)? Then its KILL/lost timers end it.
+        if let Some(State::Starting | State::Running) = self.state(id) {
+            self.begin_stop(now, id, StopCause::Shutdown, STEP_KILL_AFTER);
         }
     }
 }

@@ -2,13 +2,22 @@
 //!
 //! It owns every unit's state (onboot steps, services, onshutdown steps), the boot/shutdown phases,
 //! restart policies and backoff, ordering (`keel.after`), readiness and the stop order. It never makes a
-//! syscall: the event loop (`crate::event_loop`) turns [`Action`]s into spawns, signals and timers, and feeds
-//! back [`Event`]s.
+//! syscall and never reads a clock: the event loop (`crate::event_loop`) turns [`Action`]s into spawns, signals
+//! and timers, and feeds back [`Event`]s with `now`.
 //!
-//! Phases: Onboot (steps one at a time, in name order, each to completion or timeout) -> Services (all started,
-//! ordered by `after`/readiness, concurrently where independent) -> on a shutdown request: Onshutdown (steps one
-//! at a time) -> Stopping (services in reverse dependency order: TERM, KILL after stop-timeout) -> KillAll (TERM
-//! to every remaining process, then KILL) -> Done (the loop syncs, unmounts and calls reboot(2)).
+//! Phases ([`Phase`]): Onboot (steps one at a time, in name order, each to completion or timeout) -> Services
+//! (all started, ordered by `after`/readiness, concurrently where independent) -> on a shutdown request:
+//! Onshutdown (steps one at a time) -> Stopping (services in reverse dependency order: TERM, KILL after
+//! stop-timeout) -> KillAll (TERM to every remaining process, then KILL) -> Done (the loop syncs, unmounts and
+//! calls reboot(2)).
+//!
+//! Files: `boot.rs` (Boot event, onboot and the step logic shared with onshutdown), `graph.rs` (keel.after
+//! names and cycles), `services.rs` (ordering, readiness, boot summary, keelctl), `restart.rs` (policy, backoff,
+//! start limit), `shutdown.rs` (shutdown order, kill-all, power). Each documents its rules at the top.
+//!
+//! Invariant (tested after every event): a unit that is Starting, Stopping or in Backoff always has a timer
+//! armed, and so does the kill-all phase: no state waits for an event that may never come.
+//! Memory per unit is fixed (counters and instants; no history).
 
 use std::time::{Duration, Instant};
 
@@ -585,8 +594,8 @@ pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms} ms")
-    } else if ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
     } else {
         format!("{:.1} s", d.as_secs_f64())
     }

