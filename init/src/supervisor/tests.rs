@@ -1211,3 +1211,67 @@ fn signal_names_and_durations() {
     assert_eq!(human(S * 300), "300 s");
     assert_eq!(human(ms(1600)), "1.6 s");
 }
+
+/// The console as an operator sees it: a whole boot and shutdown, line by line.
+#[test]
+fn console_transcript() {
+    let mut net = onboot("net");
+    net.timeout = 2 * S;
+    let mut db = svc("db");
+    db.ready = Ready::Fd(3);
+    let mut h = H::new(vec![
+        onboot("modules"),
+        net,
+        db,
+        after(svc("web"), &["db"]),
+        after(svc("bad"), &["nope"]),
+        svc("crashy"),
+        onshutdown("save"),
+    ]);
+    h.boot();
+    h.run("modules");
+    h.now += ms(40);
+    h.exit("modules", OK);
+    h.run("net");
+    h.advance(2 * S);
+    h.exit("net", Exit::Signal(libc::SIGTERM));
+    h.run("db");
+    h.run("crashy");
+    h.now += ms(30);
+    h.ready("db");
+    h.run("web");
+    h.exit("crashy", SEGV);
+    h.advance(ms(100));
+    h.run("crashy");
+    h.now += 20 * S;
+    h.ev(Event::Shutdown(PowerAction::PowerOff));
+    h.run("save");
+    h.exit("save", OK);
+    h.now += ms(5);
+    h.exit("web", OK);
+    h.exit("crashy", OK);
+    h.now += ms(5);
+    h.exit("db", OK);
+    h.ev(Event::NoProcessesLeft);
+    let want = [
+        "bad: keel.after names unknown service 'nope'",
+        "onboot modules: exited 0 (40 ms)",
+        "onboot net: timed out after 2 s; sending SIGTERM",
+        "onboot net: killed by SIGTERM (2 s)",
+        "onboot done: 2 steps (1 failed) in 2040 ms",
+        "starting db (pid 103)",
+        "starting crashy (pid 104)",
+        "db ready after 30 ms",
+        "starting web (pid 105)",
+        "boot complete: 3 services running (1 failed) in 2070 ms",
+        "crashy killed by SIGSEGV; restart 1 in 100 ms",
+        "shutting down (power off)",
+        "onshutdown save: exited 0 (0 ms)",
+        "web stopped (SIGTERM) in 5 ms",
+        "crashy stopped (SIGTERM) in 5 ms",
+        "db stopped (SIGTERM) in 5 ms",
+        "services stopped; sending SIGTERM to all remaining processes",
+        "shutdown done in 10 ms: power off",
+    ];
+    assert_eq!(h.logs, want);
+}
