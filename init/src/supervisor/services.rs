@@ -101,6 +101,26 @@ impl Supervisor {
         for id in ready {
             self.spawn(now, id, true);
         }
+        // For `keelctl status`: what each still-waiting service waits for.
+        for id in 0..self.units.len() {
+            let Some(u) = self.units.get(id) else { continue };
+            if u.config.kind != Kind::Service || u.state != State::Waiting || u.rt.permanent {
+                continue;
+            }
+            let names: Vec<&str> =
+                u.rt.deps
+                    .iter()
+                    .filter_map(|&d| self.units.get(d))
+                    .filter(|d| !satisfied(d))
+                    .map(|d| d.config.name.as_str())
+                    .collect();
+            let reason = format!("waiting for {}", names.join(", "));
+            if u.reason.as_deref() != Some(reason.as_str()) {
+                if let Some(u) = self.units.get_mut(id) {
+                    u.reason = Some(reason);
+                }
+            }
+        }
     }
 
     /// Once, when every service is Running, Exited or Failed: the boot summary line.

@@ -174,6 +174,16 @@ impl H {
             })
             .collect()
     }
+    /// Names spawned by what `f` feeds.
+    fn sp(&mut self, f: impl FnOnce(&mut H) -> Vec<Action>) -> Vec<String> {
+        let acts = f(self);
+        self.spawns(&acts)
+    }
+    /// Signals sent in response to what `f` feeds.
+    fn sg(&mut self, f: impl FnOnce(&mut H) -> Vec<Action>) -> Vec<(String, i32)> {
+        let acts = f(self);
+        self.signals(&acts)
+    }
     fn logged(&self, needle: &str) -> bool {
         self.logs.iter().any(|l| l.contains(needle))
     }
@@ -200,22 +210,10 @@ const SEGV: Exit = Exit::Signal(libc::SIGSEGV);
 #[test]
 fn onboot_steps_run_one_at_a_time_in_order_then_services() {
     let mut h = H::new(vec![onboot("a"), onboot("b"), svc("web"), onshutdown("z")]);
-    assert_eq!(
-        {
-            let a = h.boot();
-            h.spawns(&a)
-        },
-        ["a"]
-    );
+    assert_eq!(h.sp(|h| h.boot()), ["a"]);
     h.run("a");
     h.now += ms(123);
-    assert_eq!(
-        {
-            let a = h.exit("a", OK);
-            h.spawns(&a)
-        },
-        ["b"]
-    );
+    assert_eq!(h.sp(|h| h.exit("a", OK)), ["b"]);
     assert!(h.logged("onboot a: exited 0 (123 ms)"), "{:?}", h.logs);
     h.run("b");
     let acts = h.exit("b", Exit::Code(3));
@@ -238,13 +236,7 @@ fn onboot_signal_exit_is_named() {
     let mut h = H::new(vec![onboot("a"), onboot("b")]);
     h.boot();
     h.run("a");
-    assert_eq!(
-        {
-            let a = h.exit("a", SEGV);
-            h.spawns(&a)
-        },
-        ["b"]
-    );
+    assert_eq!(h.sp(|h| h.exit("a", SEGV)), ["b"]);
     assert!(h.logged("onboot a: killed by SIGSEGV"), "{:?}", h.logs);
 }
 
@@ -278,11 +270,7 @@ fn onboot_step_that_never_exits_does_not_hang_boot() {
     assert_eq!(h.spawns(&acts), ["b"]);
     assert!(h.logged("onboot a: still running 5 s after SIGKILL; going on without it"), "{:?}", h.logs);
     // The late exit changes nothing: no second advance.
-    assert!({
-        let a = h.exit("a", Exit::Signal(9));
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.exit("a", Exit::Signal(9))).is_empty());
     assert_eq!(h.st("b"), State::Starting);
 }
 
@@ -341,13 +329,7 @@ fn step_spawn_failure_then_exit_advances_once() {
     h.ev(Event::Spawned { unit: 0, pid: 5 });
     let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into() });
     assert!(h.spawns(&acts).is_empty(), "waits for the Exited");
-    assert_eq!(
-        {
-            let a = h.exit("a", Exit::Code(127));
-            h.spawns(&a)
-        },
-        ["b"]
-    );
+    assert_eq!(h.sp(|h| h.exit("a", Exit::Code(127))), ["b"]);
     assert_eq!(h.count_logged("onboot a"), 1, "{:?}", h.logs);
     assert!(h.logged("onboot a: failed to start: exec /bin/x: ENOENT"));
 }
@@ -357,13 +339,7 @@ fn step_exit_then_spawn_failure_advances_once() {
     let mut h = H::new(vec![onboot("a"), onboot("b"), onboot("c")]);
     h.boot();
     h.ev(Event::Spawned { unit: 0, pid: 5 });
-    assert_eq!(
-        {
-            let a = h.exit("a", Exit::Code(127));
-            h.spawns(&a)
-        },
-        ["b"]
-    );
+    assert_eq!(h.sp(|h| h.exit("a", Exit::Code(127))), ["b"]);
     let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into() });
     assert!(h.spawns(&acts).is_empty());
     assert!(h.logged("onboot a: failed to start: exec /bin/x: ENOENT"));
@@ -388,22 +364,12 @@ fn broken_bundles_are_reported_once_and_skipped() {
     assert_eq!(h.st("web"), State::Failed);
     assert_eq!(h.st("api"), State::Failed);
     h.run("b");
-    assert_eq!(
-        {
-            let a = h.exit("b", OK);
-            h.spawns(&a)
-        },
-        ["db"]
-    );
+    assert_eq!(h.sp(|h| h.exit("b", OK)), ["db"]);
     h.run("db");
     assert!(h.logged("boot complete: 1 service running (2 failed)"), "{:?}", h.logs);
     // A broken service cannot be started by hand.
     let web = h.id("web");
-    assert!({
-        let a = h.ev(Event::Control(Command::Start(web)));
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.ev(Event::Control(Command::Start(web)))).is_empty());
     assert!(h.logged("web cannot start: broken bundle"));
 }
 
@@ -425,68 +391,20 @@ fn broken_required_step_means_emergency() {
 #[test]
 fn chain_starts_in_order_after_readiness() {
     let mut h = H::new(vec![after(svc("c"), &["b"]), after(svc("b"), &["a"]), svc("a")]);
-    assert_eq!(
-        {
-            let a = h.boot();
-            h.spawns(&a)
-        },
-        ["a"]
-    );
-    assert_eq!(
-        {
-            let a = h.run("a");
-            h.spawns(&a)
-        },
-        ["b"]
-    );
-    assert_eq!(
-        {
-            let a = h.run("b");
-            h.spawns(&a)
-        },
-        ["c"]
-    );
-    assert!({
-        let a = h.run("c");
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert_eq!(h.sp(|h| h.boot()), ["a"]);
+    assert_eq!(h.sp(|h| h.run("a")), ["b"]);
+    assert_eq!(h.sp(|h| h.run("b")), ["c"]);
+    assert!(h.sp(|h| h.run("c")).is_empty());
     assert!(h.logged("boot complete: 3 services running"));
 }
 
 #[test]
 fn diamond_waits_for_both_sides() {
     let mut h = H::new(vec![svc("a"), after(svc("b"), &["a"]), after(svc("c"), &["a"]), after(svc("d"), &["b", "c"])]);
-    assert_eq!(
-        {
-            let a = h.boot();
-            h.spawns(&a)
-        },
-        ["a"]
-    );
-    assert_eq!(
-        {
-            let a = h.run("a");
-            h.spawns(&a)
-        },
-        ["b", "c"],
-        "b and c in one batch"
-    );
-    assert!(
-        {
-            let a = h.run("b");
-            h.spawns(&a)
-        }
-        .is_empty(),
-        "d still waits for c"
-    );
-    assert_eq!(
-        {
-            let a = h.run("c");
-            h.spawns(&a)
-        },
-        ["d"]
-    );
+    assert_eq!(h.sp(|h| h.boot()), ["a"]);
+    assert_eq!(h.sp(|h| h.run("a")), ["b", "c"], "b and c in one batch");
+    assert!(h.sp(|h| h.run("b")).is_empty(), "d still waits for c");
+    assert_eq!(h.sp(|h| h.run("c")), ["d"]);
 }
 
 #[test]
@@ -494,13 +412,7 @@ fn independent_services_start_in_one_batch() {
     let mut h = H::new(vec![onboot("o"), svc("x"), svc("y"), svc("z")]);
     h.boot();
     h.run("o");
-    assert_eq!(
-        {
-            let a = h.exit("o", OK);
-            h.spawns(&a)
-        },
-        ["x", "y", "z"]
-    );
+    assert_eq!(h.sp(|h| h.exit("o", OK)), ["x", "y", "z"]);
 }
 
 #[test]
@@ -564,45 +476,15 @@ fn readiness_fd_and_notify_gate_dependents() {
     let mut cache = svc("cache");
     cache.ready = Ready::Notify;
     let mut h = H::new(vec![db, cache, after(svc("web"), &["db", "cache"])]);
-    assert_eq!(
-        {
-            let a = h.boot();
-            h.spawns(&a)
-        },
-        ["db", "cache"]
-    );
-    assert!(
-        {
-            let a = h.run("db");
-            h.spawns(&a)
-        }
-        .is_empty(),
-        "exec is not readiness for fd:N"
-    );
-    assert!({
-        let a = h.run("cache");
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert_eq!(h.sp(|h| h.boot()), ["db", "cache"]);
+    assert!(h.sp(|h| h.run("db")).is_empty(), "exec is not readiness for fd:N");
+    assert!(h.sp(|h| h.run("cache")).is_empty());
     assert_eq!(h.st("db"), State::Starting);
     h.now += ms(35);
-    assert!(
-        {
-            let a = h.ready("db");
-            h.spawns(&a)
-        }
-        .is_empty(),
-        "cache not ready yet"
-    );
+    assert!(h.sp(|h| h.ready("db")).is_empty(), "cache not ready yet");
     assert!(h.logged("db ready after 35 ms"), "{:?}", h.logs);
     assert!(!h.logged("boot complete"));
-    assert_eq!(
-        {
-            let a = h.ready("cache");
-            h.spawns(&a)
-        },
-        ["web"]
-    );
+    assert_eq!(h.sp(|h| h.ready("cache")), ["web"]);
     h.run("web");
     assert!(h.logged("boot complete: 3 services running in 35 ms"), "{:?}", h.logs);
     // At most 2 lines per service at boot.
@@ -641,13 +523,7 @@ fn exit_before_ready_fails_waiting_dependents_but_a_finished_oneshot_satisfies_t
     fdsvc.restart = Restart::No;
     let mut h = H::new(vec![once, fdsvc, after(svc("a"), &["once"]), after(svc("b"), &["fdsvc"])]);
     h.boot();
-    assert_eq!(
-        {
-            let a = h.run("once");
-            h.spawns(&a)
-        },
-        ["a"]
-    );
+    assert_eq!(h.sp(|h| h.run("once")), ["a"]);
     h.exit("once", OK);
     h.run("fdsvc");
     h.exit("fdsvc", OK);
@@ -686,14 +562,7 @@ fn restart_policies() {
         h.exit("web", exit);
         assert_eq!(h.st("web"), want, "{policy:?} {exit:?}");
         if want == State::Backoff {
-            assert_eq!(
-                {
-                    let a = h.advance(ms(100));
-                    h.spawns(&a)
-                },
-                ["web"],
-                "{policy:?} {exit:?}"
-            );
+            assert_eq!(h.sp(|h| h.advance(ms(100))), ["web"], "{policy:?} {exit:?}");
             assert_eq!(h.s.units[0].restarts, 1);
         } else {
             assert!(h.advance(60 * S).is_empty());
@@ -791,11 +660,7 @@ fn a_restarting_dependency_leaves_dependents_running() {
     h.run("web");
     h.exit("db", FAIL);
     assert_eq!(h.st("web"), State::Running);
-    assert!({
-        let a = h.last.clone();
-        h.signals(&a)
-    }
-    .is_empty());
+    assert!(h.sg(|h| h.last.clone()).is_empty());
     h.advance(ms(100));
     h.run("db");
     assert_eq!(h.st("db"), State::Running);
@@ -832,13 +697,7 @@ fn control_stop_terms_then_kills_and_does_not_restart() {
     assert_eq!(h.st("web"), State::Exited);
     assert!(h.advance(60 * S).is_empty());
     // Start again, then a stop that needs SIGKILL.
-    assert_eq!(
-        {
-            let a = h.ev(Event::Control(Command::Start(0)));
-            h.spawns(&a)
-        },
-        ["web"]
-    );
+    assert_eq!(h.sp(|h| h.ev(Event::Control(Command::Start(0)))), ["web"]);
     h.run("web");
     h.ev(Event::Control(Command::Stop(0)));
     let acts = h.advance(3 * S);
@@ -855,11 +714,7 @@ fn control_stop_in_backoff_cancels_the_restart() {
     h.exit("web", FAIL);
     h.ev(Event::Control(Command::Stop(0)));
     assert_eq!(h.st("web"), State::Exited);
-    assert!({
-        let a = h.advance(S);
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.advance(S)).is_empty());
 }
 
 #[test]
@@ -874,13 +729,7 @@ fn control_restart_stops_then_starts() {
     h.run("web");
     h.ev(Event::Control(Command::Stop(0)));
     h.exit("web", OK);
-    assert_eq!(
-        {
-            let a = h.ev(Event::Control(Command::Restart(0)));
-            h.spawns(&a)
-        },
-        ["web"]
-    );
+    assert_eq!(h.sp(|h| h.ev(Event::Control(Command::Restart(0)))), ["web"]);
 }
 
 #[test]
@@ -893,32 +742,12 @@ fn control_start_waits_for_or_refuses_dependencies() {
     h.exit("web", OK);
     h.ev(Event::Control(Command::Stop(0)));
     h.exit("db", OK);
-    assert!({
-        let a = h.ev(Event::Control(Command::Start(1)));
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.ev(Event::Control(Command::Start(1)))).is_empty());
     assert!(h.logged("web cannot start: dependency db is not running (keelctl start db first)"), "{:?}", h.logs);
-    assert_eq!(
-        {
-            let a = h.ev(Event::Control(Command::Start(0)));
-            h.spawns(&a)
-        },
-        ["db"]
-    );
-    assert!({
-        let a = h.ev(Event::Control(Command::Start(1)));
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert_eq!(h.sp(|h| h.ev(Event::Control(Command::Start(0)))), ["db"]);
+    assert!(h.sp(|h| h.ev(Event::Control(Command::Start(1)))).is_empty());
     assert_eq!(h.st("web"), State::Waiting);
-    assert_eq!(
-        {
-            let a = h.run("db");
-            h.spawns(&a)
-        },
-        ["web"]
-    );
+    assert_eq!(h.sp(|h| h.run("db")), ["web"]);
 }
 
 #[test]
@@ -926,11 +755,7 @@ fn control_only_stops_steps_and_ignores_services_during_onboot() {
     let mut h = H::new(vec![onboot("slow"), svc("web")]);
     h.boot();
     h.run("slow");
-    assert!({
-        let a = h.ev(Event::Control(Command::Start(1)));
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.ev(Event::Control(Command::Start(1)))).is_empty());
     assert!(h.logged("keelctl start web: services start after onboot"), "{:?}", h.logs);
     let acts = h.ev(Event::Control(Command::Stop(0)));
     assert_eq!(h.signals(&acts), [("slow".to_string(), libc::SIGTERM)]);
@@ -960,13 +785,7 @@ fn shutdown_runs_onshutdown_then_stops_in_reverse_order_then_kills_all() {
     assert_eq!(h.spawns(&acts), ["save"]);
     assert!(h.signals(&acts).is_empty(), "services run during onshutdown");
     h.run("save");
-    assert_eq!(
-        {
-            let a = h.exit("save", OK);
-            h.spawns(&a)
-        },
-        ["sync"]
-    );
+    assert_eq!(h.sp(|h| h.exit("save", OK)), ["sync"]);
     h.run("sync");
     let acts = h.exit("sync", OK);
     let mut sig = h.signals(&acts);
@@ -977,26 +796,10 @@ fn shutdown_runs_onshutdown_then_stops_in_reverse_order_then_kills_all() {
         "independent ones together"
     );
     h.now += ms(12);
-    assert!({
-        let a = h.exit("lone", OK);
-        h.signals(&a)
-    }
-    .is_empty());
+    assert!(h.sg(|h| h.exit("lone", OK)).is_empty());
     assert!(h.logged("lone stopped (SIGTERM) in 12 ms"), "{:?}", h.logs);
-    assert_eq!(
-        {
-            let a = h.exit("web", OK);
-            h.signals(&a)
-        },
-        [("api".to_string(), libc::SIGTERM)]
-    );
-    assert_eq!(
-        {
-            let a = h.exit("api", OK);
-            h.signals(&a)
-        },
-        [("db".to_string(), libc::SIGTERM)]
-    );
+    assert_eq!(h.sg(|h| h.exit("web", OK)), [("api".to_string(), libc::SIGTERM)]);
+    assert_eq!(h.sg(|h| h.exit("api", OK)), [("db".to_string(), libc::SIGTERM)]);
     let acts = h.exit("db", OK);
     assert!(h.spawns(&acts).is_empty(), "nothing restarts during shutdown");
     assert!(acts.contains(&Action::KillAll { signal: libc::SIGTERM }));
@@ -1019,13 +822,7 @@ fn shutdown_kills_after_stop_timeout_and_gives_up_on_unkillable() {
     h.run("dep");
     h.ev(Event::Shutdown(PowerAction::PowerOff));
     h.exit("dep", Exit::Signal(libc::SIGTERM));
-    assert_eq!(
-        {
-            let a = h.last.clone();
-            h.signals(&a)
-        },
-        [("stubborn".to_string(), libc::SIGTERM)]
-    );
+    assert_eq!(h.sg(|h| h.last.clone()), [("stubborn".to_string(), libc::SIGTERM)]);
     let acts = h.advance(2 * S);
     assert_eq!(h.signals(&acts), [("stubborn".to_string(), libc::SIGKILL)]);
     assert!(h.logged("stubborn did not stop in 2 s: SIGKILL"), "{:?}", h.logs);
@@ -1050,11 +847,7 @@ fn shutdown_turns_backoff_and_waiting_services_into_exited() {
     assert_eq!(h.st("crashy"), State::Exited);
     assert_eq!(h.st("web"), State::Exited);
     assert_eq!(h.signals(&acts), [("db".to_string(), libc::SIGTERM)], "starting services are stopped too");
-    assert!({
-        let a = h.advance(S);
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.advance(S)).is_empty());
 }
 
 #[test]
@@ -1116,11 +909,7 @@ fn control_is_ignored_while_shutting_down() {
     let mut h = booted(svc("web"));
     h.ev(Event::Shutdown(PowerAction::PowerOff));
     h.exit("web", OK);
-    assert!({
-        let a = h.ev(Event::Control(Command::Start(0)));
-        h.spawns(&a)
-    }
-    .is_empty());
+    assert!(h.sp(|h| h.ev(Event::Control(Command::Start(0)))).is_empty());
     assert!(h.logged("shutting down: keelctl start web ignored"));
 }
 
@@ -1164,10 +953,7 @@ fn shutdown_always_ends_on_timers_alone() {
         let mut powered = false;
         for _ in 0..100 {
             // Spawned steps report a pid but never exit.
-            for name in {
-                let a = h.last.clone();
-                h.spawns(&a)
-            } {
+            for name in h.sp(|h| h.last.clone()) {
                 let unit = h.id(&name);
                 h.pid += 1;
                 h.feed(Event::Spawned { unit, pid: h.pid });
