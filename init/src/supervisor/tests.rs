@@ -404,6 +404,7 @@ fn diamond_waits_for_both_sides() {
     assert_eq!(h.sp(|h| h.boot()), ["a"]);
     assert_eq!(h.sp(|h| h.run("a")), ["b", "c"], "b and c in one batch");
     assert!(h.sp(|h| h.run("b")).is_empty(), "d still waits for c");
+    assert_eq!(h.s.units[3].reason.as_deref(), Some("waiting for c"));
     assert_eq!(h.sp(|h| h.run("c")), ["d"]);
 }
 
