@@ -21,7 +21,10 @@ fn main() {
         }
     }
     let t0 = std::time::Instant::now();
-    eprintln!("probe: pid {} argv {:?}", std::process::id(), args);
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    eprintln!("probe: pid {} argv {:?} at boot+{}.{:06}s", std::process::id(), args, ts.tv_sec, ts.tv_nsec / 1000);
     match keel_rc::switch_root::maybe_switch() {
         Ok(b) => eprintln!("probe: maybe_switch -> Ok({b}) after {} us", t0.elapsed().as_micros()),
         Err(e) => eprintln!("probe: maybe_switch -> Err({e})"),

@@ -142,7 +142,7 @@ pub fn kernel_filesystems() -> Vec<String> {
 /// With `fresh`, rows are mounted even where the same fstype is already mounted (a sandbox inherits the host's
 /// /run and /tmp, which are not its own); a proc is reused only if it belongs to our pid namespace.
 /// Never stops at a failing row.
-pub fn apply(table: &[MountRow], root: &Path, fresh: bool) -> Vec<(MountRow, Outcome)> {
+pub fn apply(table: &[MountRow], root: &Path, fresh: bool) -> Vec<(MountRow, Outcome, std::time::Duration)> {
     let mut out = Vec::with_capacity(table.len());
     let mut mounts: Option<Vec<mountinfo::Mount>> = None;
     let mut known: Option<Vec<String>> = None;
@@ -155,12 +155,13 @@ pub fn apply(table: &[MountRow], root: &Path, fresh: bool) -> Vec<(MountRow, Out
         if known.is_none() && Path::new("/proc/filesystems").exists() {
             known = Some(kernel_filesystems());
         }
+        let t = std::time::Instant::now();
         let o = apply_row(r, &target, mounts.as_deref(), known.as_deref(), fresh);
         if o == Outcome::Mounted {
             // refresh lazily: the next row re-reads it (cheap: one small proc file)
             mounts = None;
         }
-        out.push((*r, o));
+        out.push((*r, o, t.elapsed()));
     }
     out
 }
@@ -189,7 +190,7 @@ fn apply_row(
         Some(m) => mountinfo::at(m, target).map(|m| m.fstype.clone()),
         // before proc exists only proc itself can be mounted; recognise an existing proc by its magic
         None => match sys::fs_type(target) {
-            Ok(t) if t == libc::PROC_SUPER_MAGIC as i64 && r.fstype == "proc" => Some("proc".to_string()),
+            Ok(t) if t == libc::PROC_SUPER_MAGIC && r.fstype == "proc" => Some("proc".to_string()),
             _ => None,
         },
     };

@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::mountinfo;
 use crate::sys;
 use std::ffi::{CString, OsString};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -149,8 +148,7 @@ pub struct CopyStats {
 pub fn copy_tree(src: &Path, dst: &Path, skip: &[PathBuf], unlink: bool) -> Result<CopyStats, Error> {
     let md = std::fs::symlink_metadata(src).map_err(|e| Error::io("stat", src, &e))?;
     let mut st = CopyStats::default();
-    let mut buf = vec![0u8; 1 << 16];
-    copy_dir_contents(src, dst, md.dev(), skip, unlink, &mut st, &mut buf)?;
+    copy_dir_contents(src, dst, md.dev(), skip, unlink, &mut st)?;
     set_owner_mode(dst, &md)?;
     Ok(st)
 }
@@ -162,7 +160,6 @@ fn copy_dir_contents(
     skip: &[PathBuf],
     unlink: bool,
     st: &mut CopyStats,
-    buf: &mut [u8],
 ) -> Result<(), Error> {
     let rd = std::fs::read_dir(src).map_err(|e| Error::io("read dir", src, &e))?;
     for e in rd {
@@ -174,26 +171,18 @@ fn copy_dir_contents(
             }
         };
         let s = e.path();
-        if skip.iter().any(|k| *k == s) {
+        if skip.contains(&s) {
             continue;
         }
         let d = dst.join(e.file_name());
-        if let Err(x) = copy_entry(&s, &d, dev, skip, unlink, st, buf) {
+        if let Err(x) = copy_entry(&s, &d, dev, skip, unlink, st) {
             st.errors.push(x);
         }
     }
     Ok(())
 }
 
-fn copy_entry(
-    s: &Path,
-    d: &Path,
-    dev: u64,
-    skip: &[PathBuf],
-    unlink: bool,
-    st: &mut CopyStats,
-    buf: &mut [u8],
-) -> Result<(), Error> {
+fn copy_entry(s: &Path, d: &Path, dev: u64, skip: &[PathBuf], unlink: bool, st: &mut CopyStats) -> Result<(), Error> {
     let md = std::fs::symlink_metadata(s).map_err(|x| Error::io("stat", s, &x))?;
     let ft = md.file_type();
     if ft.is_dir() {
@@ -203,7 +192,7 @@ fn copy_entry(
         if md.dev() != dev {
             st.mount_points += 1;
         } else {
-            copy_dir_contents(s, d, dev, skip, unlink, st, buf)?;
+            copy_dir_contents(s, d, dev, skip, unlink, st)?;
             if unlink {
                 // fails if something was skipped or failed inside: harmless
                 let _ = std::fs::remove_dir(s);
@@ -219,7 +208,7 @@ fn copy_entry(
         sys::lchown(d, md.uid(), md.gid())?;
         st.symlinks += 1;
     } else if ft.is_file() {
-        st.bytes += copy_file(s, d, &md, buf)?;
+        st.bytes += copy_file(s, d, &md)?;
         st.files += 1;
     } else {
         // char/block devices, fifos, sockets
@@ -233,8 +222,7 @@ fn copy_entry(
     Ok(())
 }
 
-fn copy_file(s: &Path, d: &Path, md: &std::fs::Metadata, buf: &mut [u8]) -> Result<u64, Error> {
-    use std::io::Write;
+fn copy_file(s: &Path, d: &Path, md: &std::fs::Metadata) -> Result<u64, Error> {
     let mut from = std::fs::File::open(s).map_err(|e| Error::io("open", s, &e))?;
     let mut to = std::fs::OpenOptions::new()
         .write(true)
@@ -242,18 +230,8 @@ fn copy_file(s: &Path, d: &Path, md: &std::fs::Metadata, buf: &mut [u8]) -> Resu
         .mode(0o600)
         .open(d)
         .map_err(|e| Error::io("create", d, &e))?;
-    // a plain read/write loop: copy_file_range between ramfs and tmpfs is refused (EXDEV) on older kernels
-    let mut n = 0u64;
-    loop {
-        let k = match from.read(buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", s, &e)),
-        };
-        to.write_all(buf.get(..k).unwrap_or(&[])).map_err(|e| Error::io("write", d, &e))?;
-        n += k as u64;
-    }
+    // std's copy uses copy_file_range or sendfile (no copy through user space), falling back to read/write
+    let n = std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", d, &e))?;
     std::os::unix::fs::fchown(&to, Some(md.uid()), Some(md.gid())).map_err(|e| Error::io("chown", d, &e))?;
     // after chown, which clears set-id bits
     to.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(|e| Error::io("chmod", d, &e))?;

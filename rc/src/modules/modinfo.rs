@@ -127,10 +127,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
         let is_file = ft.is_file() || (ft.is_symlink() && std::fs::metadata(&p).is_ok_and(|m| m.is_file()));
         if ft.is_dir() {
             walk(&p, out)?;
-        } else if is_file && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(".ko")) {
-            if p.to_string_lossy().ends_with(".ko") || super::load::is_compressed(&p) {
-                out.push(p);
-            }
+        } else if is_file && (p.to_string_lossy().ends_with(".ko") || super::load::is_compressed(&p)) {
+            out.push(p);
         }
     }
     Ok(())
@@ -263,7 +261,7 @@ pub(crate) mod tests {
         b.extend_from_slice(modinfo);
         let str_off = b.len() as u64;
         b.extend_from_slice(shstr);
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         let shoff = b.len() as u64;
