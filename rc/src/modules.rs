@@ -161,56 +161,79 @@ pub fn load(name_or_alias: &str) -> Result<Vec<String>, Error> {
     Index::open(&modules_dir())?.load(name_or_alias, "", false)
 }
 
+/// A parsed modprobe command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModprobeArgs {
+    /// -q: say nothing about names that match nothing.
+    pub quiet: bool,
+    /// -v: print each file inserted.
+    pub verbose: bool,
+    /// -n: print, do not insert.
+    pub dry_run: bool,
+    /// Names or aliases to load (one unless -a).
+    pub names: Vec<String>,
+    /// `param=value ...` for the module (without -a).
+    pub params: String,
+}
+
+/// Parse modprobe's argv (argv[0] included).
+pub fn parse_args(args: &[String]) -> Result<ModprobeArgs, String> {
+    let mut a = ModprobeArgs::default();
+    let mut all = false;
+    let mut rest: Vec<&str> = Vec::new();
+    let mut opts_done = false;
+    for x in args.iter().skip(1) {
+        if opts_done || !x.starts_with('-') || x == "-" {
+            rest.push(x);
+            continue;
+        }
+        match x.as_str() {
+            "--" => opts_done = true,
+            "--quiet" => a.quiet = true,
+            "--verbose" => a.verbose = true,
+            "--all" => all = true,
+            "--use-blacklist" | "--syslog" => {}
+            "--dry-run" | "--show" => a.dry_run = true,
+            s if !s.starts_with("--") => {
+                for c in s.chars().skip(1) {
+                    match c {
+                        'q' => a.quiet = true,
+                        'v' => a.verbose = true,
+                        'a' => all = true,
+                        'b' | 's' => {}
+                        'n' => a.dry_run = true,
+                        _ => return Err(format!("unsupported option -{c}")),
+                    }
+                }
+            }
+            s => return Err(format!("unsupported option {s}")),
+        }
+    }
+    if rest.is_empty() {
+        return Err("usage: modprobe [-q] [-b] [-v] [-n] [-a] NAME|ALIAS [param=value...]".into());
+    }
+    if all {
+        a.names = rest.iter().map(|s| s.to_string()).collect();
+    } else {
+        a.names = rest.first().map(|s| vec![s.to_string()]).unwrap_or_default();
+        a.params = rest.get(1..).unwrap_or(&[]).join(" ");
+    }
+    Ok(a)
+}
+
 /// Entry point when invoked as `modprobe` (argv as given). Returns the exit code.
 ///
 /// `modprobe [-q] [-b] [-v] [-n] [-a] [--] NAME|ALIAS [param=value...]` (with -a: several names, no params).
 /// -b (blacklist) is accepted and ignored: keel images have no modprobe.d.
 pub fn modprobe_main(args: &[String]) -> i32 {
-    let (mut quiet, mut verbose, mut all, mut dry) = (false, false, false, false);
-    let mut rest: Vec<&str> = Vec::new();
-    let mut opts_done = false;
-    for a in args.iter().skip(1) {
-        if opts_done || !a.starts_with('-') || a == "-" {
-            rest.push(a);
-            continue;
+    let a = match parse_args(args) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("modprobe: {msg}");
+            return 1;
         }
-        match a.as_str() {
-            "--" => opts_done = true,
-            "--quiet" => quiet = true,
-            "--verbose" => verbose = true,
-            "--all" => all = true,
-            "--use-blacklist" => {}
-            "--dry-run" | "--show" => dry = true,
-            s if !s.starts_with("--") => {
-                for c in s.chars().skip(1) {
-                    match c {
-                        'q' => quiet = true,
-                        'v' => verbose = true,
-                        'a' => all = true,
-                        'b' | 's' => {}
-                        'n' => dry = true,
-                        _ => {
-                            eprintln!("modprobe: unsupported option -{c}");
-                            return 1;
-                        }
-                    }
-                }
-            }
-            s => {
-                eprintln!("modprobe: unsupported option {s}");
-                return 1;
-            }
-        }
-    }
-    if rest.is_empty() {
-        eprintln!("modprobe: usage: modprobe [-q] [-b] [-v] [-n] [-a] NAME|ALIAS [param=value...]");
-        return 1;
-    }
-    let (names, params): (Vec<&str>, String) = if all {
-        (rest, String::new())
-    } else {
-        (rest.get(..1).unwrap_or(&[]).to_vec(), rest.get(1..).unwrap_or(&[]).join(" "))
     };
+    let (quiet, verbose, dry, names, params) = (a.quiet, a.verbose, a.dry_run, a.names, a.params);
     let dir = modules_dir();
     let mut idx = match Index::open(&dir) {
         Ok(i) => i,
@@ -222,7 +245,8 @@ pub fn modprobe_main(args: &[String]) -> i32 {
         }
     };
     let mut rc = 0;
-    for n in names {
+    for n in &names {
+        let n = n.as_str();
         let r = if dry {
             idx.resolve(n).map(|r| {
                 if let Resolved::Modules(ms) = r {
@@ -250,6 +274,27 @@ pub fn modprobe_main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn modprobe_args() {
+        let a = parse_args(&argv("/sbin/modprobe -q -- fs-overlay")).unwrap_or_default();
+        assert!(a.quiet && !a.verbose);
+        assert_eq!(a.names, ["fs-overlay"]);
+        let a = parse_args(&argv("modprobe -qbv virtio_net napi_tx=1 x=2")).unwrap_or_default();
+        assert!(a.quiet && a.verbose);
+        assert_eq!((a.names.len(), a.params.as_str()), (1, "napi_tx=1 x=2"));
+        let a = parse_args(&argv("modprobe -a a b c")).unwrap_or_default();
+        assert_eq!(a.names, ["a", "b", "c"]);
+        assert!(a.params.is_empty());
+        assert!(parse_args(&argv("modprobe -r x")).is_err());
+        assert!(parse_args(&argv("modprobe -q")).is_err());
+        assert!(parse_args(&argv("modprobe --remove x")).is_err());
+        assert_eq!(parse_args(&argv("modprobe -n -- -weird")).map(|a| a.names).unwrap_or_default(), ["-weird"]);
+    }
 
     const DEBIAN: &str = "/tmp/kdl/x/lib/modules/6.1.0-57-amd64";
 

@@ -1,6 +1,7 @@
 //! Root test: `setup_with(sandbox)` as PID 1 of a fresh pid+mount namespace mounts proc, /run and /tmp there and
 //! leaves the host's mounts alone. The namespaces come from unshare(1); the child is this test binary again.
 
+use keel_rc::mounts::{self, MountRow, Outcome, Skip};
 use keel_rc::{mountinfo, setup_with, Level, SetupOptions};
 use std::path::Path;
 use std::process::Command;
@@ -78,5 +79,126 @@ fn sandbox_setup() {
     assert!(out.status.success(), "child failed: {}\n{stdout}\n{stderr}", out.status);
     let micros = stdout.lines().find_map(|l| l.split("KEEL-RC-SETUP-MICROS ").nth(1)).unwrap_or("?");
     eprintln!("setup_with(sandbox) took {micros} us");
+    assert_eq!(before, host_mounts(), "host mount table changed");
+}
+
+const ROWS: &[MountRow] = &[
+    MountRow {
+        source: "tmpfs",
+        target: "/a",
+        fstype: "tmpfs",
+        flags: libc::MS_NOSUID,
+        data: "mode=0710",
+        fallback_data: None,
+        mode: 0o700,
+        optional: false,
+        skip: Skip::Never,
+    },
+    // refused options, rescued by the fallback
+    MountRow {
+        source: "tmpfs",
+        target: "/b/deep",
+        fstype: "tmpfs",
+        flags: 0,
+        data: "no_such_tmpfs_option",
+        fallback_data: Some(""),
+        mode: 0o755,
+        optional: false,
+        skip: Skip::Never,
+    },
+    MountRow {
+        source: "x",
+        target: "/opt",
+        fstype: "keelnosuchfs",
+        flags: 0,
+        data: "",
+        fallback_data: None,
+        mode: 0o755,
+        optional: true,
+        skip: Skip::Never,
+    },
+    MountRow {
+        source: "x",
+        target: "/must",
+        fstype: "keelnosuchfs",
+        flags: 0,
+        data: "",
+        fallback_data: None,
+        mode: 0o755,
+        optional: false,
+        skip: Skip::Never,
+    },
+    // /var shipped with content in the image: left alone
+    MountRow {
+        source: "tmpfs",
+        target: "/var",
+        fstype: "tmpfs",
+        flags: 0,
+        data: "",
+        fallback_data: None,
+        mode: 0o755,
+        optional: false,
+        skip: Skip::IfMountedOrNonEmpty,
+    },
+];
+
+/// Inside a private mount namespace: the table's rules on a scratch root.
+fn table_child() {
+    let root = std::env::var_os("KEEL_RC_TABLE_ROOT").map(std::path::PathBuf::from).expect("root from parent");
+    let _ = std::fs::create_dir_all(root.join("var/lib"));
+    let r = mounts::apply(ROWS, &root, false);
+    let o: Vec<&Outcome> = r.iter().map(|x| &x.1).collect();
+    assert_eq!(o[0], &Outcome::Mounted);
+    assert_eq!(o[1], &Outcome::Mounted, "fallback data");
+    assert_eq!(o[2], &Outcome::Unsupported);
+    assert!(
+        matches!(o[3], Outcome::Failed(e) if e.raw_errno() == Some(libc::ENODEV) && e.to_string().contains("/must")),
+        "{:?}",
+        o[3]
+    );
+    assert_eq!(o[4], &Outcome::AlreadyThere, "non-empty /var left alone");
+    let mi = mountinfo::read().expect("mountinfo");
+    let a = mountinfo::at(&mi, &root.join("a")).expect("a mounted");
+    assert!(a.options.contains("nosuid"), "{a:?}");
+    let mode =
+        std::fs::metadata(root.join("a")).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
+    assert_eq!(mode.ok(), Some(0o710), "mode from the data, on the mounted fs");
+    assert!(!root.join("opt").exists(), "optional unsupported row creates nothing");
+    // again: what is there is recognised
+    let again = mounts::apply(ROWS, &root, false);
+    assert_eq!(again[0].1, Outcome::AlreadyThere);
+    assert_eq!(again[1].1, Outcome::AlreadyThere);
+    println!("KEEL-RC-TABLE-OK");
+}
+
+#[test]
+fn mount_table_rules() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        table_child();
+        return;
+    }
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and unshare(1)");
+        return;
+    }
+    let before = host_mounts();
+    let exe = std::env::current_exe().expect("test exe");
+    let root = std::env::temp_dir().join(format!("keel-rc-table-{}", std::process::id()));
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .args(["--exact", "mount_table_rules", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .env("KEEL_RC_TABLE_ROOT", &root)
+        .output()
+        .expect("run unshare");
+    let _ = std::fs::remove_dir_all(&root);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("KEEL-RC-TABLE-OK"),
+        "child: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(before, host_mounts(), "host mount table changed");
 }
