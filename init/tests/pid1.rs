@@ -100,7 +100,8 @@ impl Pid1 {
         let run = tree.dir.join("run");
         let mut child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount", "--mount-proc", "--kill-child"])
-            .arg(env!("CARGO_BIN_EXE_init"))
+            // KEEL_TEST_INIT: run another build (e.g. the static release binary) for measurements.
+            .arg(std::env::var("KEEL_TEST_INIT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_init").to_string()))
             .env("KEEL_SANDBOX", "1")
             .env("KEEL_CONTAINERS", tree.containers())
             .env("KEEL_RUN", &run)
@@ -355,4 +356,95 @@ fn per_service_start_cost_and_rss() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(20)), 0);
     assert!(p.output().iter().any(|l| l.contains("keel: reboot")));
+}
+
+#[test]
+fn restart_readiness_ordering_stop_timeout_and_keelctl() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Tree::new("sup");
+    t.sh("services/crasher", "echo crash run; exit 1", &[], true);
+    t.sh(
+        "services/db",
+        "sleep 0.3; echo signalling ready; echo ready >&3; exec sleep 100",
+        &[("keel.ready", "fd:3")],
+        true,
+    );
+    t.sh("services/web", "echo web up; exec sleep 100", &[("keel.after", "db")], true);
+    // A shell that ignores SIGTERM (pid 2 of its namespace, behind keel's ns reaper): KILL after the stop timeout.
+    t.sh(
+        "services/stubborn",
+        "trap '' TERM; echo stubborn up; while true; do sleep 0.1; done",
+        &[("keel.stop-timeout", "1")],
+        true,
+    );
+    t.sh("services/chatty", "i=0; while true; do echo chat $i; i=$((i+1)); sleep 0.05; done", &[], true);
+    let mut p = Pid1::start(&t);
+    p.wait_for("boot complete", Duration::from_secs(15));
+    // Ordering + readiness: web starts only after db said it is ready on fd 3.
+    p.wait_line(|l| unit_line(l, "web", "web up"), "web up", Duration::from_secs(5));
+    // Restart with backoff: 100, 200, 400 ms...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.output().iter().filter(|l| unit_line(l, "crasher", "crash run")).count() < 3 {
+        assert!(Instant::now() < deadline, "crasher not restarted:\n{}", p.output().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, list) = p.keelctl(&["list"]);
+    println!("{list}");
+    let crasher = list.lines().find(|l| l.starts_with("crasher")).unwrap().to_string();
+    let restarts: u32 = crasher.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(restarts >= 2, "{crasher}");
+    assert!(list.lines().any(|l| l.starts_with("db") && l.contains("running") && l.ends_with("yes")), "{list}");
+
+    // status, restart, logs -f.
+    let (code, st) = p.keelctl(&["status", "db"]);
+    assert_eq!(code, 0);
+    assert!(st.contains("db (service): running") && st.contains("fd:3"), "{st}");
+    let (code, _) = p.keelctl(&["status", "nosuch"]);
+    assert_eq!(code, 1);
+    let (code, msg) = p.keelctl(&["restart", "web"]);
+    assert_eq!(code, 0, "{msg}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.output().iter().filter(|l| unit_line(l, "web", "web up")).count() < 2 {
+        assert!(Instant::now() < deadline, "web not restarted:\n{}", p.output().join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_keelctl"))
+        .args(["logs", "chatty", "-f"])
+        .env("KEEL_RUN", &p.run)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let t_follow = Instant::now();
+    while seen.len() < 60 && t_follow.elapsed() < Duration::from_secs(5) {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap() == 0 {
+            break;
+        }
+        seen.push(l);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // The ring's lines first, then new ones streamed live (the ring had fewer than 60 after ~1 s at 20/s).
+    assert!(seen.len() >= 60, "logs -f got {} lines", seen.len());
+    assert!(seen.iter().all(|l| l.contains("chat ") || l.contains("keel: ")), "{seen:?}");
+    assert!(seen.iter().filter(|l| l.contains("chat ")).count() >= 55, "{seen:?}");
+
+    let t_stop = Instant::now();
+    p.signal(libc::SIGUSR1);
+    assert_eq!(p.wait_exit(Duration::from_secs(20)), 0);
+    let took = t_stop.elapsed();
+    let out = p.output();
+    let text = out.join("\n");
+    let pos = |pat: &str| out.iter().position(|l| l.contains(pat)).unwrap_or_else(|| panic!("no {pat:?} in\n{text}"));
+    let upos = |name: &str, s: &str| out.iter().position(|l| unit_line(l, name, s)).unwrap();
+    assert!(upos("db", "signalling ready") < upos("web", "web up"), "{text}");
+    assert!(pos("db ready after") < pos("starting web"), "{text}");
+    assert!(out.iter().any(|l| l.contains("stubborn") && l.contains("SIGKILL")), "{text}");
+    assert!(pos("keel: halt") > pos("shutting down"));
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
 }
