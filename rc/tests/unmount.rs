@@ -15,7 +15,7 @@ fn mount_tmpfs(p: &Path) {
 }
 
 fn child() {
-    let base = std::env::temp_dir().join(format!("keel-rc-umount-{}", std::process::id()));
+    let base = std::env::var_os("KEEL_RC_UMOUNT_BASE").map(std::path::PathBuf::from).expect("base from parent");
     let _ = std::fs::create_dir_all(&base);
     mount_tmpfs(&base);
     mount_tmpfs(&base.join("a"));
@@ -50,13 +50,16 @@ fn unmount_all_in_a_namespace() {
     }
     let before = mountinfo::read().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().expect("test exe");
+    let base = std::env::temp_dir().join(format!("keel-rc-umount-{}", std::process::id()));
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--"])
         .arg(exe)
         .args(["--exact", "unmount_all_in_a_namespace", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
+        .env("KEEL_RC_UMOUNT_BASE", &base)
         .output()
         .expect("run unshare");
+    let _ = std::fs::remove_dir_all(&base);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("KEEL-RC-UNMOUNT-OK"),
