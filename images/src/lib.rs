@@ -15,6 +15,7 @@ pub mod layout;
 pub mod modindex;
 pub mod run;
 pub mod sources;
+pub mod testutil;
 pub mod tree;
 pub mod yaml;
 

@@ -91,11 +91,14 @@ pub fn qemu_command(o: &RunOptions) -> Result<Command, Error> {
         c.args(["-cpu", "host"]);
     }
     c.args(["-m", &o.memory_mb.to_string(), "-smp", &o.smp.to_string()]);
-    c.args(["-nographic", "-no-reboot", "-nodefaults"]);
+    c.args(["-display", "none", "-no-reboot", "-nodefaults"]);
     c.args(["-chardev", "stdio,id=con0,mux=on,signal=off", "-serial", "chardev:con0", "-mon", "chardev=con0"]);
     c.arg("-kernel").arg(&kernel).arg("-initrd").arg(&initrd);
     c.args(["-append", &cmdline(&o.dir, o)?]);
-    c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
+    // romfile= : no iPXE option ROM (saves boot time). A (headless) VGA keeps SeaBIOS's screen-clearing output
+    // off the serial console.
+    c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]);
+    c.args(["-device", "VGA"]);
     c.args(["-device", "virtio-rng-pci"]);
     Ok(c)
 }

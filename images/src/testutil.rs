@@ -1,0 +1,131 @@
+//! Writers for small OCI image layouts and `docker save` archives, used by keel-image's unit tests and by the VM
+//! tests to make local image sources (no registry here).
+
+use std::path::Path;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{io, Error};
+
+/// A layer entry: a file with contents and mode, a directory, or a symlink.
+pub enum Entry<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+}
+
+/// Make a tar layer.
+pub fn layer(entries: &[Entry]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        let r = match e {
+            Entry::File(p, data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                h.set_mode(*mode);
+                h.set_cksum();
+                b.append_data(&mut h, p, *data)
+            }
+            Entry::Dir(p) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                h.set_cksum();
+                b.append_data(&mut h, p, &[][..])
+            }
+            Entry::Symlink(p, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                b.append_link(&mut h, p, target)
+            }
+        };
+        r.unwrap_or_else(|e| panic!("tar: {e}"));
+    }
+    b.into_inner().unwrap_or_default()
+}
+
+fn sha(data: &[u8]) -> String {
+    let d = Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn put_blob(dir: &Path, data: &[u8]) -> Result<String, Error> {
+    let h = sha(data);
+    let p = dir.join("blobs/sha256").join(&h);
+    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io("creating", dir))?;
+    std::fs::write(&p, data).map_err(io("writing", &p))?;
+    Ok(h)
+}
+
+/// Write an OCI image layout at `dir` with `layers` (gzip'ed when `gz`), image config `config` (the `config` object:
+/// Env, Cmd, ...) and tag `tag`.
+pub fn write_oci_layout(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    gz: bool,
+    config: serde_json::Value,
+    tag: &str,
+) -> Result<(), Error> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io("writing", dir))?;
+    let mut descs = Vec::new();
+    for l in layers {
+        let data = if gz { crate::cpio::gzip(l, 6).map_err(io("gzip", dir))? } else { l.clone() };
+        let h = put_blob(dir, &data)?;
+        let mt =
+            if gz { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar" };
+        descs.push(json!({"mediaType": mt, "digest": format!("sha256:{h}"), "size": data.len()}));
+    }
+    let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": []}}))
+    .unwrap_or_default();
+    let ch = put_blob(dir, &cfg)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{ch}"), "size": cfg.len()},
+        "layers": descs,
+    }))
+    .unwrap_or_default();
+    let mh = put_blob(dir, &manifest)?;
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{mh}"), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+        "platform": {"architecture": "amd64", "os": "linux"},
+    }]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap_or_default()).map_err(io("writing", dir))
+}
+
+/// Write a `docker save`-style archive at `path`.
+pub fn write_docker_archive(path: &Path, layers: &[Vec<u8>], config: serde_json::Value) -> Result<(), Error> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap_or_else(|e| panic!("tar: {e}"));
+    };
+    let cfg =
+        serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": config})).unwrap_or_default();
+    let cname = format!("{}.json", sha(&cfg));
+    add(&cname, &cfg);
+    let mut names = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let n = format!("layer{i}/layer.tar");
+        add(&n, l);
+        names.push(n);
+    }
+    let manifest = json!([{"Config": cname, "RepoTags": ["test:latest"], "Layers": names}]);
+    add("manifest.json", &serde_json::to_vec(&manifest).unwrap_or_default());
+    let data = b.into_inner().unwrap_or_default();
+    std::fs::write(path, data).map_err(io("writing", path))
+}
