@@ -224,7 +224,8 @@ impl Server {
                 }
             };
             let raw = fd.as_raw_fd();
-            self.clients[slot] = Some(Client {
+            let Some(entry) = self.clients.get_mut(slot) else { continue };
+            *entry = Some(Client {
                 fd,
                 rbuf: Vec::new(),
                 wbuf: VecDeque::new(),
@@ -372,8 +373,8 @@ pub fn sockaddr_un(path: &[u8]) -> Option<(libc::sockaddr_un, libc::socklen_t)> 
         return None;
     }
     let abstract_ = path.first() == Some(&b'@');
-    for (i, &b) in path.iter().enumerate() {
-        addr.sun_path[i] = if abstract_ && i == 0 { 0 } else { b as libc::c_char };
+    for (dst, (i, &b)) in addr.sun_path.iter_mut().zip(path.iter().enumerate()) {
+        *dst = if abstract_ && i == 0 { 0 } else { b as libc::c_char };
     }
     let base = std::mem::size_of::<libc::sa_family_t>();
     // Abstract names have no trailing NUL; paths get one.

@@ -256,10 +256,8 @@ impl Loop {
                     }
                 }
             }
-            Action::Emergency { reason } => {
-                self.keel_line(Level::Error, &format!("emergency: {reason}"));
-                self.start_emergency(reason);
-            }
+            // The supervisor already said why ("boot stopped: ..."); we say what we could do about it.
+            Action::Emergency { reason } => self.start_emergency(reason),
             Action::Power(p) => shutdown::power(p, self.cfg.sandbox, &mut self.console),
         }
     }

@@ -35,12 +35,13 @@ impl LineSplitter {
             let nl = data.iter().take(room).position(|&b| b == b'\n');
             match nl {
                 Some(i) => {
+                    // ok: i < data.len() (a position found in data)
                     self.buf.extend_from_slice(&data[..i]);
                     data = &data[i + 1..];
                     self.emit(out);
                 }
                 None => {
-                    let take = room.min(data.len());
+                    let take = room.min(data.len()); // ok: take <= data.len()
                     self.buf.extend_from_slice(&data[..take]);
                     data = &data[take..];
                     if self.buf.len() >= LINE_MAX {

@@ -174,6 +174,48 @@ pub fn spawn(
 mod tests {
     use super::*;
 
+    fn bundle(netns: bool) -> Bundle {
+        let mut spec = keel_shim::spec::Spec::default();
+        if netns {
+            let json = r#"{"namespaces":[{"type":"network"}]}"#;
+            spec.linux = Some(serde_json::from_str(json).unwrap());
+        }
+        Bundle { dir: "/x".into(), name: "web".into(), spec, runtime: None, rootfs: "/x/rootfs".into() }
+    }
+
+    fn send(addr: &str, msg: &[u8]) {
+        // SAFETY: plain socket calls on a fresh fd with a valid address.
+        unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            let (a, len) = crate::control::sockaddr_un(addr.as_bytes()).unwrap();
+            let n = libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, (&a as *const libc::sockaddr_un).cast(), len);
+            assert_eq!(n, msg.len() as isize, "sendto {addr}: {}", std::io::Error::last_os_error());
+            libc::close(fd);
+        }
+    }
+
+    #[test]
+    fn notify_socket_abstract_when_sharing_the_net_ns_else_a_bound_file() {
+        let run = std::env::temp_dir().join(format!("keel-notify-{}", std::process::id()));
+        let prefix = format!("@keel-test-{}/notify/", std::process::id());
+        let n = notify_socket("web", &bundle(false), &run, &prefix).unwrap();
+        assert_eq!(n.env, format!("{prefix}web"));
+        assert!(n.bind.is_none());
+        assert_eq!(read_notify(n.fd.as_raw_fd()), (false, None));
+        send(&n.env, b"STATUS=loading");
+        send(&n.env, b"READY=1\nSTATUS=serving");
+        assert_eq!(read_notify(n.fd.as_raw_fd()), (true, Some("serving".into())));
+
+        let f = notify_socket("web", &bundle(true), &run, &prefix).unwrap();
+        assert_eq!(f.env, NOTIFY_IN_CONTAINER);
+        let (host, inside) = f.bind.clone().unwrap();
+        assert_eq!(host, run.join("notify/web"));
+        assert_eq!(inside, PathBuf::from(NOTIFY_IN_CONTAINER));
+        send(host.to_str().unwrap(), b"READY=1");
+        assert_eq!(read_notify(f.fd.as_raw_fd()), (true, None));
+        let _ = std::fs::remove_dir_all(&run);
+    }
+
     #[test]
     fn notify_messages() {
         assert_eq!(parse_notify(b"READY=1"), (true, None));

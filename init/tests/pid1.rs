@@ -47,8 +47,8 @@ impl Tree {
         if std::fs::hard_link(busybox().unwrap(), &bb).is_err() {
             std::fs::copy(busybox().unwrap(), &bb).unwrap();
         }
-        // SAFETY: mknod with a valid NUL-terminated path; makes /dev/null for containers without a /dev mount.
         let devnull = std::ffi::CString::new(rootfs.join("dev/null").to_str().unwrap()).unwrap();
+        // SAFETY: mknod with a valid NUL-terminated path; makes /dev/null for containers without a /dev mount.
         unsafe { libc::mknod(devnull.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
         for app in ["sh", "echo", "sleep", "cat", "ls", "ps", "true", "false", "printf", "seq"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).unwrap();
@@ -447,4 +447,27 @@ fn restart_readiness_ordering_stop_timeout_and_keelctl() {
     assert!(out.iter().any(|l| l.contains("stubborn") && l.contains("SIGKILL")), "{text}");
     assert!(pos("keel: halt") > pos("shutting down"));
     assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+}
+
+#[test]
+fn required_onboot_failure_stops_the_boot_and_power_still_works() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Tree::new("emerg");
+    t.sh("onboot/001-must", "echo cannot do it; exit 2", &[("keel.required", "true")], true);
+    t.sh("onboot/002-later", "echo later step", &[], true);
+    t.sh("services/web", "echo web up; exec sleep 100", &[], true);
+    let mut p = Pid1::start(&t);
+    p.wait_for("emergency", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    p.signal(libc::SIGPWR);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), 0);
+    let out = p.output();
+    let text = out.join("\n");
+    assert!(out.iter().any(|l| unit_line(l, "must", "cannot do it")), "{text}");
+    assert!(!out.iter().any(|l| unit_line(l, "web", "web up")), "{text}");
+    assert!(!out.iter().any(|l| unit_line(l, "later", "later step")), "{text}");
+    assert!(out.iter().any(|l| l.contains("keel: power off")), "{text}");
 }

@@ -9,13 +9,13 @@ fn main() {
         keel_init::pid1::main();
     }
     let code = match base.as_str() {
-        "keelctl" => keel_init::client::main(&args[1..]),
+        "keelctl" => keel_init::client::main(args.get(1..).unwrap_or(&[])),
         "keel-runc" => keel_shim::cli::main(std::env::args_os()),
         "modprobe" => keel_rc::modules::modprobe_main(&args),
         _ => match args.get(1).map(String::as_str) {
-            Some("keelctl") => keel_init::client::main(&args[2..]),
+            Some("keelctl") => keel_init::client::main(args.get(2..).unwrap_or(&[])),
             Some("keel-runc") => keel_shim::cli::main(std::env::args_os().skip(1)),
-            Some("modprobe") => keel_rc::modules::modprobe_main(&args[1..]),
+            Some("modprobe") => keel_rc::modules::modprobe_main(args.get(1..).unwrap_or(&[])),
             _ => keel_init::pid1::main(),
         },
     };
