@@ -10,6 +10,7 @@
 //!
 //! Environment overrides (any mode): `KEEL_CONTAINERS` (bundle tree, default /containers), `KEEL_RUN` (control and
 //! notify sockets, default /run/keel), `KEEL_LOG_DIR` (NAME.log files; default /var/log, none in sandbox mode).
+//! Sandbox only: `KEEL_TEST_PANIC=1` panics after the banner (tests the panic hook).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -108,6 +109,10 @@ pub fn main() -> ! {
         if sandbox { ", sandbox" } else { "" }
     );
     say(&mut console, &mut keel_ring, Level::Info, &banner, true);
+    if sandbox && std::env::var_os("KEEL_TEST_PANIC").is_some_and(|v| v == "1") {
+        // ok: a deliberate panic, sandbox-only, to test the panic hook (tests/pid1.rs).
+        panic!("KEEL_TEST_PANIC is set");
+    }
     let mut configs = Vec::with_capacity(found.len());
     let mut bundles = Vec::with_capacity(found.len());
     for f in found {

@@ -97,6 +97,10 @@ struct Pid1 {
 
 impl Pid1 {
     fn start(tree: &Tree) -> Pid1 {
+        Pid1::start_with(tree, &[])
+    }
+
+    fn start_with(tree: &Tree, env: &[(&str, &str)]) -> Pid1 {
         let run = tree.dir.join("run");
         let mut child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount", "--mount-proc", "--kill-child"])
@@ -105,6 +109,7 @@ impl Pid1 {
             .env("KEEL_SANDBOX", "1")
             .env("KEEL_CONTAINERS", tree.containers())
             .env("KEEL_RUN", &run)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -470,4 +475,22 @@ fn required_onboot_failure_stops_the_boot_and_power_still_works() {
     assert!(!out.iter().any(|l| unit_line(l, "web", "web up")), "{text}");
     assert!(!out.iter().any(|l| unit_line(l, "later", "later step")), "{text}");
     assert!(out.iter().any(|l| l.contains("keel: power off")), "{text}");
+}
+
+#[test]
+fn a_panic_is_reported_and_pid1_keeps_reaping_and_honours_power_signals() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Tree::new("panic");
+    t.sh("services/web", "echo web up; exec sleep 100", &[], true);
+    let mut p = Pid1::start_with(&t, &[("KEEL_TEST_PANIC", "1")]);
+    p.wait_for("keel: ERROR PANIC", Duration::from_secs(10));
+    p.wait_for("still reaping", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    // Still alive (never returned, never aborted).
+    assert!(p.child.try_wait().unwrap().is_none(), "init died after the panic");
+    p.signal(libc::SIGUSR2);
+    assert_eq!(p.wait_exit(Duration::from_secs(5)), 0);
 }
