@@ -83,6 +83,8 @@ pub struct Loop {
     abstract_prefix: String,
     /// Cost of keel_shim::spawn calls (the time PID 1 spends per start): count, total and max in µs.
     spawn_stats: (u64, u64, u64),
+    /// Some unit has console lines held back by its rate limit, not yet reported.
+    suppressed_pending: bool,
 }
 
 impl Loop {
@@ -139,6 +141,7 @@ impl Loop {
             emergency: None,
             abstract_prefix,
             spawn_stats: (0, 0, 0),
+            suppressed_pending: false,
         })
     }
 
@@ -157,6 +160,7 @@ impl Loop {
                 self.dispatch(token, events);
             }
             self.fire_timers();
+            self.report_suppressed();
             if self.killall_pending {
                 self.check_no_processes();
             }
@@ -178,7 +182,7 @@ impl Loop {
         if console_pending {
             min(20);
         }
-        if self.killall_pending {
+        if self.killall_pending || self.suppressed_pending {
             min(100);
         }
         if !self.queue.is_empty() {
@@ -499,13 +503,37 @@ impl Loop {
             if let Some(c) = self.control.as_mut() {
                 c.broadcast(u, &format!("{stamp} {line}"));
             }
-            if let Some(suppressed) = log.rate.allow(ms) {
-                if suppressed > 0 {
-                    self.console.keel(Level::Warn, &format!("{name}: {suppressed} lines not shown (rate limit)"));
+            match log.rate.allow(ms) {
+                Some(suppressed) => {
+                    if suppressed > 0 {
+                        let msg = format!("{name}: {suppressed} lines not shown (rate limit; keelctl logs {name})");
+                        self.console.keel(Level::Warn, &msg);
+                    }
+                    self.console.unit(ms, &name, &line);
                 }
-                self.console.unit(ms, &name, &line);
+                None => self.suppressed_pending = true,
             }
         }
+    }
+
+    /// Say how many lines a unit's rate limit held back once it has room again, even if the unit went quiet.
+    fn report_suppressed(&mut self) {
+        if !self.suppressed_pending {
+            return;
+        }
+        let now = time::boot_ms();
+        let mut pending = false;
+        for u in 0..self.rt.len() {
+            let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
+            if let Some(n) = log.rate.take_report(now) {
+                let name = self.name(u);
+                self.console
+                    .keel(Level::Warn, &format!("{name}: {n} lines not shown (rate limit; keelctl logs {name})"));
+            } else if let Some(log) = self.rt.get(u).and_then(|r| r.log.as_ref()) {
+                pending |= log.rate.suppressed > 0;
+            }
+        }
+        self.suppressed_pending = pending;
     }
 
     fn ready_input(&mut self, u: UnitId) {

@@ -141,6 +141,22 @@ impl RateLimit {
         RateLimit { burst, per_sec, tokens: burst * 1000, last_ms: 0, suppressed: 0 }
     }
 
+    /// Lines were suppressed and the bucket has room again: take the count to report it (costs one token).
+    pub fn take_report(&mut self, now_ms: u64) -> Option<u64> {
+        if self.suppressed == 0 {
+            return None;
+        }
+        let dt = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = (self.tokens + dt * self.per_sec).min(self.burst * 1000);
+        if self.tokens >= 1000 {
+            self.tokens -= 1000;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            None
+        }
+    }
+
     /// May a line go to the console at `now_ms`? `Some(n)`: yes, and n lines were suppressed before it (report
     /// them first); `None`: no (counted).
     pub fn allow(&mut self, now_ms: u64) -> Option<u64> {
@@ -317,6 +333,12 @@ mod tests {
         }
         assert_eq!(rl.allow(1100), None);
         // A long pause refills only up to the burst.
+        assert_eq!(rl.take_report(1100), None);
+        rl.allow(1100);
+        assert_eq!(rl.suppressed, 2);
+        assert_eq!(rl.take_report(1110), None); // 0.5 token
+        assert_eq!(rl.take_report(1120), Some(2));
+        assert_eq!(rl.take_report(5000), None);
         let mut n = 0;
         while rl.allow(100_000).is_some() {
             n += 1;

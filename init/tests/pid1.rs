@@ -385,6 +385,8 @@ fn restart_readiness_ordering_stop_timeout_and_keelctl() {
         &[("keel.stop-timeout", "1")],
         true,
     );
+    // 1000 lines at once: the console shows the burst (200) and a count of the rest; the ring keeps the last 500.
+    t.sh("services/flood", "seq 1 1000; exec sleep 100", &[], true);
     t.sh("services/chatty", "i=0; while true; do echo chat $i; i=$((i+1)); sleep 0.05; done", &[], true);
     let mut p = Pid1::start(&t);
     p.wait_for("boot complete", Duration::from_secs(15));
@@ -438,6 +440,16 @@ fn restart_readiness_ordering_stop_timeout_and_keelctl() {
     assert!(seen.len() >= 60, "logs -f got {} lines", seen.len());
     assert!(seen.iter().all(|l| l.contains("chat ") || l.contains("keel: ")), "{seen:?}");
     assert!(seen.iter().filter(|l| l.contains("chat ")).count() >= 55, "{seen:?}");
+
+    let flood = p.wait_for("flood: ", Duration::from_secs(3));
+    assert!(flood.contains("800 lines not shown (rate limit"), "{flood}");
+    let shown = p.output().iter().filter(|l| l.contains("] flood ")).count();
+    assert_eq!(shown, 200);
+    let (_, logs) = p.keelctl(&["logs", "flood"]);
+    let logs: Vec<&str> = logs.lines().filter(|l| !l.contains("keel: ")).collect();
+    assert_eq!(logs.len(), 500, "{:?}", &logs[..3]); // the last 500 lines are kept
+    assert!(logs[0].ends_with(" 501"));
+    assert!(logs.last().unwrap().ends_with(" 1000"));
 
     let t_stop = Instant::now();
     p.signal(libc::SIGUSR1);
