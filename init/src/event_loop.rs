@@ -1,5 +1,6 @@
 //! PID 1's single-threaded event loop: one epoll over the signalfd, the control socket and its clients, every
-//! unit's log pipe, status pipe, readiness pipe and notify socket; timers from a small heap.
+//! unit's log pipe, status pipe, readiness pipe and notify socket; timers from a small heap (bounded: superseded
+//! timers are pruned, since each unit has one timer and a newer one replaces the older).
 //!
 //! The ONE reaper lives here: on every SIGCHLD (and once right after start, since a child may die before the loop
 //! exists) `waitpid(-1, WNOHANG)` runs until 0/ECHILD; each pid is routed through the pid -> unit table, unknown
@@ -70,6 +71,9 @@ pub struct Loop {
     pids: HashMap<i32, UnitId>,
     timers: BinaryHeap<Reverse<(Instant, u64, TimerItem)>>,
     seq: u64,
+    /// Latest timer generation armed per unit, and for the kill-all timer (older ones are stale).
+    timer_gen: Vec<u64>,
+    killall_gen: u64,
     console: Console,
     /// keel's own lines, for `keelctl logs keel`.
     keel_ring: Ring,
@@ -130,6 +134,8 @@ impl Loop {
             pids: HashMap::new(),
             timers: BinaryHeap::new(),
             seq: 0,
+            timer_gen: Vec::new(),
+            killall_gen: 0,
             console,
             keel_ring,
             control,
@@ -267,8 +273,28 @@ impl Loop {
     }
 
     fn arm(&mut self, at: Instant, item: TimerItem) {
+        match item {
+            TimerItem::Unit { unit, gen } => {
+                if self.timer_gen.len() <= unit {
+                    self.timer_gen.resize(unit + 1, 0);
+                }
+                if let Some(g) = self.timer_gen.get_mut(unit) {
+                    *g = gen;
+                }
+            }
+            TimerItem::KillAll { gen } => self.killall_gen = gen,
+            TimerItem::EmergencyRespawn => {}
+        }
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, item)));
+        if self.timers.len() > 2 * self.rt.len() + 8 {
+            let (latest, killall) = (&self.timer_gen, self.killall_gen);
+            self.timers.retain(|Reverse((_, _, it))| match *it {
+                TimerItem::Unit { unit, gen } => latest.get(unit) == Some(&gen),
+                TimerItem::KillAll { gen } => gen == killall,
+                TimerItem::EmergencyRespawn => true,
+            });
+        }
     }
 
     fn fire_timers(&mut self) {

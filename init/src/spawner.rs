@@ -83,6 +83,11 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
     if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
         return Err(format!("bind notify socket {addr_str}: {}", std::io::Error::last_os_error()));
     }
+    if let Some((host, _)) = &bind {
+        // Services running as another uid must be able to send to it (abstract sockets have no permissions).
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666));
+    }
     Ok(Notify { fd, env, bind })
 }
 
@@ -211,6 +216,8 @@ mod tests {
         let (host, inside) = f.bind.clone().unwrap();
         assert_eq!(host, run.join("notify/web"));
         assert_eq!(inside, PathBuf::from(NOTIFY_IN_CONTAINER));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&host).unwrap().permissions().mode() & 0o777, 0o666);
         send(host.to_str().unwrap(), b"READY=1");
         assert_eq!(read_notify(f.fd.as_raw_fd()), (true, None));
         let _ = std::fs::remove_dir_all(&run);
