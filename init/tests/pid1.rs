@@ -262,7 +262,9 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
     t.sh("onshutdown/001-bye", "echo goodbye from onshutdown", &[], true);
 
     let t0 = Instant::now();
-    let mut p = Pid1::start(&t);
+    let logdir = t.dir.join("log");
+    std::fs::create_dir_all(&logdir).unwrap();
+    let mut p = Pid1::start_with(&t, &[("KEEL_LOG_DIR", logdir.to_str().unwrap())]);
     let init = p.init_pid();
     p.wait_for("boot complete", Duration::from_secs(15));
     let booted = t0.elapsed();
@@ -285,6 +287,9 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
     let (code, logs) = p.keelctl(&["logs", "ticker"]);
     assert_eq!(code, 0);
     assert!(logs.contains("tick 1"), "{logs}");
+    let file = std::fs::read_to_string(logdir.join("ticker.log")).unwrap();
+    assert!(file.contains("] tick 1\n") && file.contains("keel: starting ticker"), "{file}");
+    assert!(std::fs::read_to_string(logdir.join("first.log")).unwrap().contains("] first step\n"));
 
     p.signal(libc::SIGUSR2);
     let code = p.wait_exit(Duration::from_secs(20));
