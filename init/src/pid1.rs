@@ -129,6 +129,17 @@ pub fn main() -> ! {
         None if sandbox => None,
         None => Some(std::path::PathBuf::from("/var/log")),
     };
+    if let Some(d) = &log_dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            say(
+                &mut console,
+                &mut keel_ring,
+                Level::Warn,
+                &format!("log dir {}: {e}; no log files", d.display()),
+                true,
+            );
+        }
+    }
     let cfg = Config { sandbox, run_dir: crate::control::run_dir(), log_dir, start, start_boot_ms };
     let sup = Supervisor::new(configs);
     match Loop::new(cfg, sup, bundles, console, keel_ring) {

@@ -284,6 +284,13 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
     assert!(list.lines().next().unwrap().starts_with("NAME"), "{list}");
     assert!(list.lines().any(|l| l.starts_with("ticker") && l.contains("running")), "{list}");
     assert!(list.lines().any(|l| l.starts_with("badjson") && l.contains("failed")), "{list}");
+    // The multi-call binary's subcommand form gives the same answer.
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_init")).args(["keelctl", "list"]).env("KEEL_RUN", &p.run).output().unwrap();
+    assert!(out.status.success());
+    let list2 = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(list2.lines().next(), list.lines().next());
+    assert!(list2.lines().any(|l| l.starts_with("ticker") && l.contains("running")), "{list2}");
     let (code, logs) = p.keelctl(&["logs", "ticker"]);
     assert_eq!(code, 0);
     assert!(logs.contains("tick 1"), "{logs}");
