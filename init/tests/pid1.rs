@@ -518,3 +518,58 @@ fn a_panic_is_reported_and_pid1_keeps_reaping_and_honours_power_signals() {
     p.signal(libc::SIGUSR2);
     assert_eq!(p.wait_exit(Duration::from_secs(5)), 0);
 }
+
+/// Send one datagram to a NOTIFY_SOCKET address ("@abstract" or a path).
+fn sd_notify(addr: &str, msg: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let sock = UnixDatagram::unbound().unwrap();
+    let a = match addr.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()).unwrap(),
+        None => SocketAddr::from_pathname(addr).unwrap(),
+    };
+    sock.send_to_addr(msg.as_bytes(), &a).unwrap();
+}
+
+#[test]
+fn notify_readiness_orders_dependents() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Tree::new("notify");
+    // Shares our network namespace: an abstract NOTIFY_SOCKET.
+    t.sh("services/n1", "echo \"sock=$NOTIFY_SOCKET\"; exec sleep 100", &[("keel.ready", "notify")], true);
+    // Own network namespace: a socket file bind-mounted into the container.
+    t.sh(
+        "services/n2",
+        "[ -S \"$NOTIFY_SOCKET\" ] && echo \"bound $NOTIFY_SOCKET\"; exec sleep 100",
+        &[("keel.ready", "notify")],
+        true,
+    );
+    let cfg = t.containers().join("services/n2/config.json");
+    let c = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(r#"{"type":"mount"}]"#, r#"{"type":"mount"},{"type":"network"}]"#);
+    std::fs::write(&cfg, c).unwrap();
+    t.sh("services/after", "echo after up; exec sleep 100", &[("keel.after", "n1,n2")], true);
+    let mut p = Pid1::start(&t);
+    let line = p.wait_line(|l| unit_line(l, "n1", "sock="), "n1 sock=", Duration::from_secs(10));
+    let addr = line.rsplit("sock=").next().unwrap().to_string();
+    assert!(addr.starts_with('@') && addr.ends_with("/notify/n1"), "{addr}");
+    p.wait_line(|l| unit_line(l, "n2", "bound /run/keel-notify.sock"), "n2 bound", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!p.output().iter().any(|l| unit_line(l, "after", "after up")), "after started before n1/n2 were ready");
+    sd_notify(&addr, "STATUS=warming up");
+    sd_notify(&addr, "READY=1");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!p.output().iter().any(|l| unit_line(l, "after", "after up")), "after started before n2 was ready");
+    sd_notify(p.run.join("notify/n2").to_str().unwrap(), "STATUS=serving\nREADY=1");
+    p.wait_line(|l| unit_line(l, "after", "after up"), "after up", Duration::from_secs(5));
+    let (_, st) = p.keelctl(&["status", "n2"]);
+    assert!(st.contains("status     serving") && st.contains("ready      notify"), "{st}");
+    let (_, st) = p.keelctl(&["status", "n1"]);
+    assert!(st.contains("status     warming up"), "{st}");
+    p.signal(libc::SIGUSR2);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), 0);
+}
