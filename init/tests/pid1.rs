@@ -25,8 +25,12 @@ fn skip_reason() -> Option<String> {
     None
 }
 
+/// A statically linked busybox (a dynamic one cannot run in a bare rootfs).
 fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| std::fs::read(p).is_ok_and(|b| !b.windows(15).any(|w| w == b"/lib64/ld-linux")))
 }
 
 /// A temporary bundle tree: TMP/containers/{onboot,services,onshutdown}, TMP/rootfs shared by all bundles.
