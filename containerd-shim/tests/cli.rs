@@ -1,0 +1,325 @@
+//! Root tests of keel-runc, the runc-compatible CLI, driving the built binary with busybox bundles:
+//! create/start/state/kill/delete, run (foreground and detached), list, ps, exec, pause/resume, spec, features,
+//! and that failures leave nothing behind (state dir, cgroup, mounts).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keel-runc");
+
+/// Container ids are unique per test process: they also name cgroups, which are global.
+fn id(s: &str) -> String {
+    format!("{s}-{}", std::process::id())
+}
+
+fn busybox() -> Option<PathBuf> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    let _ = Command::new("apt-get").args(["install", "-y", "-q", "busybox-static"]).status();
+    Path::new("/bin/busybox").exists().then(|| PathBuf::from("/bin/busybox"))
+}
+
+/// A test sandbox: its own --root and bundle directory, removed on drop.
+struct T {
+    dir: PathBuf,
+    root: PathBuf,
+    bundle: PathBuf,
+}
+
+impl T {
+    fn new(name: &str, args: &[&str]) -> Option<T> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return None;
+        }
+        let Some(bb) = busybox() else {
+            eprintln!("skipped: no busybox (apt-get install busybox-static)");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("keel-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bundle = dir.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(&bb, rootfs.join("bin/busybox")).unwrap();
+        for l in ["sh", "true", "false", "sleep", "cat", "echo", "ls", "id", "mkdir", "grep", "kill"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(l)).unwrap();
+        }
+        let t = T { root: dir.join("state"), dir, bundle };
+        t.config(args, |_| {});
+        Some(t)
+    }
+
+    /// Write config.json: runc's default spec (from `keel-runc spec`), no terminal, writable root, `args`.
+    fn config(&self, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut c: serde_json::Value = serde_json::from_str(keel_shim::cli::spec::DEFAULT_CONFIG).unwrap();
+        c["process"]["terminal"] = false.into();
+        c["process"]["args"] = serde_json::json!(args);
+        c["root"]["readonly"] = false.into();
+        // runc's default lists ambient caps without inheritable ones; raising them needs inheritable.
+        c["process"]["capabilities"]["inheritable"] = c["process"]["capabilities"]["ambient"].clone();
+        edit(&mut c);
+        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root").arg(&self.root).args(args).current_dir(&self.bundle);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        // Container output goes to a file: a detached container keeps its stdout open, a pipe would never EOF.
+        // (stderr likewise: a container inherits it.)
+        let out_f = std::fs::File::create(self.dir.join("out")).unwrap();
+        let err_f = std::fs::File::create(self.dir.join("err")).unwrap();
+        let status = self.cmd(args).stdout(out_f).stderr(err_f).status().unwrap();
+        let stdout = std::fs::read(self.dir.join("out")).unwrap_or_default();
+        let stderr = std::fs::read(self.dir.join("err")).unwrap_or_default();
+        Output { status, stdout, stderr }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "keel-runc {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    fn wait_status(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.status(id) != want {
+            assert!(Instant::now() < deadline, "{id} never became {want}: {}", self.status(id));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Nothing of container `id` is left: no state dir, no cgroup, no mount under the test dir.
+    fn assert_clean(&self, id: &str) {
+        assert!(!self.root.join(id).exists(), "state dir of {id} left behind");
+        let cg = keel_shim::cgroups::default_root().join(id);
+        assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let d = self.dir.to_string_lossy().to_string();
+        assert!(!mi.contains(&d), "mount under {d} left behind");
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        for id in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let id = id.file_name().to_string_lossy().to_string();
+            let _ = self.cmd(&["delete", "--force", &id]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn run_foreground_returns_exit_code_and_cleans_up() {
+    let Some(t) = T::new("fg", &["/bin/sh", "-c", "echo out-$((6*7)); exit 7"]) else { return };
+    let o = t.run(&["run", id("fg1").as_str()]);
+    assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("out-42"));
+    t.assert_clean(id("fg1").as_str());
+    t.config(&["/bin/true"], |_| {});
+    assert_eq!(t.run(&["run", "-b", t.bundle.to_str().unwrap(), id("fg2").as_str()]).status.code(), Some(0));
+    t.assert_clean(id("fg2").as_str());
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let Some(t) =
+        T::new("life", &["/bin/sh", "-c", "trap 'exit 3' USR1; echo started; while true; do sleep 0.05; done"])
+    else {
+        return;
+    };
+    let pidfile = t.dir.join("pid");
+    t.ok(&[
+        "create",
+        "--bundle",
+        t.bundle.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        id("c1").as_str(),
+    ]);
+    let st = t.state(id("c1").as_str());
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id("c1").as_str());
+    assert_eq!(st["bundle"], t.bundle.canonicalize().unwrap().to_str().unwrap());
+    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(st["pid"], pid);
+    assert!(st["created"].as_str().unwrap().ends_with('Z'));
+    // Not started yet: no output.
+    assert!(!std::fs::read_to_string(t.dir.join("out")).unwrap_or_default().contains("started"));
+    // A second create with the same id fails and does not disturb the first.
+    let o = t.run(&["create", id("c1").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("container with id exists"));
+    t.ok(&["start", id("c1").as_str()]);
+    t.wait_status(id("c1").as_str(), "running");
+    let o = t.run(&["start", id("c1").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    // delete refuses a running container without --force
+    let o = t.run(&["delete", id("c1").as_str()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not stopped"), "{o:?}");
+    t.ok(&["kill", id("c1").as_str(), "SIGUSR1"]);
+    t.wait_status(id("c1").as_str(), "stopped");
+    assert_eq!(t.state(id("c1").as_str())["pid"], 0);
+    let o = t.run(&["kill", id("c1").as_str(), "TERM"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("container not running"));
+    t.ok(&["delete", id("c1").as_str()]);
+    t.assert_clean(id("c1").as_str());
+    let o = t.run(&["state", id("c1").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("container does not exist"));
+}
+
+#[test]
+fn created_container_can_be_deleted() {
+    let Some(t) = T::new("cdel", &["/bin/sh", "-c", "echo should-not-run"]) else { return };
+    t.ok(&["create", id("cd1").as_str()]);
+    assert_eq!(t.status(id("cd1").as_str()), "created");
+    t.ok(&["delete", id("cd1").as_str()]);
+    t.assert_clean(id("cd1").as_str());
+    assert!(!std::fs::read_to_string(t.dir.join("out")).unwrap_or_default().contains("should-not-run"));
+}
+
+#[test]
+fn detached_list_ps_exec_pause_resume_kill() {
+    let Some(t) = T::new("det", &["/bin/sh", "-c", "while true; do sleep 0.05; done"]) else { return };
+    t.ok(&["run", "-d", id("d1").as_str()]);
+    assert_eq!(t.status(id("d1").as_str()), "running");
+    let pid = t.state(id("d1").as_str())["pid"].as_i64().unwrap();
+
+    let list = t.ok(&["list"]);
+    assert!(list.starts_with("ID"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with(&format!("{} ", id("d1"))) && l.contains("running")), "{list}");
+    assert_eq!(t.ok(&["list", "-q"]).trim(), id("d1").as_str());
+    let j: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(j[0]["id"], id("d1").as_str());
+
+    let pids: Vec<i64> = serde_json::from_str(&t.ok(&["ps", "--format", "json", id("d1").as_str()])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?}");
+    let table = t.ok(&["ps", id("d1").as_str()]);
+    assert!(table.lines().next().unwrap().contains("PID"));
+    assert!(table.contains(&pid.to_string()), "{table}");
+
+    // exec joins the container: pid namespace (sh is not pid 1 but sees pid 1), same cgroup, its root.
+    let out =
+        t.ok(&["exec", id("d1").as_str(), "/bin/sh", "-c", "echo ns-$$; cat /proc/1/cmdline; echo; ls /bin/busybox"]);
+    assert!(out.contains("/bin/busybox"), "{out}");
+    assert!(out.contains("while true"), "{out}");
+    let o = t.run(&["exec", id("d1").as_str(), "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    let o = t.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", id("d1").as_str(), "sh", "-c", "echo $FOO $(pwd)"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("bar /tmp"), "{o:?}");
+    let o = t.run(&["exec", id("d1").as_str(), "/no/such/binary"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exec failed"), "{o:?}");
+
+    t.ok(&["pause", id("d1").as_str()]);
+    assert_eq!(t.status(id("d1").as_str()), "paused");
+    assert!(!t.run(&["pause", id("d1").as_str()]).status.success());
+    t.ok(&["resume", id("d1").as_str()]);
+    assert_eq!(t.status(id("d1").as_str()), "running");
+    assert!(!t.run(&["resume", id("d1").as_str()]).status.success());
+
+    t.ok(&["kill", "--all", id("d1").as_str(), "9"]);
+    t.wait_status(id("d1").as_str(), "stopped");
+    t.ok(&["delete", id("d1").as_str()]);
+    t.assert_clean(id("d1").as_str());
+}
+
+#[test]
+fn foreground_run_forwards_signals() {
+    let Some(t) = T::new("sig", &["/bin/sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"]) else {
+        return;
+    };
+    let mut child = t.cmd(&["run", id("s1").as_str()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = t.run(&["state", id("s1").as_str()]);
+        if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "s1 never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // let sh install its trap
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(42));
+    t.assert_clean(id("s1").as_str());
+}
+
+#[test]
+fn failures_leave_nothing_behind() {
+    let Some(t) = T::new("fail", &["/bin/no-such-binary"]) else { return };
+    let o = t.run(&["run", id("f1").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-binary"), "{o:?}");
+    t.assert_clean(id("f1").as_str());
+    let o = t.run(&["create", id("f2").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    t.assert_clean(id("f2").as_str());
+
+    // A failing mount.
+    t.config(&["/bin/true"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/mnt", "type": "bind", "source": "/no/such/source", "options": ["rbind"]}));
+    });
+    let o = t.run(&["run", id("f3").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    t.assert_clean(id("f3").as_str());
+
+    // Invalid JSON: the error names config.json; nothing is created.
+    std::fs::write(t.bundle.join("config.json"), b"{ not json").unwrap();
+    let log = t.dir.join("log.json");
+    let o = t.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "create", id("f4").as_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("config.json"), "{err}");
+    t.assert_clean(id("f4").as_str());
+    let line = std::fs::read_to_string(&log).unwrap();
+    let j: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(j["level"], "error");
+    assert!(j["msg"].as_str().unwrap().contains("config.json"));
+    assert!(j["time"].as_str().is_some());
+
+    // Bad ids and unknown containers.
+    assert_eq!(t.run(&["state", "../x"]).status.code(), Some(1));
+    assert_eq!(t.run(&["kill", "nope"]).status.code(), Some(1));
+    assert!(t.run(&["delete", "--force", "nope"]).status.success());
+    assert_eq!(t.run(&["bogus-verb"]).status.code(), Some(1));
+    assert_eq!(t.run(&["kill", "--bogus", "x"]).status.code(), Some(1));
+}
+
+#[test]
+fn spec_and_features() {
+    let Some(t) = T::new("spec", &["/bin/true"]) else { return };
+    let d = t.dir.join("newbundle");
+    std::fs::create_dir_all(&d).unwrap();
+    t.ok(&["spec", "--bundle", d.to_str().unwrap()]);
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["process"]["args"][0], "sh");
+    assert_eq!(c["root"]["path"], "rootfs");
+    assert!(!t.run(&["spec", "--bundle", d.to_str().unwrap()]).status.success());
+    let f: serde_json::Value = serde_json::from_str(&t.ok(&["features"])).unwrap();
+    assert_eq!(f["linux"]["cgroup"]["v2"], true);
+    assert!(f["linux"]["seccomp"]["operators"].as_array().unwrap().len() == 7);
+}
