@@ -8,6 +8,30 @@
 //! keelctl poweroff|reboot|halt
 //! keelctl [--json] analyze [--svg FILE]      boot timeline: spawn, ready, duration per unit
 //! ```
+//!
+//! Also reachable as `init keelctl ...` (multi-call binary). The socket path follows `KEEL_RUN` like PID 1.
+//! A session on the serial console:
+//!
+//! ```text
+//! # keelctl list
+//! NAME      KIND     STATE    PID  RESTARTS  UPTIME  READY
+//! net       onboot   exited   -    0         -       -
+//! db        service  running  4    0         5m02s   yes
+//! web       service  running  23   1         4m58s   yes
+//! crasher   service  backoff  -    3         -       -
+//! # keelctl status db
+//! db (service): running
+//!   pid        4
+//!   ...
+//! # keelctl restart web
+//! restart web: requested
+//! # keelctl logs web -f
+//! [  12.034] keel: starting web (pid 23)
+//! [  12.036] web up
+//! ^C
+//! # keelctl analyze --svg /tmp/boot.svg
+//! wrote /tmp/boot.svg
+//! ```
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

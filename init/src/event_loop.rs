@@ -194,7 +194,7 @@ impl Loop {
         if !self.queue.is_empty() {
             min(0);
         }
-        t as i32
+        t.min(i64::from(i32::MAX)) as i32
     }
 
     fn feed(&mut self, ev: Event) {
