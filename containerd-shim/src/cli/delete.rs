@@ -38,6 +38,12 @@ pub fn kill_all(st: &State) {
 /// Undo everything of a stopped container; errors are collected into one message.
 pub fn destroy(g: &Globals, st: &State) -> CliResult {
     let mut errs = Vec::new();
+    // The cgroup first (kills stragglers, retries while exits finish), so spawn's cleanup finds it gone.
+    if !st.cgroup.as_os_str().is_empty() {
+        if let Err(e) = cgroups::remove(&st.cgroup) {
+            errs.push(e.to_string());
+        }
+    }
     match Bundle::load(&st.bundle) {
         Ok(bundle) => {
             let spawned = super::create::rebuild_spawned(&bundle, &st.id, st.pid);
@@ -45,12 +51,7 @@ pub fn destroy(g: &Globals, st: &State) -> CliResult {
                 errs.push(e.to_string());
             }
         }
-        Err(e) => errs.push(format!("cleanup skipped: {e}")),
-    }
-    if !st.cgroup.as_os_str().is_empty() {
-        if let Err(e) = cgroups::remove(&st.cgroup) {
-            errs.push(e.to_string());
-        }
+        Err(e) => g.log("warning", &format!("delete {}: cleanup skipped: {e}", st.id)),
     }
     state_dir::remove(g, &st.id)?;
     if errs.is_empty() {

@@ -16,7 +16,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let states: Vec<_> = ids.iter().filter_map(|id| state_dir::load(g, id).ok()).collect();
     match a.get("format").unwrap_or("table") {
         "json" => {
-            let v: Vec<_> = states.iter().map(|s| super::state::to_json(g, s)).collect();
+            let v: Vec<_> = states.iter().map(|s| super::state::to_out(g, s)).collect();
             println!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
