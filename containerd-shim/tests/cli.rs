@@ -294,7 +294,9 @@ fn failures_leave_nothing_behind() {
     let o = t.run(&["create", id("f2").as_str()]);
     if o.status.success() {
         eprintln!("note: create with a missing binary succeeded (runc fails it)");
-        assert!(!t.run(&["start", id("f2").as_str()]).status.success() || t.status(&id("f2")) == "stopped");
+        if t.run(&["start", id("f2").as_str()]).status.success() {
+            t.wait_status(&id("f2"), "stopped");
+        }
         t.ok(&["delete", "--force", id("f2").as_str()]);
     }
     t.assert_clean(id("f2").as_str());
@@ -343,4 +345,59 @@ fn spec_and_features() {
     let f: serde_json::Value = serde_json::from_str(&t.ok(&["features"])).unwrap();
     assert_eq!(f["linux"]["cgroup"]["v2"], true);
     assert!(f["linux"]["seccomp"]["operators"].as_array().unwrap().len() == 7);
+}
+
+#[test]
+fn exec_with_process_file_user_and_seccomp() {
+    let Some(t) = T::new("procfile", &["/bin/sh", "-c", "while true; do sleep 0.05; done"]) else { return };
+    t.config(&["/bin/sh", "-c", "while true; do sleep 0.05; done"], |c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        });
+    });
+    let d = id("p1");
+    t.ok(&["run", "-d", d.as_str()]);
+    // The container's seccomp filter applies to exec'd processes too: mkdir fails with EACCES (13).
+    let out = t.ok(&["exec", d.as_str(), "sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?; ls -d /tmp/x 2>&1; true"]);
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(out.to_lowercase().contains("permission denied"), "{out}");
+    // process.json: user, env, cwd, args from the file.
+    let pj = t.dir.join("process.json");
+    std::fs::write(
+        &pj,
+        serde_json::to_vec(&serde_json::json!({
+            "terminal": false,
+            "user": {"uid": 1234, "gid": 567, "additionalGids": [89]},
+            "args": ["/bin/sh", "-c", "echo $(id -u):$(id -g):$(id -G) $HELLO $(pwd)"],
+            "env": ["PATH=/bin", "HELLO=world"],
+            "cwd": "/tmp"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pid_file = t.dir.join("exec.pid");
+    let out = t.ok(&["exec", "--process", pj.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), d.as_str()]);
+    assert!(out.contains("1234:567:") && out.contains("89"), "{out}");
+    assert!(out.contains("world /tmp"), "{out}");
+    assert!(std::fs::read_to_string(&pid_file).unwrap().trim().parse::<i32>().unwrap() > 0);
+    t.ok(&["delete", "--force", d.as_str()]);
+    t.assert_clean(&d);
+}
+
+#[test]
+fn resources_are_written_to_the_container_cgroup() {
+    let Some(t) = T::new("res", &["/bin/sh", "-c", "while true; do sleep 0.05; done"]) else { return };
+    t.config(&["/bin/sh", "-c", "while true; do sleep 0.05; done"], |c| {
+        c["linux"]["resources"] = serde_json::json!({"unified": {"cgroup.max.descendants": "3"}});
+    });
+    let d = id("r1");
+    t.ok(&["run", "-d", d.as_str()]);
+    let cg = keel_shim::cgroups::default_root().join(&d);
+    let pid = t.state(&d)["pid"].as_i64().unwrap() as i32;
+    assert!(keel_shim::cgroups::procs(&cg).contains(&pid), "container not in {}", cg.display());
+    assert_eq!(std::fs::read_to_string(cg.join("cgroup.max.descendants")).unwrap().trim(), "3");
+    t.ok(&["delete", "--force", d.as_str()]);
+    t.assert_clean(&d);
 }

@@ -360,6 +360,15 @@ fn child(p: &Plan, err_fd: RawFd) -> ! {
                 fail("prctl(PR_CAPBSET_DROP)", errno());
             }
         }
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: install it while still root (as runc does); the
+        // identity and capability syscalls below then go through it.
+        if !p.no_new_privs {
+            if let Some((prog, flags)) = &p.seccomp {
+                if let Err(e) = seccomp::install(prog, flags) {
+                    fail("seccomp", e as i32);
+                }
+            }
+        }
         if libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0 {
             fail("setgroups", errno());
         }
@@ -415,9 +424,11 @@ fn child(p: &Plan, err_fd: RawFd) -> ! {
         for (i, e) in p.envp.iter().take(511).enumerate() {
             envp[i] = e.as_ptr();
         }
-        if let Some((prog, flags)) = &p.seccomp {
-            if let Err(e) = seccomp::install(prog, flags) {
-                fail("seccomp", e as i32);
+        if p.no_new_privs {
+            if let Some((prog, flags)) = &p.seccomp {
+                if let Err(e) = seccomp::install(prog, flags) {
+                    fail("seccomp", e as i32);
+                }
             }
         }
         let mut last = libc::ENOENT;

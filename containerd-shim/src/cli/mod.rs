@@ -220,3 +220,34 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_and_positionals() {
+        let spec = ["bundle|b=", "detach|d", "env|e="];
+        let a = Args::parse(&v(&["-b", "/x", "--detach", "--env=A=1", "-e", "B=2", "id", "-c", "x"]), &spec).unwrap();
+        assert_eq!(a.get("bundle"), Some("/x"));
+        assert!(a.has("detach"));
+        assert_eq!(a.all("env"), ["A=1", "B=2"]);
+        assert_eq!(a.pos, ["id", "-c", "x"]);
+        assert!(Args::parse(&v(&["--nope"]), &spec).unwrap_err().0.contains("not defined"));
+        assert!(Args::parse(&v(&["--bundle"]), &spec).unwrap_err().0.contains("needs an argument"));
+        let a = Args::parse(&v(&["--", "-x"]), &spec).unwrap();
+        assert_eq!(a.pos, ["-x"]);
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1.2_x+y").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}
