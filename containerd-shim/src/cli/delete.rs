@@ -28,8 +28,8 @@ pub fn kill_all(st: &State) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
-    // SAFETY: as above; the start time check in alive() guards against a reused pid.
     if state_dir::alive(st) {
+        // SAFETY: as above; the start time check in alive() guards against a reused pid.
         unsafe { libc::kill(st.pid, libc::SIGKILL) };
     }
     wait_gone(st, Duration::from_secs(5));
