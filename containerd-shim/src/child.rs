@@ -63,7 +63,9 @@ pub struct Plan {
     pub _envp: Vec<CString>,
     pub argv: Vec<*const c_char>,
     pub envp: Vec<*const c_char>,
-    pub exec_fifo: Option<CString>,
+    /// runc create: (fd of the fifo's directory, fifo file name, full path for messages). A directory fd because
+    /// the host path is out of reach after pivot_root; openat through it still works.
+    pub exec_fifo: Option<(i32, CString, CString)>,
     pub ns_reaper: bool,
     pub create_container: Vec<PreparedHook>,
     pub start_container: Vec<PreparedHook>,
@@ -142,6 +144,7 @@ pub fn run(p: &Plan) -> ! {
     };
     status = dup_high(status);
     let sync = dup_high(p.sync);
+    let fifo_dir = p.exec_fifo.as_ref().map_or(-1, |f| dup_high(f.0));
     let mut src = [0i32; 3];
     for (i, s) in p.stdio.iter().enumerate() {
         src[i] = if *s >= 0 { dup_high(*s) } else { dup_high(i as i32) };
@@ -163,7 +166,7 @@ pub fn run(p: &Plan) -> ! {
             fail(status, "dup2 preserved fd", "", sys::errno());
         }
     }
-    sys::close_fds_from(base, &[status, sync]);
+    sys::close_fds_from(base, &[status, sync, fifo_dir]);
 
     let mut host_pid: i32 = 0;
     if sync >= 0 {
@@ -345,13 +348,15 @@ pub fn run(p: &Plan) -> ! {
         // SAFETY: our fd.
         unsafe { libc::close(sync) };
     }
-    if let Some(fifo) = &p.exec_fifo {
+    if let Some((_, name, full)) = &p.exec_fifo {
         // Blocks until `start` opens it for reading (runc create semantics).
-        // SAFETY: valid C string.
-        let fd = unsafe { libc::open(fifo.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        // SAFETY: valid C string; fifo_dir is our directory fd.
+        let fd = unsafe { libc::openat(fifo_dir, name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
         if fd < 0 {
-            fail_at(status, "open exec fifo", fifo, sys::errno());
+            fail_at(status, "open exec fifo", full, sys::errno());
         }
+        // SAFETY: our fd.
+        unsafe { libc::close(fifo_dir) };
         sys::write_all(fd, b"0");
         // SAFETY: our fd.
         unsafe { libc::close(fd) };

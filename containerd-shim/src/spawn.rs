@@ -163,35 +163,8 @@ fn undo_runtime_mounts(mounts: &[PathBuf], errs: &mut Vec<Error>) {
     }
 }
 
-/// cgroup v2 directory handling. Uses crate::cgroups when it provides create/remove (R2); this is the minimal
-/// fallback: mkdir/rmdir only, no limits.
-mod cg {
-    use std::path::{Path, PathBuf};
-
-    use crate::Error;
-
-    pub fn default_root() -> PathBuf {
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup/unified")
-        }
-    }
-
-    pub fn create(root: &Path, rel: &str, _res: Option<&crate::cgroups::LinuxResources>) -> Result<PathBuf, Error> {
-        let p = root.join(rel.trim_start_matches('/'));
-        std::fs::create_dir_all(&p).map_err(|err| Error::Io { what: "create cgroup", path: p.clone(), err })?;
-        Ok(p)
-    }
-
-    pub fn remove(path: &Path) -> Result<(), Error> {
-        match std::fs::remove_dir(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(Error::Io { what: "remove cgroup", path: path.to_path_buf(), err }),
-        }
-    }
-}
+/// cgroup v2 handling (R2's module: create with limits, remove, default root detection).
+use crate::cgroups as cg;
 
 fn cstr(s: impl AsRef<[u8]>) -> CString {
     let b = s.as_ref();
@@ -480,7 +453,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         _envp: envp_c,
         argv,
         envp,
-        exec_fifo: opts.exec_fifo.as_deref().map(cpath),
+        exec_fifo: None,
         ns_reaper: opts.ns_reaper && new_pid,
         create_container,
         start_container,
@@ -645,6 +618,20 @@ fn spawn_inner(
     cgroup: Option<&Path>,
 ) -> Result<(i32, OwnedFd), Error> {
     let (status_r, status_w) = pipe_cloexec()?;
+    let fifo_dir = match &opts.exec_fifo {
+        Some(f) => {
+            let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let name = f.file_name().map(|n| cpath(Path::new(n))).unwrap_or_default();
+            let d = std::fs::File::open(dir).map_err(|err| Error::Io {
+                what: "open exec fifo dir",
+                path: dir.into(),
+                err,
+            })?;
+            plan.exec_fifo = Some((d.as_raw_fd(), name, cpath(f)));
+            Some(d)
+        }
+        None => None,
+    };
     plan.status_w = status_w.as_raw_fd();
     let need_sync =
         ns.new_user || plan.runtime_hooks_sync || !plan.create_container.is_empty() || !plan.start_container.is_empty();
@@ -738,6 +725,7 @@ fn spawn_inner(
     }
     let pid = pid as i32;
     drop(status_w);
+    drop(fifo_dir);
     drop(sync_child);
 
     if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {
