@@ -33,6 +33,9 @@ pub struct Plan {
     pub setup_root: bool,
     pub chroot_only: bool,
     pub root_propagation: libc::c_ulong,
+    /// With a shared root propagation: the mount containing the rootfs, made private first (runc's
+    /// rootfsParentMountPrivate) so the rootfs bind does not propagate to the host and pivot_root accepts it.
+    pub private_parent: Option<CString>,
     pub rootfs: CString,
     pub mounts: Vec<MountStep>,
     pub devices: Vec<DeviceStep>,
@@ -74,6 +77,9 @@ pub struct Plan {
     /// Stop before pivot_root so the parent runs prestart/createRuntime hooks.
     pub runtime_hooks_sync: bool,
     pub dev_null: CString,
+    /// Connected console socket (runc --console-socket with process.terminal), or -1; and the console size.
+    pub console: i32,
+    pub console_size: (u16, u16),
 }
 
 fn fail_at(fd: i32, what: &str, path: &CString, e: i32) -> ! {
@@ -145,6 +151,7 @@ pub fn run(p: &Plan) -> ! {
     status = dup_high(status);
     let sync = dup_high(p.sync);
     let fifo_dir = p.exec_fifo.as_ref().map_or(-1, |f| dup_high(f.0));
+    let console = dup_high(p.console);
     let mut src = [0i32; 3];
     for (i, s) in p.stdio.iter().enumerate() {
         src[i] = if *s >= 0 { dup_high(*s) } else { dup_high(i as i32) };
@@ -166,7 +173,7 @@ pub fn run(p: &Plan) -> ! {
             fail(status, "dup2 preserved fd", "", sys::errno());
         }
     }
-    sys::close_fds_from(base, &[status, sync, fifo_dir]);
+    sys::close_fds_from(base, &[status, sync, fifo_dir, console]);
 
     let mut host_pid: i32 = 0;
     if sync >= 0 {
@@ -192,7 +199,16 @@ pub fn run(p: &Plan) -> ! {
                 libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), p.root_propagation, std::ptr::null())
             } != 0
             {
-                fail(status, "make / rslave", "/", sys::errno());
+                fail(status, "set propagation of /", "/", sys::errno());
+            }
+        }
+        if let Some(mp) = &p.private_parent {
+            // SAFETY: valid C string; propagation change in our own mount namespace.
+            if unsafe {
+                libc::mount(std::ptr::null(), mp.as_ptr(), std::ptr::null(), libc::MS_PRIVATE, std::ptr::null())
+            } != 0
+            {
+                fail_at(status, "make rootfs parent mount private", mp, sys::errno());
             }
         }
         // SAFETY: valid C strings; bind the rootfs on itself so it is a mount point pivot_root accepts.
@@ -282,6 +298,12 @@ pub fn run(p: &Plan) -> ! {
         // SAFETY: valid C strings.
         if unsafe { libc::chroot(p.rootfs.as_ptr()) } != 0 || unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
             fail_at(status, "chroot", &p.rootfs, sys::errno());
+        }
+    }
+
+    if console >= 0 {
+        if let Err((what, e)) = crate::console::setup(console, p.console_size.0, p.console_size.1) {
+            fail(status, what, "", e);
         }
     }
 

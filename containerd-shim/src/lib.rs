@@ -14,6 +14,7 @@
 pub mod bundle;
 pub mod caps;
 mod child;
+mod console;
 pub mod devices;
 pub mod hooks;
 mod identity;

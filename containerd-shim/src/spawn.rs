@@ -408,6 +408,16 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         hooks::state_parts(bundle, &opts.id, "created")
     };
 
+    let root_propagation = linux
+        .and_then(|l| l.rootfs_propagation.as_deref())
+        .and_then(crate::mounts::propagation_flag)
+        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // Only a shared "/" needs the mount table (to find the rootfs's parent mount).
+    let private_parent = if setup_root && root_propagation & libc::MS_SHARED != 0 {
+        parent_mount(rootfs).map(|p| cpath(&p))
+    } else {
+        None
+    };
     let new_pid = linux.and_then(|l| l.namespace(NamespaceType::Pid)).is_some_and(|n| n.path.is_none());
     Ok(Plan {
         status_w: -1,
@@ -419,10 +429,8 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         joins: Vec::new(),
         setup_root,
         chroot_only,
-        root_propagation: linux
-            .and_then(|l| l.rootfs_propagation.as_deref())
-            .and_then(crate::mounts::propagation_flag)
-            .unwrap_or(libc::MS_SLAVE | libc::MS_REC),
+        root_propagation,
+        private_parent,
         rootfs: cpath(rootfs),
         mounts,
         devices: devs,
@@ -461,7 +469,20 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         state_suffix,
         runtime_hooks_sync,
         dev_null: cstr("/dev/null"),
+        console: -1,
+        console_size: process.console_size.map(|c| (c.height as u16, c.width as u16)).unwrap_or((0, 0)),
     })
+}
+
+/// The mount point of the mount that contains `path` (longest mount point prefix in /proc/self/mountinfo).
+fn parent_mount(path: &Path) -> Option<PathBuf> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
 }
 
 /// LinuxKit runtime.json preparation in the host mount namespace: mounts (then mkdir), cgroups. Relative paths are
@@ -618,6 +639,20 @@ fn spawn_inner(
     cgroup: Option<&Path>,
 ) -> Result<(i32, OwnedFd), Error> {
     let (status_r, status_w) = pipe_cloexec()?;
+    // runc: a console socket is used only when process.terminal is true.
+    let terminal = bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
+    let console = match (&opts.console_socket, terminal) {
+        (Some(path), true) => {
+            let s = std::os::unix::net::UnixStream::connect(path).map_err(|err| Error::Io {
+                what: "connect console socket",
+                path: path.clone(),
+                err,
+            })?;
+            plan.console = s.as_raw_fd();
+            Some(s)
+        }
+        _ => None,
+    };
     let fifo_dir = match &opts.exec_fifo {
         Some(f) => {
             let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -726,6 +761,7 @@ fn spawn_inner(
     let pid = pid as i32;
     drop(status_w);
     drop(fifo_dir);
+    drop(console);
     drop(sync_child);
 
     if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {

@@ -298,3 +298,63 @@ fn spawn_latency() {
         times[100], times[180], times[0]
     );
 }
+
+#[test]
+fn console_socket_gets_pty_master() {
+    if !is_root() {
+        return;
+    }
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let tb = TestBundle::new("console");
+    let mut c = config(&["sh", "-c", "tty; echo term-ok"]);
+    c["process"]["terminal"] = json!(true);
+    c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
+    let b = tb.write(&c);
+    let sock = tb.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let s = spawn(&b, &SpawnOptions { console_socket: Some(sock.clone()), ..Default::default() }).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+    let mut master = -1;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            master = fds[0];
+        }
+    }
+    assert!(master >= 0, "no fd received");
+    // SAFETY: the fd was just received and is ours.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(master) };
+    let st = wait(s.pid);
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut f, &mut out); // EIO at the end of a pty is normal
+    let out = String::from_utf8_lossy(&out);
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{out}");
+    assert!(out.contains("/dev/pts/0") && out.contains("term-ok"), "{out}");
+}
+
+#[test]
+fn shared_rootfs_propagation_does_not_leak_mounts() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("shared");
+    let mut c = config(&["sh", "-c", "echo up; sleep 0.3"]);
+    c["linux"]["rootfsPropagation"] = json!("shared");
+    let b = tb.write(&c);
+    let (r, w) = pipe();
+    let s = spawn(&b, &SpawnOptions { stdout: Some(w.as_raw_fd()), stderr: Some(w.as_raw_fd()), ..Default::default() })
+        .unwrap();
+    drop(w);
+    let mut buf = [0u8; 3];
+    let _ = std::io::Read::read_exact(&mut std::fs::File::from(r), &mut buf);
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let leaked = host.contains(&*tb.dir.to_string_lossy());
+    let st = wait(s.pid);
+    assert_eq!(s.poll_status(), Status::Started);
+    assert_eq!(&buf, b"up\n");
+    assert!(!leaked, "container mounts visible on the host");
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0);
+}

@@ -30,7 +30,7 @@ pub fn busybox() -> PathBuf {
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "hostname", "ls", "sleep", "true", "false", "id", "touch", "env", "pwd", "grep", "head",
-    "readlink", "stat", "mkdir", "kill", "ps", "wc", "cut",
+    "readlink", "stat", "mkdir", "kill", "ps", "wc", "cut", "tty",
 ];
 
 /// A temp bundle dir with a busybox rootfs; removed on drop.
