@@ -17,6 +17,7 @@ mod child;
 mod console;
 pub mod devices;
 pub mod hooks;
+mod interfaces;
 mod identity;
 pub mod namespaces;
 mod reaper;

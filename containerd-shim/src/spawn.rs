@@ -668,8 +668,12 @@ fn spawn_inner(
         None => None,
     };
     plan.status_w = status_w.as_raw_fd();
-    let need_sync =
-        ns.new_user || plan.runtime_hooks_sync || !plan.create_container.is_empty() || !plan.start_container.is_empty();
+    let has_ifaces = bundle.runtime.as_ref().is_some_and(|r| !r.interfaces.is_empty());
+    let need_sync = ns.new_user
+        || has_ifaces
+        || plan.runtime_hooks_sync
+        || !plan.create_container.is_empty()
+        || !plan.start_container.is_empty();
     let (sync_parent, sync_child) = if need_sync {
         let mut sv = [0; 2];
         // SAFETY: sv is a valid 2-int array.
@@ -802,6 +806,9 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
                 write_file(&format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings).as_bytes())?;
             }
         }
+    }
+    if let Some(rt) = &bundle.runtime {
+        crate::interfaces::setup(&rt.interfaces, pid)?;
     }
     if let Some(s) = sync {
         // SAFETY: sending 4 bytes from a valid buffer on our socket.

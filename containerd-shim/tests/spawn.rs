@@ -358,3 +358,34 @@ fn shared_rootfs_propagation_does_not_leak_mounts() {
     assert!(!leaked, "container mounts visible on the host");
     assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0);
 }
+
+#[test]
+fn runtime_json_interfaces_and_bind_ns() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("ifaces");
+    let n = std::process::id() % 100000;
+    let (veth, peer) = (format!("kv{n}"), format!("kp{n}"));
+    let netns = tb.dir.join("netns");
+    std::fs::write(
+        tb.dir.join("runtime.json"),
+        // A veth pair created in the host with one end moved in, then the other (now an existing host link) moved too.
+        json!({"interfaces": [{"name": veth, "peer": peer}, {"name": peer}],
+               "bindNS": {"net": netns}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut c = config(&["sh", "-c", "ls /sys/class/net"]);
+    c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "network"}));
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    let names: Vec<&str> = r.out.split_whitespace().collect();
+    assert!(names.contains(&veth.as_str()) && names.contains(&peer.as_str()), "{names:?}");
+    // The net namespace stays reachable through the bindNS file after the process is gone.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(info.contains(&*netns.to_string_lossy()), "bindNS mount missing");
+    let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
+    r.spawned.cleanup(&b);
+}
