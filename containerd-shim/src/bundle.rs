@@ -124,10 +124,10 @@ impl Bundle {
                     return Err(invalid("linux.rootfsPropagation".into(), "unknown propagation"));
                 }
             }
-            if !l.uid_mappings.is_empty() || !l.gid_mappings.is_empty() {
-                if l.namespace(crate::spec::NamespaceType::User).is_none() {
-                    return Err(invalid("linux.uidMappings".into(), "needs a user namespace"));
-                }
+            if (!l.uid_mappings.is_empty() || !l.gid_mappings.is_empty())
+                && l.namespace(crate::spec::NamespaceType::User).is_none()
+            {
+                return Err(invalid("linux.uidMappings".into(), "needs a user namespace"));
             }
         }
         if let Some(rt) = &self.runtime {

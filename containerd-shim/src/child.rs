@@ -158,8 +158,8 @@ pub fn run(p: &Plan) -> ! {
     }
     let mut pres_buf = [0i32; 64];
     let np = p.preserve.len().min(64);
-    for i in 0..np {
-        pres_buf[i] = dup_high(p.preserve[i]);
+    for (slot, fd) in pres_buf.iter_mut().zip(&p.preserve) {
+        *slot = dup_high(*fd);
     }
     for (i, s) in src.iter().enumerate() {
         // SAFETY: dup2 onto a target fd number.

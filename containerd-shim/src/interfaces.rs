@@ -37,7 +37,7 @@ impl Msg {
         self.0.extend_from_slice(&b);
     }
     fn align(&mut self) {
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
     }

@@ -31,6 +31,10 @@ pub struct NsPlan {
     pub joined_mount: bool,
     pub new_user: bool,
     pub new_uts: bool,
+    /// A new time namespace with offsets: /proc/self/timens_offsets content, and our own time_for_children to
+    /// return to. The namespace is unshared in the parent (offsets can only be set before a process enters it).
+    /// timens_offsets exists per process only, so this needs a single-threaded caller (init and keel-runc are).
+    pub time_offsets: Option<(String, OwnedFd)>,
 }
 
 fn open(path: &str) -> Result<OwnedFd, Error> {
@@ -45,13 +49,20 @@ fn open(path: &str) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Resolve `linux.namespaces` (no linux section: new pid + mount namespaces? No: the spec says a missing entry
-/// means the runtime's namespace, so nothing is created).
+/// Resolve `linux.namespaces`. A type not listed means the runtime's own namespace (the spec), so no linux
+/// section creates nothing.
 pub fn plan(linux: Option<&Linux>) -> Result<NsPlan, Error> {
     let mut p = NsPlan::default();
     let Some(linux) = linux else { return Ok(p) };
     for ns in &linux.namespaces {
         match ns.path.as_deref().filter(|s| !s.is_empty()) {
+            None if ns.kind == NamespaceType::Time && !linux.time_offsets.is_empty() => {
+                let mut text = String::new();
+                for (clock, off) in &linux.time_offsets {
+                    text.push_str(&format!("{clock} {} {}\n", off.secs, off.nanosecs));
+                }
+                p.time_offsets = Some((text, open("/proc/self/ns/time_for_children")?));
+            }
             None => {
                 p.clone_flags |= ns.kind.clone_flag() as u64;
                 match ns.kind {
@@ -93,8 +104,22 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan, Error> {
     Ok(p)
 }
 
-/// Enter the pid/time namespaces for our next child. Returns the ones to go back to.
+/// Enter the pid/time namespaces for our next child (and create the time namespace with offsets).
 pub fn enter_for_children(p: &NsPlan) -> Result<(), Error> {
+    if let Some((text, _)) = &p.time_offsets {
+        // SAFETY: unshare of the time namespace only affects future children of this process.
+        if unsafe { libc::unshare(NamespaceType::Time.clone_flag()) } != 0 {
+            return Err(Error::Sys { what: "unshare time namespace".into(), errno: nix::errno::Errno::last() });
+        }
+        if let Err(err) = std::fs::write("/proc/self/timens_offsets", text) {
+            leave_for_children(p);
+            return Err(Error::Io {
+                what: "write linux.timeOffsets to",
+                path: "/proc/self/timens_offsets".into(),
+                err,
+            });
+        }
+    }
     for (target, _, t) in &p.for_children {
         // SAFETY: setns on an fd we own; affects only namespaces of future children of this (single-threaded) process.
         if unsafe { libc::setns(target.as_raw_fd(), *t) } != 0 {
@@ -106,6 +131,10 @@ pub fn enter_for_children(p: &NsPlan) -> Result<(), Error> {
 
 /// Undo [`enter_for_children`].
 pub fn leave_for_children(p: &NsPlan) {
+    if let Some((_, own)) = &p.time_offsets {
+        // SAFETY: back to our own time namespace for future children.
+        unsafe { libc::setns(own.as_raw_fd(), NamespaceType::Time.clone_flag()) };
+    }
     for (_, own, t) in &p.for_children {
         // SAFETY: as above, back to our own namespace.
         unsafe { libc::setns(own.as_raw_fd(), *t) };

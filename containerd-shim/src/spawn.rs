@@ -196,6 +196,12 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
     let linux = spec.linux.as_ref();
     let rootfs = &bundle.rootfs;
 
+    if opts.preserve_fds.len() > 64 {
+        return Err(invalid(
+            "preserve_fds",
+            format!("{} fds asked, at most 64 are supported", opts.preserve_fds.len()),
+        ));
+    }
     let setup_root = ns.new_mount;
     let chroot_only = !ns.new_mount && !ns.joined_mount;
     if !setup_root && !spec.mounts.is_empty() && chroot_only {

@@ -389,3 +389,35 @@ fn runtime_json_interfaces_and_bind_ns() {
     let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
     r.spawned.cleanup(&b);
 }
+
+#[test]
+fn time_namespace_offsets() {
+    if !is_root() || !std::path::Path::new("/proc/self/ns/time").exists() {
+        return;
+    }
+    let tb = TestBundle::new("timens");
+    let mut c = config(&["cat", "/proc/uptime"]);
+    c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400000, "nanosecs": 0}});
+    let b = tb.write(&c);
+    // Offsets are written to /proc/self/timens_offsets, a per-process file: spawn from a single-threaded process
+    // (a fork of this multi-threaded test), as init and keel-runc are.
+    // SAFETY: glibc's fork keeps malloc usable in the child; the child only spawns, checks and _exits.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let r = run(&b, SpawnOptions::default());
+        let up: f64 = r.out.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        let ok = r.status == Status::Started && up > 86400000.0;
+        if !ok {
+            eprintln!("time namespace: {:?} {}", r.status, r.out);
+        }
+        // SAFETY: leaving the forked child without running the harness's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let st = wait(child);
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "uptime in the container did not have the offset");
+    // The caller's own namespace is untouched.
+    let host: f64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(host < 86400000.0);
+}
