@@ -338,7 +338,12 @@ pub fn run(p: &Plan) -> ! {
             }
         }
         libc::umask(p.umask);
-        if libc::chdir(p.cwd.as_ptr()) != 0 {
+        // A missing cwd is created (runc does too), while we are still root.
+        if libc::chdir(p.cwd.as_ptr()) != 0
+            && (sys::errno() != libc::ENOENT
+                || sys::mkdir_p(&p.cwd, 0o755).is_err()
+                || libc::chdir(p.cwd.as_ptr()) != 0)
+        {
             fail_at(status, "chdir", &p.cwd, sys::errno());
         }
     }

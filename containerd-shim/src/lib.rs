@@ -10,31 +10,41 @@
 //! - [`Spawned::cleanup`] undoes what spawn set up outside the container (runtime.json mounts, cgroup, poststop
 //!   hooks) once the process has been reaped by the caller. The runtime never calls `waitpid` on the container's pid:
 //!   the caller owns reaping.
+//! - [`Spawned::poll_status`] (non-blocking) / [`Spawned::wait_status`] (bounded) read the setup outcome:
+//!   Pending, Started, or Failed("what: path: strerror (errno N)").
+//! - [`Spawned::rebuild`] recreates the cleanup handle in another process (keel-runc delete after create).
+//! - [`run_poststart`] runs poststart hooks; prestart/createRuntime run inside spawn, createContainer/startContainer
+//!   in the container, poststop in cleanup.
+//! - `SpawnOptions::ns_reaper`: a tiny signal-forwarding reaper as pid 1 of a new pid namespace.
+//!
+//! Layout: bundle/spec/runtime_json (parsing, validation), spawn (parent side), child (setup sequence) with one
+//! file per concern: namespaces, rootfs (mounts, masks, pivot_root), devices, caps, rlimits, identity, hooks,
+//! console, interfaces (runtime.json links over rtnetlink), reaper, sys (allocation-free syscall helpers).
 
 pub mod bundle;
 pub mod caps;
+pub mod cgroups;
 mod child;
+pub mod cli;
 mod console;
 pub mod devices;
+pub mod error;
 pub mod hooks;
-mod interfaces;
 mod identity;
+mod interfaces;
+pub mod mounts;
 pub mod namespaces;
 mod reaper;
 pub mod rlimits;
 pub mod rootfs;
-mod sys;
-pub mod cgroups;
-pub mod cli;
-pub mod error;
-pub mod mounts;
 pub mod runtime_json;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
+mod sys;
 
 pub use bundle::Bundle;
 pub use error::Error;
-pub use spawn::{spawn, SpawnOptions, Spawned, Status};
 pub use hooks::run_poststart;
 pub use runtime_json::RuntimeJson;
+pub use spawn::{spawn, SpawnOptions, Spawned, Status};

@@ -87,9 +87,6 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan, Error> {
                         if kind == NamespaceType::Mount {
                             p.joined_mount = true;
                         }
-                        if kind == NamespaceType::Uts {
-                            p.new_uts = true;
-                        }
                         let j = Join { fd, nstype: kind.clone_flag(), path: CString::new(path).unwrap_or_default() };
                         if kind == NamespaceType::User {
                             p.joins.insert(0, j);

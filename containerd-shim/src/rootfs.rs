@@ -41,7 +41,27 @@ pub fn mount(m: &MountStep) -> Result<(), (&'static str, i32)> {
         libc::mount(opt_ptr(&m.source), m.target.as_ptr(), opt_ptr(&m.fstype), m.flags, opt_ptr(&m.data).cast())
     };
     if r != 0 {
-        return Err(("mount", sys::errno()));
+        let e = sys::errno();
+        // sysfs cannot be mounted in a user namespace that does not own the network namespace: show the host's
+        // /sys read-only instead, as runc does.
+        let sysfs = m.fstype.as_deref().is_some_and(|t| t.to_bytes() == b"sysfs");
+        if !(sysfs && e == libc::EPERM) {
+            return Err(("mount", e));
+        }
+        // SAFETY: valid C strings; recursive bind of the host's /sys.
+        let r = unsafe {
+            libc::mount(
+                c"/sys".as_ptr(),
+                m.target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return Err(("mount", sys::errno()));
+        }
+        remount(&m.target, m.flags | libc::MS_RDONLY).map_err(|e| ("remount", e))?;
     }
     if let Some(flags) = m.remount {
         remount(&m.target, flags).map_err(|e| ("remount", e))?;

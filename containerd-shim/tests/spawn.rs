@@ -26,7 +26,7 @@ fn process_sees_its_config() {
     ]);
     let p = c["process"].as_object_mut().unwrap();
     p.insert("user".into(), json!({"uid": 1000, "gid": 1001, "umask": 0o27, "additionalGids": [5, 7]}));
-    p.insert("cwd".into(), json!("/tmp"));
+    p.insert("cwd".into(), json!("/tmp/made/by/runtime"));
     p.insert("env".into(), json!(["PATH=/bin", "FOO=bar"]));
     p.insert("noNewPrivileges".into(), json!(true));
     p.insert("oomScoreAdj".into(), json!(123));
@@ -57,7 +57,7 @@ fn process_sees_its_config() {
     assert!(o.contains("Groups:\t5 7"), "{o}");
     assert!(o.contains("keeltest\n"), "{o}");
     assert!(o.contains("nofile=321\n"), "{o}");
-    assert!(o.contains("cwd=/tmp\n"), "{o}");
+    assert!(o.contains("cwd=/tmp/made/by/runtime\n"), "{o}");
     assert!(o.contains("umask=0027\n"), "{o}");
     assert!(o.contains("FOO=bar\n"), "{o}");
     assert!(o.contains("timers=[]\n"), "{o}");
@@ -262,8 +262,9 @@ fn user_namespace_maps() {
     c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
     c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    // sysfs cannot be mounted in a user namespace without a new net namespace: drop it.
-    c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys");
+    // sysfs cannot be mounted in a user namespace without a new net namespace: the host's /sys is bound instead.
+    c["process"]["args"] =
+        json!(["sh", "-c", "cat /proc/self/uid_map; id -u; grep CapEff /proc/self/status; ls -d /sys/kernel"]);
     c["process"]["capabilities"] =
         json!({"bounding": ["CAP_CHOWN"], "effective": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]});
     let b = tb.write(&c);
@@ -272,6 +273,7 @@ fn user_namespace_maps() {
     assert!(r.out.contains("0     100000      65536"), "{}", r.out);
     assert!(r.out.contains("\n0\n"), "{}", r.out);
     assert!(r.out.contains("CapEff:\t0000000000000001"), "{}", r.out);
+    assert!(r.out.contains("/sys/kernel\n"), "{}", r.out);
 }
 
 #[test]
