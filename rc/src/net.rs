@@ -31,7 +31,7 @@ fn set_up(fd: libc::c_int, name: &str) -> Result<(), Error> {
         *d = *s as libc::c_char;
     }
     // SAFETY: fd is a valid socket and req a valid ifreq with a NUL-terminated name.
-    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return Err(Error::last("ioctl SIOCGIFFLAGS", name));
     }
     // SAFETY: the kernel filled ifru_flags for SIOCGIFFLAGS.
@@ -41,7 +41,7 @@ fn set_up(fd: libc::c_int, name: &str) -> Result<(), Error> {
     }
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above.
-    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req) } < 0 {
         return Err(Error::last("ioctl SIOCSIFFLAGS", name));
     }
     Ok(())
