@@ -3,13 +3,17 @@
 //! power-off ends QEMU), and an optional wall-clock timeout that kills the VM.
 //!
 //! When stdin is not a terminal (CI, `make run < /dev/null`), `keel.autopoweroff` is appended to the command line:
-//! images that honour it (the demo does) power themselves off once their services are up.
+//! images that honour it (the demo does) power themselves off once their services are up; such a run also gets a
+//! default timeout of 300 s.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{io, Error};
+
+/// The timeout a run gets when stdin is not a terminal and none was given.
+pub const UNATTENDED_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Run options.
 #[derive(Debug, Clone)]
@@ -113,13 +117,15 @@ pub fn run(o: &RunOptions) -> Result<i32, Error> {
         ))
     })?;
     let start = Instant::now();
+    // Unattended (stdin not a terminal) and no --timeout: never hang forever.
+    let timeout = o.timeout.or_else(|| (!stdin_is_tty()).then_some(UNATTENDED_TIMEOUT));
     loop {
         match child.try_wait() {
             Ok(Some(st)) => return Ok(st.code().unwrap_or(1)),
             Ok(None) => {}
             Err(e) => return Err(Error::Command(format!("waiting for qemu: {e}"))),
         }
-        if let Some(t) = o.timeout {
+        if let Some(t) = timeout {
             if start.elapsed() >= t {
                 let _ = child.kill();
                 let _ = child.wait();
