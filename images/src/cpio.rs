@@ -28,7 +28,7 @@ struct Hdr<'a> {
 }
 
 fn pad4(w: &mut Vec<u8>) {
-    while w.len() % 4 != 0 {
+    while !w.len().is_multiple_of(4) {
         w.push(0);
     }
 }

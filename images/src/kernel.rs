@@ -89,7 +89,7 @@ pub fn debian(cache: &Path) -> Result<Kernel, Error> {
     let depends = run(Command::new("dpkg-deb").arg("-f").arg(&meta).arg("Depends"))?;
     let real = depends
         .split(',')
-        .map(|d| d.trim().split_whitespace().next().unwrap_or(""))
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
         .find(|d| d.starts_with("linux-image-") && d.ends_with("-amd64"))
         .ok_or_else(|| Error::Kernel(format!("linux-image-amd64 Depends has no linux-image-*-amd64: {depends}")))?
         .to_string();
