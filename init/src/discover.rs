@@ -84,8 +84,21 @@ pub fn load(kind: Kind, dir: &Path) -> Found {
     };
     let empty = BTreeMap::new();
     let ann = bundle.as_ref().map(|b| &b.spec.annotations).unwrap_or(&empty);
-    let (config, warnings) = crate::units::unit_config(kind, &name, ann, broken);
+    let (mut config, warnings) = crate::units::unit_config(kind, &name, ann, broken);
+    config.bundle = dir.to_path_buf();
     Found { config, bundle, warnings }
+}
+
+/// "No such file or directory (errno 2)": an io::Error as the console shows errors.
+pub fn io_cause(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(n) => {
+            let text = err.to_string();
+            let text = text.strip_suffix(&format!(" (os error {n})")).unwrap_or(&text);
+            format!("{text} (errno {n})")
+        }
+        None => err.to_string(),
+    }
 }
 
 /// The process binary is neither in the rootfs nor under one of the bundle's mounts: say so now rather than as

@@ -169,10 +169,21 @@ pub fn spawn(
         }
         Ready::Started => {}
     }
-    let spawned = keel_shim::spawn(bundle, &opts).map_err(|e| e.to_string())?;
+    let spawned = keel_shim::spawn(bundle, &opts).map_err(|e| cause(&e))?;
     // Our copy of the readiness write end closes here: EOF on the read end then means the container closed it.
     let ready_rd = ready_pipe.map(|(r, _w)| r);
     Ok(Started { spawned, ready_rd })
+}
+
+/// The cause of a spawn error, without the "bundle NAME: " prefix (the console line names unit and bundle).
+pub fn cause(e: &keel_shim::Error) -> String {
+    match e {
+        keel_shim::Error::Setup { msg, .. } => msg.clone(),
+        keel_shim::Error::Rootfs { path, err, .. } => {
+            format!("rootfs {}: {}", path.display(), crate::discover::io_cause(err))
+        }
+        e => e.to_string(),
+    }
 }
 
 #[cfg(test)]

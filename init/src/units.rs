@@ -42,6 +42,7 @@ pub fn unit_config(
     let mut config = UnitConfig {
         name: name.to_string(),
         kind,
+        bundle: std::path::PathBuf::new(),
         restart: Restart::OnFailure,
         after: Vec::new(),
         ready: Ready::Started,

@@ -87,6 +87,10 @@ impl Supervisor {
     /// A step's process ended: log it, then the next step (or emergency, or on to onshutdown).
     pub(super) fn step_ended(&mut self, now: Instant, id: UnitId, outcome: Outcome) {
         let label = self.label(id);
+        let cannot = match &outcome {
+            Outcome::SpawnFailed(e) => self.cannot_start_line(id, e, false),
+            _ => String::new(),
+        };
         let Some(u) = self.units.get_mut(id) else { return };
         let took = super::human(now.saturating_duration_since(u.spawned_at.unwrap_or(now)));
         let stop = u.rt.stop.take();
@@ -100,7 +104,7 @@ impl Supervisor {
                 (false, Level::Info, format!("{label}: stopped ({signal}) for shutdown after {took}"))
             }
             (Outcome::Exit(_), Some(_)) => (false, Level::Warn, format!("{label}: stopped by keelctl ({signal})")),
-            (Outcome::SpawnFailed(e), _) => (false, Level::Error, format!("{label}: failed to start: {e}")),
+            (Outcome::SpawnFailed(_), _) => (false, Level::Error, cannot),
             (Outcome::Lost, _) => (
                 false,
                 Level::Error,
@@ -113,7 +117,7 @@ impl Supervisor {
                 format!("timed out after {} ({})", human(u.config.timeout), super::describe_exit(*exit))
             }
             Outcome::Exit(exit) => super::describe_exit(*exit),
-            Outcome::SpawnFailed(e) => format!("failed to start: {e}"),
+            Outcome::SpawnFailed(e) => e.clone(),
             Outcome::Lost => "did not exit after SIGKILL".to_string(),
         });
         let required = u.config.kind == Kind::Onboot && u.config.required;

@@ -73,6 +73,8 @@ pub struct UnitConfig {
     /// Name shown on the console: the directory name without its `NNN-` prefix.
     pub name: String,
     pub kind: Kind,
+    /// The bundle directory, named in error lines (empty if unknown).
+    pub bundle: std::path::PathBuf,
     pub restart: Restart,
     /// `keel.after`: names of services that must be ready first.
     pub after: Vec<String>,
@@ -111,7 +113,9 @@ pub enum Event {
     Spawned { unit: UnitId, pid: i32 },
     /// The process exec'd its binary (status pipe EOF).
     Execd { unit: UnitId },
-    /// spawn() failed, or the child's setup failed before exec (message from the status pipe).
+    /// spawn() failed, or the child's setup failed before exec (message from the status pipe, e.g.
+    /// `exec /bin/httpd: No such file or directory (errno 2)`). Never retried by the restart policy: the unit is
+    /// Failed with this cause until `keelctl start`.
     SpawnFailed { unit: UnitId, error: String },
     /// The reaper collected the unit's process.
     Exited { unit: UnitId, exit: Exit },
@@ -173,7 +177,7 @@ pub enum State {
     Backoff,
     /// Ended and stays ended: onboot/onshutdown finished (see `last_exit`), service with restart=no/stopped.
     Exited,
-    /// Gave up: broken bundle, start limit hit, dependency failed or unknown.
+    /// Gave up: broken bundle, setup failed before exec, start limit hit, dependency failed or unknown.
     Failed,
 }
 
@@ -498,18 +502,40 @@ impl Supervisor {
 
     fn on_spawn_failed(&mut self, now: Instant, id: UnitId, error: String) {
         let Some(u) = self.units.get_mut(id) else { return };
-        if !matches!(u.state, State::Starting | State::Stopping) {
-            // The Exited for this process was handled first: just report why it could not start.
-            let msg = format!("{}: failed to start: {error}", self.label(id));
-            self.log(Some(id), Level::Error, msg);
-            return;
+        match u.state {
+            State::Starting | State::Stopping if u.pid.is_some() => {
+                // A process exists: its Exited follows and ends this start (reported with this error then).
+                u.rt.spawn_error = Some(error);
+            }
+            State::Starting | State::Stopping => self.ended(now, id, Outcome::SpawnFailed(error)),
+            State::Backoff => {
+                // The Exited for this process was handled first and scheduled a restart: a setup failure is not
+                // retried, so take that back.
+                u.state = State::Failed;
+                u.rt.timer = None;
+                u.rt.streak = 0;
+                u.rt.streak_since = None;
+                u.reason = Some(error.clone());
+                let line = self.cannot_start_line(id, &error, true);
+                self.log(Some(id), Level::Error, line);
+            }
+            _ => {
+                // The Exited was handled first (and ended it): just say why it could not start.
+                let line = self.cannot_start_line(id, &error, false);
+                self.log(Some(id), Level::Error, line);
+            }
         }
-        if u.pid.is_some() {
-            // A process exists: its Exited follows and ends this start (reported with this error then).
-            u.rt.spawn_error = Some(error);
-        } else {
-            self.ended(now, id, Outcome::SpawnFailed(error));
-        }
+    }
+
+    /// `web: cannot start: exec /bin/httpd: No such file or directory (errno 2) [bundle /containers/services/web];
+    /// not restarting (keelctl start web to retry)` (the tail only with `retry_hint`).
+    fn cannot_start_line(&self, id: UnitId, cause: &str, retry_hint: bool) -> String {
+        let label = self.label(id);
+        let name = self.name(id);
+        let bundle = self.units.get(id).map(|u| u.config.bundle.display().to_string()).unwrap_or_default();
+        let at = if bundle.is_empty() { String::new() } else { format!(" [bundle {bundle}]") };
+        let tail = if retry_hint { format!("; not restarting (keelctl start {name} to retry)") } else { String::new() };
+        format!("{label}: cannot start: {cause}{at}{tail}")
     }
 
     fn on_timer(&mut self, now: Instant, id: UnitId, gen: u64) {

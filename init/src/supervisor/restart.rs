@@ -1,8 +1,11 @@
 //! What happens when a service's process ends: stopped on request, or the restart policy with exponential
 //! backoff and a start limit.
 //!
-//! - `keel.restart=no`: never restarted. `on-failure` (default): restarted after a non-zero exit, a signal,
-//!   a spawn failure or a readiness timeout. `always`: restarted after any exit.
+//! - `keel.restart=no`: never restarted. `on-failure` (default): restarted after a non-zero exit, a signal
+//!   or a readiness timeout. `always`: restarted after any exit.
+//! - A setup failure before exec (missing binary, failing mount, bad cwd...: [`Outcome::SpawnFailed`]) is never
+//!   restarted, whatever the policy: it would fail the same way each time. The service is Failed with the cause as
+//!   its reason and one ERROR line naming the unit, the cause and the bundle; `keelctl start` retries it.
 //! - Backoff: [`BACKOFF_START`] doubling per restart in a row, capped at [`BACKOFF_CAP`]; a run of at least
 //!   [`BACKOFF_RESET`] resets it.
 //! - Start limit: a failure after [`START_LIMIT`] restarts in a row (no run reaching [`BACKOFF_RESET`]) makes the
@@ -31,11 +34,20 @@ impl Supervisor {
         let ran = now.saturating_duration_since(u.spawned_at.unwrap_or(now));
         let what = match &outcome {
             Outcome::Exit(exit) => format!("{name} {}", describe_exit(*exit)),
-            Outcome::SpawnFailed(e) => format!("{name}: failed to start: {e}"),
+            Outcome::SpawnFailed(e) => format!("{name}: cannot start: {e}"),
             Outcome::Lost => {
                 format!("{name}: still running {} after SIGKILL; giving up on it", human(super::LOST_AFTER))
             }
         };
+        if let Outcome::SpawnFailed(cause) = &outcome {
+            u.state = State::Failed;
+            u.reason = Some(cause.clone());
+            u.rt.streak = 0;
+            u.rt.streak_since = None;
+            let cause = cause.clone();
+            let line = self.cannot_start_line(id, &cause, !shutting_down);
+            return self.log(Some(id), Level::Error, line);
+        }
         if outcome == Outcome::Lost {
             u.state = State::Failed;
             u.reason = Some("did not exit after SIGKILL".to_string());
@@ -47,11 +59,7 @@ impl Supervisor {
             let signal = signal_name(u.rt.stop_signal);
             u.state = State::Exited;
             u.reason = Some(if shutting_down { "stopped for shutdown" } else { "stopped by keelctl" }.to_string());
-            let line = match outcome {
-                Outcome::SpawnFailed(_) => what,
-                _ => format!("{name} stopped ({signal}) in {took}"),
-            };
-            self.log(Some(id), Level::Info, line);
+            self.log(Some(id), Level::Info, format!("{name} stopped ({signal}) in {took}"));
             if stop == Some(StopCause::Control { then_start: true }) && !shutting_down {
                 self.control_start(now, id);
             }
@@ -90,7 +98,7 @@ impl Supervisor {
             let exits = u.rt.streak + 1;
             let last = match &outcome {
                 Outcome::Exit(exit) => describe_exit(*exit),
-                _ => "could not start".to_string(),
+                _ => "not ready".to_string(),
             };
             let reason = format!("{exits} exits in {span}, none after running {}, last {last}", human(BACKOFF_RESET));
             u.state = State::Failed;

@@ -15,6 +15,7 @@ fn cfg(kind: Kind, name: &str) -> UnitConfig {
     UnitConfig {
         name: name.to_string(),
         kind,
+        bundle: format!("/containers/x/{name}").into(),
         restart: if kind == Kind::Service { Restart::OnFailure } else { Restart::No },
         after: Vec::new(),
         ready: Ready::Started,
@@ -318,7 +319,9 @@ fn step_spawn_failure_without_process_goes_on() {
     h.boot();
     let acts = h.ev(Event::SpawnFailed { unit: 0, error: "config.json: bad JSON at line 3".into() });
     assert_eq!(h.spawns(&acts), ["b"]);
-    assert!(h.logged("onboot a: failed to start: config.json: bad JSON at line 3"), "{:?}", h.logs);
+    let want = "onboot a: cannot start: config.json: bad JSON at line 3 [bundle /containers/x/a]";
+    assert_eq!(h.logs.last().map(String::as_str), Some(want), "{:?}", h.logs);
+    assert_eq!(h.s.units[0].reason.as_deref(), Some("config.json: bad JSON at line 3"));
     assert_eq!(h.st("a"), State::Failed);
 }
 
@@ -331,7 +334,7 @@ fn step_spawn_failure_then_exit_advances_once() {
     assert!(h.spawns(&acts).is_empty(), "waits for the Exited");
     assert_eq!(h.sp(|h| h.exit("a", Exit::Code(127))), ["b"]);
     assert_eq!(h.count_logged("onboot a"), 1, "{:?}", h.logs);
-    assert!(h.logged("onboot a: failed to start: exec /bin/x: ENOENT"));
+    assert!(h.logged("onboot a: cannot start: exec /bin/x: ENOENT [bundle /containers/x/a]"), "{:?}", h.logs);
 }
 
 #[test]
@@ -342,7 +345,7 @@ fn step_exit_then_spawn_failure_advances_once() {
     assert_eq!(h.sp(|h| h.exit("a", Exit::Code(127))), ["b"]);
     let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into() });
     assert!(h.spawns(&acts).is_empty());
-    assert!(h.logged("onboot a: failed to start: exec /bin/x: ENOENT"));
+    assert!(h.logged("onboot a: cannot start: exec /bin/x: ENOENT [bundle /containers/x/a]"), "{:?}", h.logs);
     assert_eq!(h.st("b"), State::Starting);
 }
 
@@ -579,14 +582,91 @@ fn restart_policies() {
     assert!(h.logged("web exited 1; not restarted (keel.restart=no)"), "{:?}", h.logs);
 }
 
+const NOEXEC: &str = "exec /bin/httpd: No such file or directory (errno 2)";
+const NOEXEC_LINE: &str = "web: cannot start: exec /bin/httpd: No such file or directory (errno 2) \
+                           [bundle /containers/x/web]; not restarting (keelctl start web to retry)";
+
+/// After a setup failure: Failed with the cause, exactly one (ERROR) line, nothing armed, nothing restarts.
+fn assert_failed_once(h: &mut H, acts: &[Action]) {
+    assert_eq!(h.st("web"), State::Failed);
+    assert_eq!(h.s.units[0].reason.as_deref(), Some(NOEXEC));
+    assert_eq!(h.count_logged("web"), 1, "{:?}", h.logs);
+    assert!(h.logged(NOEXEC_LINE), "{:?}", h.logs);
+    let errors: Vec<_> = acts.iter().filter(|a| matches!(a, Action::Log { level: Level::Error, .. })).collect();
+    assert_eq!(errors.len(), 1, "{acts:?}");
+    assert!(!acts.iter().any(|a| matches!(a, Action::Timer { .. } | Action::Spawn(_))), "{acts:?}");
+    assert!(h.advance(120 * S).is_empty(), "{:?}", h.last);
+    assert_eq!(h.st("web"), State::Failed);
+}
+
 #[test]
-fn spawn_failure_counts_as_failure() {
+fn spawn_failure_is_not_restarted() {
+    for policy in [Restart::OnFailure, Restart::Always] {
+        // spawn() itself failed: no process.
+        let mut c = svc("web");
+        c.restart = policy;
+        let mut h = H::new(vec![c]);
+        h.boot();
+        h.logs.clear();
+        let acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+        assert_failed_once(&mut h, &acts);
+        assert_eq!(h.s.units[0].restarts, 0);
+        // keelctl start retries it.
+        assert_eq!(h.sp(|h| h.ev(Event::Control(Command::Start(0)))), ["web"]);
+        assert_eq!(h.st("web"), State::Starting);
+    }
+}
+
+#[test]
+fn setup_failure_reported_by_the_status_pipe_is_not_restarted() {
+    // The usual order: status pipe (SpawnFailed), then the child's exit 127.
+    let mut h = H::new(vec![svc("web")]);
+    h.boot();
+    h.logs.clear();
+    h.ev(Event::Spawned { unit: 0, pid: 7 });
+    let mut acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+    acts.extend(h.exit("web", Exit::Code(127)));
+    assert_eq!(h.count_logged("web: cannot start"), 1, "{:?}", h.logs);
+    assert_eq!(h.st("web"), State::Failed);
+    assert!(h.advance(120 * S).is_empty(), "{:?}", h.last);
+    assert_eq!(h.s.units[0].last_exit, Some(Exit::Code(127)));
+
+    // The other order: the exit was handled first (a restart was scheduled), then the status: taken back.
+    let mut h = H::new(vec![svc("web")]);
+    h.boot();
+    h.ev(Event::Spawned { unit: 0, pid: 7 });
+    h.exit("web", Exit::Code(127));
+    assert_eq!(h.st("web"), State::Backoff);
+    h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+    assert_eq!(h.st("web"), State::Failed);
+    assert_eq!(h.s.units[0].reason.as_deref(), Some(NOEXEC));
+    assert!(h.logged(NOEXEC_LINE), "{:?}", h.logs);
+    assert!(h.advance(120 * S).is_empty(), "{:?}", h.last);
+    assert_eq!(h.st("web"), State::Failed);
+}
+
+#[test]
+fn spawn_failure_of_a_restarted_service_stops_the_loop() {
     let mut h = booted(svc("web"));
     h.exit("web", FAIL);
     h.advance(ms(100));
-    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/web: ENOENT".into() });
-    assert!(acts.iter().any(|a| matches!(a, Action::Timer { .. })));
-    assert!(h.logged("web: failed to start: exec /bin/web: ENOENT; restart 2 in 200 ms"), "{:?}", h.logs);
+    h.logs.clear();
+    let acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+    assert_failed_once(&mut h, &acts);
+}
+
+#[test]
+fn required_step_spawn_failure_is_one_line_then_emergency() {
+    let mut net = onboot("net");
+    net.required = true;
+    let mut h = H::new(vec![net, svc("web")]);
+    h.boot();
+    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "mount /proc: Permission denied (errno 13)".into() });
+    assert!(acts.iter().any(|a| matches!(a, Action::Emergency { .. })), "{acts:?}");
+    assert!(h.spawns(&acts).is_empty());
+    assert_eq!(h.count_logged("onboot net: cannot start"), 1, "{:?}", h.logs);
+    assert!(h.logged("onboot net: cannot start: mount /proc: Permission denied (errno 13) [bundle /containers/x/net]"));
+    assert_eq!(h.st("net"), State::Failed);
 }
 
 /// Crash right after each start; return the restart delays seen.
