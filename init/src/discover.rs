@@ -1,8 +1,13 @@
 //! Finding the units: /containers/onboot, /containers/services and /containers/onshutdown (root overridable with
 //! $KEEL_CONTAINERS for tests), each sorted by directory name. Every bundle is loaded with `Bundle::load`; a load
-//! error, or a process binary that is not in the rootfs, makes the unit *broken* with a one-line cause such as
+//! error makes the unit *broken* with a one-line cause such as
 //! `bundle /containers/services/web: config.json: line 3 column 5: ...`. Broken units are never started, and
 //! everything else still boots.
+//!
+//! The process binary is deliberately not looked for here: in a LinuxKit-layout bundle rootfs/ is empty until
+//! runtime.json mounts an overlay or a bind onto it, so only the runtime can tell; it reports a missing binary on
+//! the status pipe ("exec /bin/x: No such file or directory (errno 2)"), which the supervisor turns into one ERROR
+//! line and no restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,10 +76,7 @@ pub fn unit_name(dir: &Path) -> String {
 pub fn load(kind: Kind, dir: &Path) -> Found {
     let shown = dir.display().to_string();
     let (name, bundle, broken) = match Bundle::load(dir) {
-        Ok(b) => match missing_binary(&b) {
-            None => (b.name.clone(), Some(b), None),
-            Some(cause) => (b.name.clone(), None, Some(format!("bundle {shown}: {cause}"))),
-        },
+        Ok(b) => (b.name.clone(), Some(b), None),
         Err(e) => {
             // The runtime's messages start with the full file path; say it relative to the bundle.
             let msg = e.to_string().replace(&format!("{shown}/"), "");
@@ -98,49 +100,6 @@ pub fn io_cause(err: &std::io::Error) -> String {
             format!("{text} (errno {n})")
         }
         None => err.to_string(),
-    }
-}
-
-/// The process binary is neither in the rootfs nor under one of the bundle's mounts: say so now rather than as
-/// an exec failure after spawn (and a restart loop).
-fn missing_binary(b: &Bundle) -> Option<String> {
-    let p = b.spec.process.as_ref()?;
-    let arg0 = p.args.first()?;
-    let path_env = p
-        .env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let candidates: Vec<String> = if arg0.contains('/') {
-        let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
-        vec![if arg0.starts_with('/') { arg0.clone() } else { format!("{}/{arg0}", cwd.trim_end_matches('/')) }]
-    } else {
-        path_env
-            .split(':')
-            .filter(|d| d.starts_with('/'))
-            .map(|d| format!("{}/{arg0}", d.trim_end_matches('/')))
-            .collect()
-    };
-    let mount_dests = b
-        .spec
-        .mounts
-        .iter()
-        .map(|m| m.destination.as_str())
-        .chain(b.runtime.iter().flat_map(|r| r.mounts.iter().map(|m| m.destination.as_str())));
-    for dest in mount_dests {
-        let dest = dest.trim_end_matches('/');
-        if dest.is_empty() || candidates.iter().any(|c| c.starts_with(&format!("{dest}/"))) {
-            return None; // provided by a mount: cannot check before the container exists
-        }
-    }
-    let found = candidates.iter().any(|c| {
-        // symlink_metadata: an absolute symlink points into the container, not the host.
-        std::fs::symlink_metadata(b.rootfs.join(c.trim_start_matches('/'))).is_ok()
-    });
-    if found {
-        None
-    } else {
-        Some(format!("process.args[0] {arg0}: not found in rootfs (ENOENT)"))
     }
 }
 
@@ -168,6 +127,10 @@ mod tests {
         bundle(&root, "services/web", "{\n  \"process\": {\n    \"args\": 5\n  }\n}", true);
         bundle(&root, "services/nobin", &OK.replace("/bin/sh", "/bin/nope"), true);
         bundle(&root, "services/pathbin", &OK.replace("/bin/sh", "sh"), true);
+        // LinuxKit layout: rootfs/ is empty until runtime.json's mount puts the image there.
+        bundle(&root, "services/lkit", &OK.replace("/bin/sh", "/usr/bin/app"), false);
+        let rt = r#"{"mounts":[{"source":"/var/lib/app","destination":"/","type":"bind","options":["rbind"]}]}"#;
+        std::fs::write(root.join("services/lkit/runtime.json"), rt).unwrap();
         bundle(&root, "services/norootfs", OK, true);
         std::fs::remove_dir_all(root.join("services/norootfs/rootfs")).unwrap();
         bundle(&root, "onshutdown/001-bye", OK, true);
@@ -179,6 +142,7 @@ mod tests {
             vec![
                 (Kind::Onboot, "first"),
                 (Kind::Onboot, "second"),
+                (Kind::Service, "lkit"),
                 (Kind::Service, "nobin"),
                 (Kind::Service, "norootfs"),
                 (Kind::Service, "pathbin"),
@@ -193,7 +157,10 @@ mod tests {
         assert!(web.starts_with(&format!("bundle {}/services/web: config.json", root.display())), "{web}");
         assert!(web.contains("line 3"), "{web}");
         assert!(!web.contains('\n'));
-        assert!(broken("nobin").unwrap().contains("/bin/nope: not found"));
+        // Not checked at discovery (see the top of this file): the runtime reports it at exec.
+        assert_eq!(broken("nobin"), None);
+        assert_eq!(broken("lkit"), None);
+        assert!(found.iter().find(|f| f.config.name == "lkit").unwrap().bundle.is_some());
         assert!(broken("norootfs").unwrap().contains("rootfs"));
         std::fs::remove_dir_all(&root).unwrap();
     }

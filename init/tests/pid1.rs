@@ -319,11 +319,25 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
     assert!(upos("first", "to stderr") < upos("second", "second step"));
     assert!(out.iter().any(|l| l.contains("second") && l.contains("exit") && l.contains('3')), "{text}");
     // Broken bundles: exactly one line each, an error naming it; the rest booted.
-    for name in ["badjson", "norootfs", "nobinary"] {
+    for name in ["badjson", "norootfs"] {
         let lines: Vec<_> = out.iter().filter(|l| l.contains(name)).collect();
         assert_eq!(lines.len(), 1, "{name}: {lines:?}");
         assert!(lines[0].contains("ERROR"), "{lines:?}");
     }
+    // A missing binary is found by the runtime at exec: one ERROR line naming the cause and the bundle, no
+    // warning, no restart (only the "starting" line before it).
+    let nobin: Vec<_> =
+        out.iter().filter(|l| l.contains("nobinary") && !l.contains("keel: starting nobinary")).collect();
+    assert_eq!(nobin.len(), 1, "{nobin:?}");
+    let bundle = format!("[bundle {}]", t.containers().join("services/nobinary").display());
+    assert!(
+        nobin[0].contains("keel: ERROR nobinary: cannot start: exec")
+            && nobin[0].contains("/bin/no-such-binary: No such file or directory (errno 2)")
+            && nobin[0].contains(&bundle)
+            && nobin[0].contains("not restarting (keelctl start nobinary to retry)"),
+        "{nobin:?}"
+    );
+    assert!(list.lines().any(|l| l.starts_with("nobinary") && l.contains("failed")), "{list}");
     assert!(text.contains("config.json") && text.contains("at line 4 column 3"), "{text}");
     assert!(upos("orphaner", "orphaner up") > 0);
     // Service output came before the shutdown began; onshutdown ran after it, before the power off.
