@@ -1,8 +1,9 @@
 //! Finding the units: /containers/onboot, /containers/services and /containers/onshutdown (root overridable with
 //! $KEEL_CONTAINERS for tests), each sorted by directory name. Every bundle is loaded with `Bundle::load`; a load
-//! error makes the unit *broken* with a one-line cause such as
-//! `bundle /containers/services/web: config.json: line 3 column 5: ...`. Broken units are never started, and
-//! everything else still boots.
+//! error makes the unit *broken* with a one-line cause relative to the bundle, such as
+//! `config.json line 3 column 5: process.args: invalid type ...` (see [`load_cause`]); the supervisor prints it once
+//! as `web: broken bundle /containers/services/web: <cause>`. Broken units are never started, and everything else
+//! still boots.
 //!
 //! The process binary is deliberately not looked for here: in a LinuxKit-layout bundle rootfs/ is empty until
 //! runtime.json mounts an overlay or a bind onto it, so only the runtime can tell; it reports a missing binary on
@@ -74,21 +75,50 @@ pub fn unit_name(dir: &Path) -> String {
 
 /// Load one bundle into a unit.
 pub fn load(kind: Kind, dir: &Path) -> Found {
-    let shown = dir.display().to_string();
     let (name, bundle, broken) = match Bundle::load(dir) {
         Ok(b) => (b.name.clone(), Some(b), None),
-        Err(e) => {
-            // The runtime's messages start with the full file path; say it relative to the bundle.
-            let msg = e.to_string().replace(&format!("{shown}/"), "");
-            let msg = msg.replace(&format!("bundle {}: ", unit_name(dir)), "");
-            (unit_name(dir), None, Some(format!("bundle {shown}: {msg}")))
-        }
+        Err(e) => (unit_name(dir), None, Some(load_cause(dir, &e))),
     };
     let empty = BTreeMap::new();
     let ann = bundle.as_ref().map(|b| &b.spec.annotations).unwrap_or(&empty);
     let (mut config, warnings) = crate::units::unit_config(kind, &name, ann, broken);
     config.bundle = dir.to_path_buf();
     Found { config, bundle, warnings }
+}
+
+/// Why a bundle did not load, without the bundle's name or path (the console line gives those once), files
+/// relative to the bundle: `config.json line 4 column 3: expected `,` or `]``,
+/// `config.json line 3 column 14: process.args: invalid type: integer `5`, expected a sequence`,
+/// `rootfs /nonexistent/rootfs: No such file or directory (errno 2)`.
+pub fn load_cause(dir: &Path, e: &keel_shim::Error) -> String {
+    use keel_shim::Error;
+    let rel =
+        |p: &Path| p.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let field = |f: &str| if f.is_empty() { String::new() } else { format!(" {f}:") };
+    match e {
+        Error::Json { path, field: f, msg } => {
+            // serde_json ends its messages with " at line L column C": put the place first, as a compiler does.
+            let (msg, place) = match msg.rsplit_once(" at line ") {
+                Some((m, lc)) if lc.split_once(" column ").is_some_and(|(l, c)| num(l) && num(c)) => {
+                    (m.to_string(), format!(" line {}", lc))
+                }
+                _ => (msg.clone(), String::new()),
+            };
+            format!("{}{place}:{} {msg}", rel(path), field(f))
+        }
+        Error::Invalid { path, field: f, msg } => format!("{}:{} {msg}", rel(path), field(f)),
+        Error::Io { what, path, err } => format!("{what} {}: {}", rel(path), io_cause(err)),
+        Error::Rootfs { path, err, .. } => match rel(path).as_str() {
+            "rootfs" => format!("rootfs/: {}", io_cause(err)),
+            p => format!("rootfs {p}: {}", io_cause(err)),
+        },
+        Error::Setup { msg, .. } => msg.clone(),
+        e => e.to_string(),
+    }
+}
+
+fn num(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// "No such file or directory (errno 2)": an io::Error as the console shows errors.
@@ -125,6 +155,7 @@ mod tests {
         bundle(&root, "onboot/002-second", OK, true);
         bundle(&root, "onboot/001-first", OK, true);
         bundle(&root, "services/web", "{\n  \"process\": {\n    \"args\": 5\n  }\n}", true);
+        bundle(&root, "services/syntax", "{\n  \"process\": {\n    \"args\": [\"/bin/sh\"\n  }\n}", true);
         bundle(&root, "services/nobin", &OK.replace("/bin/sh", "/bin/nope"), true);
         bundle(&root, "services/pathbin", &OK.replace("/bin/sh", "sh"), true);
         // LinuxKit layout: rootfs/ is empty until runtime.json's mount puts the image there.
@@ -146,6 +177,7 @@ mod tests {
                 (Kind::Service, "nobin"),
                 (Kind::Service, "norootfs"),
                 (Kind::Service, "pathbin"),
+                (Kind::Service, "syntax"),
                 (Kind::Service, "web"),
                 (Kind::Onshutdown, "bye"),
             ]
@@ -154,14 +186,19 @@ mod tests {
         assert_eq!(broken("first"), None);
         assert_eq!(broken("pathbin"), None);
         let web = broken("web").unwrap();
-        assert!(web.starts_with(&format!("bundle {}/services/web: config.json", root.display())), "{web}");
-        assert!(web.contains("line 3"), "{web}");
+        assert!(web.starts_with("config.json line 3 column "), "{web}");
+        assert!(web.contains(": process.args: invalid type"), "{web}");
+        assert!(!web.contains(" at line ") && !web.contains(&root.display().to_string()), "{web}");
         assert!(!web.contains('\n'));
+        let syntax = broken("syntax").unwrap();
+        assert!(syntax.starts_with("config.json line 4 column 3: expected `,` or `]`"), "{syntax}");
+        assert_eq!(found.iter().find(|f| f.config.name == "web").unwrap().config.bundle, root.join("services/web"));
         // Not checked at discovery (see the top of this file): the runtime reports it at exec.
         assert_eq!(broken("nobin"), None);
         assert_eq!(broken("lkit"), None);
         assert!(found.iter().find(|f| f.config.name == "lkit").unwrap().bundle.is_some());
-        assert!(broken("norootfs").unwrap().contains("rootfs"));
+        let norootfs = broken("norootfs").unwrap();
+        assert_eq!(norootfs, "rootfs/: No such file or directory (errno 2)");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

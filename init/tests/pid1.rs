@@ -338,7 +338,18 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
         "{nobin:?}"
     );
     assert!(list.lines().any(|l| l.starts_with("nobinary") && l.contains("failed")), "{list}");
-    assert!(text.contains("config.json") && text.contains("at line 4 column 3"), "{text}");
+    // One clean line each: name, bundle path once, the cause with its place first.
+    let services = t.containers().join("services");
+    let badjson = format!(
+        "keel: ERROR badjson: broken bundle {}: config.json line 4 column 3: expected `,` or `]`",
+        services.join("badjson").display()
+    );
+    assert!(out.iter().any(|l| l.ends_with(&badjson)), "{text}");
+    let norootfs = format!(
+        "keel: ERROR norootfs: broken bundle {}: rootfs /nonexistent/rootfs: No such file or directory (errno 2)",
+        services.join("norootfs").display()
+    );
+    assert!(out.iter().any(|l| l.ends_with(&norootfs)), "{text}");
     assert!(upos("orphaner", "orphaner up") > 0);
     // Service output came before the shutdown began; onshutdown ran after it, before the power off.
     assert!(upos("ticker", "tick 0") < pos("shutting down"));

@@ -28,7 +28,10 @@ impl Supervisor {
                 u.state = State::Failed;
                 u.reason = Some(format!("broken bundle: {msg}"));
                 u.rt.permanent = true;
-                let line = format!("{}: broken bundle: {msg}", u.config.name);
+                // "web: broken bundle /containers/services/web: config.json line 4 column 3: expected ..."
+                let at = u.config.bundle.display().to_string();
+                let at = if at.is_empty() { ":".to_string() } else { format!(" {at}:") };
+                let line = format!("{}: broken bundle{at} {msg}", u.config.name);
                 self.log(Some(id), Level::Error, line);
             }
         }

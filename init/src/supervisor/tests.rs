@@ -356,12 +356,13 @@ fn broken_bundles_are_reported_once_and_skipped() {
     let mut a = onboot("a");
     a.broken = Some("no rootfs".into());
     let mut web = svc("web");
-    web.broken = Some("config.json: expected value at line 1".into());
+    web.broken = Some("config.json line 1 column 1: expected value".into());
     let mut h = H::new(vec![a, onboot("b"), web, after(svc("api"), &["web"]), svc("db")]);
     let acts = h.boot();
     assert_eq!(h.spawns(&acts), ["b"]);
-    assert_eq!(h.count_logged("a: broken bundle: no rootfs"), 1);
-    assert!(h.logged("web: broken bundle: config.json: expected value at line 1"));
+    assert_eq!(h.count_logged("a: broken bundle /containers/x/a: no rootfs"), 1);
+    let want = "web: broken bundle /containers/x/web: config.json line 1 column 1: expected value";
+    assert_eq!(h.logs.iter().filter(|l| l.contains("web")).next().map(String::as_str), Some(want), "{:?}", h.logs);
     assert!(h.logged("api: not started: dependency web failed"), "{:?}", h.logs);
     assert_eq!(h.st("a"), State::Failed);
     assert_eq!(h.st("web"), State::Failed);
