@@ -47,6 +47,7 @@ pub const SIGNALS: &[i32] =
 enum TimerItem {
     Unit { unit: UnitId, gen: u64 },
     KillAll { gen: u64 },
+    ShutdownDeadline,
     EmergencyRespawn,
 }
 
@@ -243,6 +244,7 @@ impl Loop {
             }
             Action::Timer { unit, gen, at } => self.arm(at, TimerItem::Unit { unit, gen }),
             Action::KillAllTimer { gen, at } => self.arm(at, TimerItem::KillAll { gen }),
+            Action::ShutdownDeadlineTimer { at } => self.arm(at, TimerItem::ShutdownDeadline),
             Action::KillAll { signal } => {
                 // We are PID 1 (of the machine or of the sandbox's pid namespace): -1 means everything but us.
                 let _ = sys::kill(-1, signal);
@@ -283,7 +285,7 @@ impl Loop {
                 }
             }
             TimerItem::KillAll { gen } => self.killall_gen = gen,
-            TimerItem::EmergencyRespawn => {}
+            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn => {}
         }
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, item)));
@@ -292,7 +294,7 @@ impl Loop {
             self.timers.retain(|Reverse((_, _, it))| match *it {
                 TimerItem::Unit { unit, gen } => latest.get(unit) == Some(&gen),
                 TimerItem::KillAll { gen } => gen == killall,
-                TimerItem::EmergencyRespawn => true,
+                TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn => true,
             });
         }
     }
@@ -307,6 +309,7 @@ impl Loop {
             match item {
                 TimerItem::Unit { unit, gen } => self.queue.push_back(Event::Timer { unit, gen }),
                 TimerItem::KillAll { gen } => self.queue.push_back(Event::KillAllTimer { gen }),
+                TimerItem::ShutdownDeadline => self.queue.push_back(Event::ShutdownDeadline),
                 TimerItem::EmergencyRespawn => {
                     if let Some(e) = self.emergency.as_ref() {
                         let reason = e.reason.clone();

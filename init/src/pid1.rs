@@ -8,6 +8,8 @@
 //!   no switch root, no Ctrl-Alt-Del change, the console is stdout, no cgroups are created, and the end of a
 //!   shutdown is exit(0) whatever the power action (poweroff, reboot and halt all print their name and exit 0).
 //!
+//! Kernel command line (machine mode): `keel.shutdown_timeout=SECONDS`, the whole shutdown's deadline (default 90).
+//!
 //! Environment overrides (any mode): `KEEL_CONTAINERS` (bundle tree, default /containers), `KEEL_RUN` (control and
 //! notify sockets, default /run/keel), `KEEL_LOG_DIR` (NAME.log files; default /var/log, none in sandbox mode).
 //! Sandbox only: `KEEL_TEST_PANIC=1` panics after the banner (tests the panic hook).
@@ -87,8 +89,13 @@ pub fn main() -> ! {
         say(&mut console, &mut keel_ring, l, &m, true);
     }
     let _ = summary;
+    // The host's command line is not ours in sandbox mode.
+    let cmdline = if sandbox { keel_rc::cmdline::Cmdline::default() } else { keel_rc::cmdline::Cmdline::read() };
+    let (shutdown_timeout, bad) = crate::units::shutdown_timeout(cmdline.get("keel.shutdown_timeout"));
+    if let Some(w) = bad {
+        say(&mut console, &mut keel_ring, Level::Warn, &w, true);
+    }
     if !sandbox {
-        let cmdline = keel_rc::cmdline::Cmdline::read();
         for failed in console.add_cmdline_consoles(&cmdline.consoles()) {
             say(&mut console, &mut keel_ring, Level::Warn, &format!("console {failed}: cannot open"), true);
         }
@@ -141,7 +148,8 @@ pub fn main() -> ! {
         }
     }
     let cfg = Config { sandbox, run_dir: crate::control::run_dir(), log_dir, start, start_boot_ms };
-    let sup = Supervisor::new(configs);
+    let mut sup = Supervisor::new(configs);
+    sup.set_shutdown_timeout(shutdown_timeout);
     match Loop::new(cfg, sup, bundles, console, keel_ring) {
         Ok(mut l) => l.run(),
         Err(e) => fallback_loop(&format!("event loop: {e}")),

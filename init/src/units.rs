@@ -119,6 +119,20 @@ pub fn unit_config(
     (config, warnings)
 }
 
+/// `keel.shutdown_timeout=SECONDS` from the kernel command line: the whole shutdown's deadline. Absent: the
+/// default; a bad value: the default and a warning line.
+pub fn shutdown_timeout(value: Option<&str>) -> (Duration, Option<String>) {
+    let default = crate::supervisor::DEFAULT_SHUTDOWN_TIMEOUT;
+    match value.map(|v| (v, parse_secs(v))) {
+        None => (default, None),
+        Some((_, Some(d))) if !d.is_zero() => (d, None),
+        Some((v, _)) => {
+            let msg = format!("keel.shutdown_timeout='{v}': expected seconds > 0; using {} s", default.as_secs());
+            (default, Some(msg))
+        }
+    }
+}
+
 fn parse_ready(value: &str) -> Option<Ready> {
     let v = value.trim();
     if v == "notify" {
@@ -247,6 +261,20 @@ mod tests {
         assert!(!c.required);
         assert_eq!(c.timeout, Duration::from_secs(9));
         assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn shutdown_timeout_from_the_command_line() {
+        assert_eq!(shutdown_timeout(None), (Duration::from_secs(90), None));
+        assert_eq!(shutdown_timeout(Some("30")), (Duration::from_secs(30), None));
+        assert_eq!(shutdown_timeout(Some("2.5s")), (Duration::from_millis(2500), None));
+        for bad in ["", "0", "soon", "-5"] {
+            let (d, w) = shutdown_timeout(Some(bad));
+            assert_eq!(d, Duration::from_secs(90), "{bad}");
+            assert!(w.is_some_and(|w| w.starts_with("keel.shutdown_timeout=")), "{bad}");
+        }
+        let cmdline = keel_rc::cmdline::Cmdline::parse("console=ttyS0 keel.shutdown_timeout=15 quiet");
+        assert_eq!(shutdown_timeout(cmdline.get("keel.shutdown_timeout")).0, Duration::from_secs(15));
     }
 
     #[test]

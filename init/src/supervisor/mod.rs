@@ -131,6 +131,8 @@ pub enum Event {
     Control(Command),
     /// A power signal or keelctl poweroff/reboot/halt.
     Shutdown(PowerAction),
+    /// The timer from [`Action::ShutdownDeadlineTimer`] fired.
+    ShutdownDeadline,
 }
 
 /// Something the loop must do.
@@ -144,6 +146,8 @@ pub enum Action {
     Timer { unit: UnitId, gen: u64, at: Instant },
     /// Arm the global kill-all timer.
     KillAllTimer { gen: u64, at: Instant },
+    /// Arm the one overall shutdown deadline timer (once per boot, at the shutdown request).
+    ShutdownDeadlineTimer { at: Instant },
     /// kill(-1, signal): every process but PID 1.
     KillAll { signal: i32 },
     /// A line for the console and the unit's log (unit None: keel's own line).
@@ -303,6 +307,8 @@ pub const LOST_AFTER: Duration = Duration::from_secs(5);
 pub const KILLALL_TERM_GRACE: Duration = Duration::from_secs(2);
 /// Wait after kill(-1, SIGKILL) before Power (ended early by NoProcessesLeft).
 pub const KILLALL_KILL_GRACE: Duration = Duration::from_secs(1);
+/// The whole shutdown sequence's deadline (kernel command line `keel.shutdown_timeout=SECONDS`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The supervisor.
 #[derive(Debug)]
@@ -315,6 +321,10 @@ pub struct Supervisor {
     killall_gen: u64,
     boot_at: Option<Instant>,
     shutdown_at: Option<Instant>,
+    /// How long the whole shutdown may take ([`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    shutdown_timeout: Duration,
+    /// When the shutdown deadline expires (set at the shutdown request; None again once it was acted on).
+    deadline: Option<Instant>,
     /// Last onboot / onshutdown step started (the next one is the following unit of that kind).
     onboot_cursor: Option<UnitId>,
     onshutdown_cursor: Option<UnitId>,
@@ -353,6 +363,8 @@ impl Supervisor {
             killall_gen: 0,
             boot_at: None,
             shutdown_at: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            deadline: None,
             onboot_cursor: None,
             onshutdown_cursor: None,
             boot_reported: false,
@@ -369,6 +381,11 @@ impl Supervisor {
                 return std::mem::take(&mut self.out);
             }
         }
+        // Whatever the event, a passed deadline comes first (so a unit timer due at the same instant, e.g. an
+        // onshutdown step's capped timeout, does not act as if there were time left).
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.deadline_reached(now);
+        }
         match event {
             Event::Boot => self.on_boot(now),
             Event::Spawned { unit, pid } => self.on_spawned(unit, pid),
@@ -381,9 +398,16 @@ impl Supervisor {
             Event::NoProcessesLeft => self.on_no_processes_left(now),
             Event::Control(cmd) => self.on_control(now, cmd),
             Event::Shutdown(action) => self.on_shutdown(now, action),
+            Event::ShutdownDeadline => {} // handled above when due (a stale or early one does nothing)
         }
         self.settle(now);
         std::mem::take(&mut self.out)
+    }
+
+    /// Set the overall shutdown deadline (default [`DEFAULT_SHUTDOWN_TIMEOUT`]); takes effect at the next
+    /// shutdown request.
+    pub fn set_shutdown_timeout(&mut self, timeout: Duration) {
+        self.shutdown_timeout = timeout;
     }
 
     /// Look a unit up by kind and name.
@@ -471,7 +495,11 @@ impl Supervisor {
         u.rt.spawn_error = None;
         u.rt.finished = false;
         u.rt.announce = announce;
-        let (kind, timeout) = (u.config.kind, u.config.timeout);
+        let (kind, mut timeout) = (u.config.kind, u.config.timeout);
+        if let (Kind::Onshutdown, Some(deadline)) = (kind, self.deadline) {
+            // A step cannot run past the shutdown deadline.
+            timeout = timeout.min(deadline.saturating_duration_since(now));
+        }
         self.out.push(Action::Spawn(id));
         let timer = if kind == Kind::Service { TimerKind::ReadyDeadline } else { TimerKind::StepDeadline };
         self.arm(id, timer, now, timeout);

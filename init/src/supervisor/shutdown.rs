@@ -11,7 +11,11 @@
 //!    soon as the loop reports no process left — [`Action::Power`].
 //!
 //! Every wait has a timer (step deadline, stop timeout, [`LOST_AFTER`] after SIGKILL, kill-all timers), so the
-//! sequence ends even if no exit is ever reported. A second shutdown request is answered with one line and
+//! sequence ends even if no exit is ever reported. Over all of it there is one deadline (the shutdown timeout,
+//! [`super::DEFAULT_SHUTDOWN_TIMEOUT`] unless `keel.shutdown_timeout=SECONDS` is on the kernel command line): an
+//! onshutdown step's `keel.timeout` is capped by what remains of it, and when it expires, whatever phase the
+//! shutdown is in, one line is logged and it goes straight to kill(-1, SIGKILL) and then [`Action::Power`].
+//! When everything ends sooner, so does the shutdown: the deadline is only an upper bound. A second shutdown request is answered with one line and
 //! otherwise ignored (the first action wins); later ones are ignored silently.
 
 use std::time::Instant;
@@ -33,6 +37,9 @@ impl Supervisor {
         }
         self.power = Some(action);
         self.shutdown_at = Some(now);
+        let deadline = super::later(now, self.shutdown_timeout);
+        self.deadline = Some(deadline);
+        self.out.push(Action::ShutdownDeadlineTimer { at: deadline });
         self.log(None, Level::Info, format!("shutting down ({})", power_name(action)));
         let phase = std::mem::replace(&mut self.phase, Phase::Onshutdown);
         // Whatever was not started yet never will be; nothing restarts from here on.
@@ -130,6 +137,39 @@ impl Supervisor {
             Phase::KillKill => self.power_now(now),
             _ => {}
         }
+    }
+
+    /// The shutdown deadline expired: whatever is still running is killed now, then Power.
+    pub(super) fn deadline_reached(&mut self, now: Instant) {
+        self.deadline = None;
+        if !matches!(self.phase, Phase::Onshutdown | Phase::Stopping | Phase::KillTerm) {
+            return;
+        }
+        let mut running = Vec::new();
+        for u in self.units.iter_mut() {
+            match u.state {
+                State::Starting | State::Running | State::Stopping => {
+                    running.push(u.config.name.clone());
+                    u.state = State::Failed;
+                    u.reason = Some("killed: shutdown deadline".to_string());
+                    u.rt.timer = None;
+                    u.rt.stop = None;
+                    u.pid = None;
+                    u.exited_at = Some(now);
+                }
+                State::Waiting if u.config.kind == Kind::Onshutdown => {
+                    u.reason = Some("not run: shutdown deadline".to_string());
+                }
+                _ => {}
+            }
+        }
+        let still =
+            if running.is_empty() { String::new() } else { format!(" (still running: {})", running.join(", ")) };
+        let limit = super::human(self.shutdown_timeout);
+        self.log(None, Level::Warn, format!("shutdown deadline ({limit}) reached: killing everything{still}"));
+        self.phase = Phase::KillKill;
+        self.out.push(Action::KillAll { signal: libc::SIGKILL });
+        self.arm_killall(now, KILLALL_KILL_GRACE);
     }
 
     /// Nothing left to kill: no need to wait for the timers.

@@ -46,6 +46,7 @@ struct H {
     now: Instant,
     timers: BTreeMap<UnitId, (u64, Instant)>,
     killall: Option<(u64, Instant)>,
+    deadline: Option<Instant>,
     logs: Vec<String>,
     /// Actions of the last `ev`/`advance` call.
     last: Vec<Action>,
@@ -61,6 +62,7 @@ impl H {
             now: t0,
             timers: BTreeMap::new(),
             killall: None,
+            deadline: None,
             logs: Vec::new(),
             last: Vec::new(),
             pid: 100,
@@ -80,6 +82,7 @@ impl H {
                     self.timers.insert(*unit, (*gen, *at));
                 }
                 Action::KillAllTimer { gen, at } => self.killall = Some((*gen, *at)),
+                Action::ShutdownDeadlineTimer { at } => self.deadline = Some(*at),
                 Action::Log { msg, .. } => self.logs.push(msg.clone()),
                 _ => {}
             }
@@ -121,6 +124,13 @@ impl H {
                 (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
                 (a, b) => a.or(b),
             };
+            // The deadline timer was armed first: at the same instant it fires first (as in the loop's heap).
+            if let Some(at) = self.deadline.filter(|at| *at <= end && next.is_none_or(|n| *at <= n.0)) {
+                self.now = at.max(self.now);
+                self.deadline = None;
+                all.extend(self.feed(Event::ShutdownDeadline));
+                continue;
+            }
             let Some((at, unit, gen)) = next else { break };
             self.now = at.max(self.now);
             let acts = match unit {
@@ -362,7 +372,7 @@ fn broken_bundles_are_reported_once_and_skipped() {
     assert_eq!(h.spawns(&acts), ["b"]);
     assert_eq!(h.count_logged("a: broken bundle /containers/x/a: no rootfs"), 1);
     let want = "web: broken bundle /containers/x/web: config.json line 1 column 1: expected value";
-    assert_eq!(h.logs.iter().filter(|l| l.contains("web")).next().map(String::as_str), Some(want), "{:?}", h.logs);
+    assert_eq!(h.logs.iter().find(|l| l.contains("web")).map(String::as_str), Some(want), "{:?}", h.logs);
     assert!(h.logged("api: not started: dependency web failed"), "{:?}", h.logs);
     assert_eq!(h.st("a"), State::Failed);
     assert_eq!(h.st("web"), State::Failed);
@@ -1142,4 +1152,106 @@ fn console_transcript() {
         "shutdown done in 10 ms: power off",
     ];
     assert_eq!(h.logs, want);
+}
+
+// ---------------------------------------------------------------- the overall shutdown deadline
+
+fn killall_signals(acts: &[Action]) -> Vec<i32> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::KillAll { signal } => Some(*signal),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn shutdown_deadline_kills_everything_whatever_the_phase() {
+    // A service that ignores TERM with a stop timeout longer than the deadline.
+    let mut stubborn = svc("stubborn");
+    stubborn.stop_timeout = 300 * S;
+    let mut h = booted(stubborn);
+    let t = h.now;
+    h.ev(Event::Shutdown(PowerAction::PowerOff));
+    assert_eq!(h.deadline, Some(t + 90 * S));
+    assert_eq!(h.st("stubborn"), State::Stopping);
+    assert!(h.advance(89 * S).is_empty());
+    let acts = h.advance(S);
+    assert_eq!(killall_signals(&acts), [libc::SIGKILL], "straight to SIGKILL: {acts:?}");
+    assert_eq!(h.s.phase(), Phase::KillKill);
+    assert_eq!(h.count_logged("shutdown deadline (90 s) reached: killing everything (still running: stubborn)"), 1);
+    assert_eq!(h.st("stubborn"), State::Failed);
+    // Its exit now is stale; no other timer acts; the kill grace ends in Power.
+    assert!(h.exit("stubborn", Exit::Signal(libc::SIGKILL)).is_empty());
+    h.advance(KILLALL_KILL_GRACE);
+    assert_eq!(h.power(), Some(PowerAction::PowerOff));
+    assert_eq!(h.elapsed_ms() - (t - h.t0).as_millis(), 91_000);
+    // A late deadline event changes nothing.
+    assert!(h.ev(Event::ShutdownDeadline).is_empty());
+}
+
+#[test]
+fn shutdown_deadline_from_the_command_line_caps_onshutdown_steps() {
+    let mut save = onshutdown("save");
+    save.timeout = 300 * S;
+    let mut h = H::new(vec![svc("web"), save, onshutdown("later")]);
+    h.s.set_shutdown_timeout(10 * S);
+    h.boot();
+    h.run("web");
+    let t = h.now;
+    let acts = h.ev(Event::Shutdown(PowerAction::Reboot));
+    assert_eq!(h.spawns(&acts), ["save"]);
+    // The step's run deadline is what remains of the shutdown deadline, not its 300 s.
+    let save_id = h.id("save");
+    assert_eq!(h.timers.get(&save_id).map(|t| t.1), Some(t + 10 * S));
+    h.run("save");
+    h.advance(4 * S);
+    assert!(h.logs.iter().all(|l| !l.contains("deadline")));
+    let acts = h.advance(6 * S);
+    assert_eq!(killall_signals(&acts), [libc::SIGKILL], "{acts:?}");
+    assert!(h.signals(&acts).is_empty(), "no per-unit TERM at the deadline: {acts:?}");
+    assert!(
+        h.logged("shutdown deadline (10 s) reached: killing everything (still running: web, save)"),
+        "{:?}",
+        h.logs
+    );
+    assert!(!h.logged("timed out after"), "{:?}", h.logs);
+    assert_eq!(h.st("later"), State::Waiting);
+    assert_eq!(h.s.units[h.id("later")].reason.as_deref(), Some("not run: shutdown deadline"));
+    let acts = h.ev(Event::NoProcessesLeft);
+    assert!(acts.contains(&Action::Power(PowerAction::Reboot)), "{acts:?}");
+    assert_eq!(h.s.phase(), Phase::Done);
+}
+
+#[test]
+fn shutdown_deadline_cuts_the_kill_all_term_grace_short() {
+    let mut h = booted(svc("web"));
+    h.s.set_shutdown_timeout(ms(500));
+    h.ev(Event::Shutdown(PowerAction::Halt));
+    h.advance(ms(100));
+    let acts = h.exit("web", Exit::Signal(libc::SIGTERM));
+    assert_eq!(killall_signals(&acts), [libc::SIGTERM]);
+    assert_eq!(h.s.phase(), Phase::KillTerm);
+    let acts = h.advance(ms(400));
+    assert_eq!(killall_signals(&acts), [libc::SIGKILL], "{acts:?}");
+    assert!(h.logged("shutdown deadline (500 ms) reached: killing everything"), "{:?}", h.logs);
+    assert!(!h.logged("still running"), "{:?}", h.logs);
+    h.advance(KILLALL_KILL_GRACE);
+    assert_eq!(h.power(), Some(PowerAction::Halt));
+}
+
+#[test]
+fn shutdown_ends_early_when_done() {
+    let mut h = H::new(vec![svc("web"), onshutdown("bye")]);
+    h.boot();
+    h.run("web");
+    h.ev(Event::Shutdown(PowerAction::PowerOff));
+    h.run("bye");
+    h.exit("bye", OK);
+    h.exit("web", Exit::Signal(libc::SIGTERM));
+    let acts = h.ev(Event::NoProcessesLeft);
+    assert!(acts.contains(&Action::Power(PowerAction::PowerOff)));
+    assert_eq!(h.elapsed_ms(), 0);
+    assert!(h.advance(200 * S).is_empty(), "{:?}", h.last);
+    assert!(!h.logged("deadline"), "{:?}", h.logs);
 }
