@@ -227,6 +227,23 @@ pub fn reap_one() -> Option<(i32, Reaped)> {
     }
 }
 
+/// Whether PID 1 still has any child (zombie or running), without reaping it (waitid WNOWAIT).
+pub fn has_children() -> bool {
+    // SAFETY: siginfo_t is plain data; zeroed is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waitid writes only into `info`; WNOWAIT leaves any zombie for the reaper.
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if r == 0 {
+            return true;
+        }
+        if errno() == libc::EINTR {
+            continue;
+        }
+        return errno() != libc::ECHILD;
+    }
+}
+
 /// kill(2); the errno on failure.
 pub fn kill(pid: i32, sig: i32) -> Result<(), i32> {
     // SAFETY: kill has no memory effects.

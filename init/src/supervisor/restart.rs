@@ -68,7 +68,8 @@ impl Supervisor {
         if shutting_down {
             u.state = State::Exited;
             u.reason = Some("exited during shutdown".to_string());
-            return self.log(Some(id), Level::Warn, format!("{what} (shutting down: not restarted)"));
+            let level = if outcome == Outcome::Exit(Exit::Code(0)) { Level::Info } else { Level::Warn };
+            return self.log(Some(id), level, format!("{what} (shutting down: not restarted)"));
         }
         let failed = stop == Some(StopCause::NotReady) || outcome != Outcome::Exit(Exit::Code(0));
         let restart = match u.config.restart {
