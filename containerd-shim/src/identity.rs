@@ -10,14 +10,18 @@ pub fn set(uid: u32, gid: u32, groups: Option<&[libc::gid_t]>) -> Result<(), (&'
     unsafe {
         if let Some(g) = groups {
             // An empty list may be refused in a user namespace whose setgroups is "deny": nothing to drop then.
-            if libc::setgroups(g.len(), g.as_ptr()) != 0 && !(g.is_empty() && sys::errno() == libc::EPERM) {
+            // Raw syscall: glibc's setgroups broadcasts to the threads it believes exist (setxid), which hangs in a
+            // child cloned from a multi-threaded process.
+            if libc::syscall(libc::SYS_setgroups, g.len(), g.as_ptr()) != 0
+                && !(g.is_empty() && sys::errno() == libc::EPERM)
+            {
                 return Err(("setgroups", sys::errno()));
             }
         }
         if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
             return Err(("prctl(PR_SET_KEEPCAPS)", sys::errno()));
         }
-        // Raw syscalls: glibc's wrappers broadcast to all threads via signals (setxid), which needs its thread list.
+        // Raw syscalls for the same reason.
         if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
             return Err(("setresgid", sys::errno()));
         }

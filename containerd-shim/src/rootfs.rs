@@ -80,10 +80,11 @@ pub fn mount(m: &MountStep) -> Result<(), (&'static str, i32)> {
 
 /// Flags of the mount at `path` that a bind remount must keep (they are locked in a user namespace).
 fn kept_flags(path: &CStr) -> libc::c_ulong {
+    // statfs, not statvfs: glibc's statvfs may fall back to reading /proc/mounts (stdio, malloc).
     // SAFETY: st is a valid out-parameter; path a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::statfs64(path.as_ptr(), &mut st) } != 0 {
         return 0;
     }
     let mut f = 0;
@@ -96,7 +97,7 @@ fn kept_flags(path: &CStr) -> libc::c_ulong {
         (libc::ST_RELATIME, libc::MS_RELATIME),
         (libc::ST_RDONLY, libc::MS_RDONLY),
     ] {
-        if st.f_flag & st_flag != 0 {
+        if st.f_flags as libc::c_ulong & st_flag != 0 {
             f |= ms;
         }
     }

@@ -11,16 +11,10 @@ pub fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-/// The C string of strerror(errno), without allocating.
+/// The description of an errno, without allocating or locking (glibc's strerror may take the gettext lock, which
+/// another thread of the caller could have held when we were cloned).
 pub fn strerror(e: i32) -> &'static str {
-    // SAFETY: strerror returns a pointer to a static (or thread-local) NUL-terminated string; glibc's is valid for
-    // the process lifetime for known errnos, and we copy it out immediately.
-    let p = unsafe { libc::strerror(e) };
-    if p.is_null() {
-        return "unknown error";
-    }
-    // SAFETY: p is non-null and NUL-terminated (see above).
-    unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("unknown error")
+    nix::errno::Errno::from_raw(e).desc()
 }
 
 /// A fixed-size message buffer implementing `fmt::Write`; overlong text is truncated.
