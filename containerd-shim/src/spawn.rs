@@ -581,27 +581,12 @@ fn cgroup_rel(bundle: &Bundle, opts: &SpawnOptions) -> Option<String> {
 pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
     let linux = bundle.spec.linux.as_ref();
     let ns = namespaces::plan(linux)?;
-    let mut plan = build_plan(bundle, opts, &ns)?;
 
-    // stdin: /dev/null unless given.
-    let devnull;
-    plan.stdio[0] = match opts.stdin {
-        Some(fd) => fd,
-        None => {
-            devnull = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
-                what: "open",
-                path: "/dev/null".into(),
-                err,
-            })?;
-            devnull.as_raw_fd()
-        }
-    };
-
-    // cgroup.
+    // cgroup, then runtime.json (it may mount the rootfs itself, e.g. LinuxKit's overlay for writable roots), then
+    // the plan: mount targets are resolved against the rootfs as the container will see it.
     let cg_root = opts.cgroup_root.clone().unwrap_or_else(cg::default_root);
-    let rel = cgroup_rel(bundle, opts);
-    let cgroup = match &rel {
-        Some(rel) => Some(cg::create(&cg_root, rel, linux.and_then(|l| l.resources.as_ref()))?),
+    let cgroup = match cgroup_rel(bundle, opts) {
+        Some(rel) => Some(cg::create(&cg_root, &rel, linux.and_then(|l| l.resources.as_ref()))?),
         None => None,
     };
     let mut rt_mounts = Vec::new();
@@ -612,11 +597,25 @@ pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
             let _ = cg::remove(c);
         }
     };
-    if let Err(e) = prepare_runtime(bundle, &cg_root, &mut rt_mounts) {
-        undo(&rt_mounts, &cgroup);
-        return Err(e);
-    }
-    match spawn_inner(bundle, opts, &ns, &mut plan, cgroup.as_deref()) {
+    let res = prepare_runtime(bundle, &cg_root, &mut rt_mounts).and_then(|()| build_plan(bundle, opts, &ns)).and_then(
+        |mut plan| {
+            // stdin: /dev/null unless given.
+            let devnull;
+            plan.stdio[0] = match opts.stdin {
+                Some(fd) => fd,
+                None => {
+                    devnull = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
+                        what: "open",
+                        path: "/dev/null".into(),
+                        err,
+                    })?;
+                    devnull.as_raw_fd()
+                }
+            };
+            spawn_inner(bundle, opts, &ns, &mut plan, cgroup.as_deref())
+        },
+    );
+    match res {
         Ok((pid, status)) => {
             Ok(Spawned { pid, status, seen: RefCell::new(None), id: opts.id.clone(), rt_mounts, cgroup })
         }

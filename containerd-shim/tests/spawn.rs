@@ -431,3 +431,40 @@ fn time_namespace_offsets() {
         std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(host < 86400000.0);
 }
+
+#[test]
+fn linuxkit_writable_root_via_runtime_json_overlay() {
+    if !is_root() {
+        return;
+    }
+    // The layout `linuxkit build` writes for a container without `readonly: true`: the image in lower/, an empty
+    // rootfs/ and tmp/, and a runtime.json that mounts a tmpfs on tmp/ (made private by a second remount entry)
+    // and an overlay on rootfs/, all by absolute path.
+    let tb = TestBundle::new("lkrw");
+    let d = tb.dir.clone();
+    std::fs::rename(d.join("rootfs"), d.join("lower")).unwrap();
+    std::fs::create_dir_all(d.join("rootfs")).unwrap();
+    std::fs::create_dir_all(d.join("tmp")).unwrap();
+    let p = |s: &str| d.join(s).to_string_lossy().into_owned();
+    std::fs::write(
+        d.join("runtime.json"),
+        json!({"mounts": [
+            {"source": "tmpfs", "type": "tmpfs", "destination": p("tmp")},
+            {"destination": p("tmp"), "options": ["remount", "private"]},
+            {"source": "overlay", "type": "overlay", "destination": p("rootfs"),
+             "options": [format!("lowerdir={}", p("lower")), format!("upperdir={}", p("tmp/upper")),
+                         format!("workdir={}", p("tmp/work"))]}
+        ], "mkdir": [], "interfaces": [], "bindNS": {}})
+        .to_string(),
+    )
+    .unwrap();
+    let b = tb.write(&config(&["sh", "-c", "echo written > /hello && cat /hello"]));
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert_eq!(r.out, "written\n");
+    assert!(!d.join("lower/hello").exists(), "the image stays untouched");
+    let errs = r.spawned.cleanup(&b);
+    assert!(errs.is_empty(), "{errs:?}");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!info.contains(&*d.to_string_lossy()), "runtime.json mounts left behind");
+}
