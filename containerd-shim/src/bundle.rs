@@ -76,6 +76,27 @@ impl Bundle {
             if !p.cwd.is_empty() && !p.cwd.starts_with('/') {
                 return Err(invalid("process.cwd".into(), "must be an absolute path"));
             }
+            if let Some(c) = &p.capabilities {
+                let sets = [
+                    ("bounding", &c.bounding),
+                    ("effective", &c.effective),
+                    ("permitted", &c.permitted),
+                    ("inheritable", &c.inheritable),
+                    ("ambient", &c.ambient),
+                ];
+                for (set, names) in sets {
+                    for (i, n) in names.iter().enumerate() {
+                        if crate::caps::from_name(n).is_none() {
+                            return Err(invalid(format!("process.capabilities.{set}[{i}]"), "unknown capability"));
+                        }
+                    }
+                }
+            }
+            for (i, r) in p.rlimits.iter().enumerate() {
+                if crate::rlimits::resource(&r.kind).is_none() {
+                    return Err(invalid(format!("process.rlimits[{i}].type"), "unknown rlimit"));
+                }
+            }
         }
         for (i, m) in self.spec.mounts.iter().enumerate() {
             if !m.destination.starts_with('/') {

@@ -143,6 +143,11 @@ fn validation_errors() {
         (r#"{"mounts": [{"destination": "relative"}]}"#, "mounts[0].destination"),
         (r#"{"hooks": {"poststop": [{"path": "x"}]}}"#, "hooks.poststop[0].path"),
         (r#"{"linux": {"namespaces": [{"type": "pid"}, {"type": "pid"}]}}"#, "linux.namespaces[1]"),
+        (
+            r#"{"process": {"args": ["x"], "capabilities": {"ambient": ["CAP_NOPE"]}}}"#,
+            "process.capabilities.ambient[0]",
+        ),
+        (r#"{"process": {"args": ["x"], "rlimits": [{"type": "RLIMIT_X"}]}}"#, "process.rlimits[0].type"),
     ] {
         let dir = bundle("inv", cfg, None);
         let e = Bundle::load(&dir).unwrap_err();
