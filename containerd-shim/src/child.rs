@@ -70,6 +70,8 @@ pub struct Plan {
     /// the host path is out of reach after pivot_root; openat through it still works.
     pub exec_fifo: Option<(i32, CString, CString)>,
     pub ns_reaper: bool,
+    /// The sealed memfd holding keel-reaper (see reaper.rs), or -1: the reaper then is a fork of this child.
+    pub reaper_memfd: i32,
     pub create_container: Vec<PreparedHook>,
     pub start_container: Vec<PreparedHook>,
     pub state_prefix: Vec<u8>,
@@ -152,6 +154,7 @@ pub fn run(p: &Plan) -> ! {
     let sync = dup_high(p.sync);
     let fifo_dir = p.exec_fifo.as_ref().map_or(-1, |f| dup_high(f.0));
     let console = dup_high(p.console);
+    let reaper_memfd = dup_high(p.reaper_memfd);
     let mut src = [0i32; 3];
     for (i, s) in p.stdio.iter().enumerate() {
         src[i] = if *s >= 0 { dup_high(*s) } else { dup_high(i as i32) };
@@ -173,7 +176,7 @@ pub fn run(p: &Plan) -> ! {
             fail(status, "dup2 preserved fd", "", sys::errno());
         }
     }
-    sys::close_fds_from(base, &[status, sync, fifo_dir, console]);
+    sys::close_fds_from(base, &[status, sync, fifo_dir, console, reaper_memfd]);
 
     let mut host_pid: i32 = 0;
     if sync >= 0 {
@@ -322,7 +325,7 @@ pub fn run(p: &Plan) -> ! {
     }
 
     if p.ns_reaper {
-        crate::reaper::fork_reaper(status);
+        crate::reaper::fork_reaper(status, reaper_memfd);
     }
 
     for &(res, soft, hard) in &p.rlimits {

@@ -469,6 +469,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         envp,
         exec_fifo: None,
         ns_reaper: opts.ns_reaper && new_pid,
+        reaper_memfd: if opts.ns_reaper && new_pid { crate::reaper::prepare() } else { -1 },
         create_container,
         start_container,
         state_prefix,

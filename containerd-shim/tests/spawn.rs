@@ -194,6 +194,50 @@ fn ns_reaper_forwards_sigterm_and_reaps_orphans() {
 }
 
 #[test]
+fn ns_reaper_is_small_holds_no_fds_and_passes_exit_code() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("reapersize");
+    let b = tb.write(&config(&["sh", "-c", "echo up; read x; exit 3"]));
+    let (r, w) = pipe();
+    let (in_r, in_w) = pipe();
+    let opts = SpawnOptions {
+        ns_reaper: true,
+        stdin: Some(in_r.as_raw_fd()),
+        stdout: Some(w.as_raw_fd()),
+        preserve_fds: vec![w.as_raw_fd()],
+        id: "reapersize".into(),
+        ..Default::default()
+    };
+    let s = spawn(&b, &opts).unwrap();
+    drop(w);
+    drop(in_r);
+    let mut buf = [0u8; 3];
+    let mut out = std::fs::File::from(r);
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    assert_eq!(&buf, b"up\n");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid)).unwrap();
+    let kib = |k: &str| -> u64 {
+        let l = status.lines().find(|l| l.starts_with(k)).unwrap_or_else(|| panic!("{k} in {status}"));
+        l.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", s.pid)).unwrap_or_default();
+    let pss = rollup.lines().find(|l| l.starts_with("Pss:")).unwrap_or("Pss: ?").to_string();
+    eprintln!("ns reaper: VmRSS {} kB, {pss}", kib("VmRSS:"));
+    assert!(kib("VmRSS:") < 100, "the ns reaper is keel-reaper, not a copy of the caller: {status}");
+    // No fds: the reaper holds neither stdio nor preserved fds (a log pipe must close when the service exits).
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", s.pid)).unwrap().collect();
+    assert!(fds.is_empty(), "reaper fds: {fds:?}");
+    drop(in_w);
+    let st = wait(s.pid);
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 3, "status {st:#x}");
+    // Everything in the container is gone: the pipe's last writer closed.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut out, &mut rest).unwrap();
+}
+
+#[test]
 fn without_reaper_pid1_shell_ignores_sigterm() {
     if !is_root() {
         return;
