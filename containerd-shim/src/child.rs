@@ -4,7 +4,7 @@
 //!
 //! Order (runc/youki, see field-notes): cgroup, join namespaces, fds, wait for the parent (user ns maps), make `/`
 //! rslave, bind the rootfs, spec mounts, extra binds, devices, createRuntime sync, createContainer hooks, sysctls,
-//! readonly and masked paths, pivot_root, readonly root, hostname, ns reaper fork, rlimits, personality, umask, cwd,
+//! readonly and masked paths, deferred read-only tmpfs remounts, pivot_root, readonly root, hostname, ns reaper fork, rlimits, personality, umask, cwd,
 //! ids, capabilities, no_new_privs, startContainer hooks, exec fifo, seccomp, signals, exec.
 
 use std::ffi::{c_char, CString};
@@ -40,6 +40,9 @@ pub struct Plan {
     pub mounts: Vec<MountStep>,
     pub devices: Vec<DeviceStep>,
     pub links: Vec<(CString, CString)>,
+    /// Read-only tmpfs mounts made read-write so mount points and devices could be created beneath them: remounted
+    /// read-only once the tree is complete (runc's finalizeRootfs).
+    pub remount_ro: Vec<(CString, CString)>,
     pub sysctl: Vec<(CString, CString)>,
     pub readonly_paths: Vec<CString>,
     pub masked_paths: Vec<CString>,
@@ -287,6 +290,11 @@ pub fn run(p: &Plan) -> ! {
         for path in &p.masked_paths {
             if let Err(e) = crate::rootfs::mask(path, &p.dev_null) {
                 fail_at(status, "mask path", path, e);
+            }
+        }
+        for (path, display) in &p.remount_ro {
+            if let Err(e) = crate::rootfs::remount(path, libc::MS_RDONLY) {
+                fail_at(status, "remount read-only", display, e);
             }
         }
         if let Err((what, e)) = crate::rootfs::switch_root(&p.rootfs, p.no_pivot) {

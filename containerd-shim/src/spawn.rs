@@ -187,6 +187,35 @@ fn cgroup2_only() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// A read-only tmpfs with mounts, devices or links to be made beneath it (LinuxKit's `readonly: true` puts `ro` on
+/// the /dev tmpfs) cannot get its mount points: mount it read-write and remount it read-only once everything is in
+/// place, as runc does in finalizeRootfs. Returns those mounts (rootfs-prefixed target, destination), in order.
+fn defer_readonly(
+    mounts: &mut [MountStep],
+    devs: &[DeviceStep],
+    links: &[(CString, CString)],
+) -> Vec<(CString, CString)> {
+    let mut out = Vec::new();
+    for i in 0..mounts.len() {
+        let m = &mounts[i];
+        let tmpfs = m.fstype.as_deref().map(|t| t.to_bytes()) == Some(b"tmpfs".as_slice());
+        if m.flags & libc::MS_RDONLY == 0 || !tmpfs {
+            continue;
+        }
+        let mut prefix = m.target.as_bytes().to_vec();
+        prefix.push(b'/');
+        let below = |p: &CString| p.as_bytes().starts_with(&prefix);
+        if mounts[i + 1..].iter().any(|l| below(&l.target))
+            || devs.iter().any(|d| below(&d.path))
+            || links.iter().any(|(_, l)| below(l))
+        {
+            mounts[i].flags &= !libc::MS_RDONLY;
+            out.push((mounts[i].target.clone(), mounts[i].display.clone()));
+        }
+    }
+    out
+}
+
 /// Prepare the child's plan. No side effects besides opening namespace files.
 fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> Result<Plan, Error> {
     let cfg = bundle.dir.join("config.json");
@@ -329,6 +358,8 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         });
     }
 
+    let remount_ro = defer_readonly(&mut mounts, &devs, &links);
+
     let sysctl = linux
         .map(|l| {
             l.sysctl.iter().map(|(k, v)| (cpath(&rootfs.join("proc/sys").join(k.replace('.', "/"))), cstr(v))).collect()
@@ -441,6 +472,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         mounts,
         devices: devs,
         links,
+        remount_ro,
         sysctl,
         readonly_paths,
         masked_paths,

@@ -238,6 +238,44 @@ fn ns_reaper_is_small_holds_no_fds_and_passes_exit_code() {
 }
 
 #[test]
+fn linuxkit_readonly_dev_is_built_then_made_readonly() {
+    if !is_root() {
+        return;
+    }
+    // What keel-image writes for `readonly: true` (images/tests/data/golden-sshd.json): a read-only root and `ro` on
+    // the /dev tmpfs, with mqueue and devpts mounted beneath it.
+    let tb = TestBundle::new("rodev");
+    let mut c = config(&[
+        "sh",
+        "-c",
+        "ls /dev/pts/ptmx /dev/null /dev/mqueue >/dev/null && echo tree-ok; echo x >/dev/null && echo null-ok; \
+         touch /dev/new 2>/dev/null || echo dev-ro; touch /newfile 2>/dev/null || echo root-ro; \
+         grep -E '^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /dev ' /proc/self/mountinfo | cut -d' ' -f6",
+    ]);
+    c["root"] = json!({"path": "rootfs", "readonly": true});
+    c["mounts"] = json!([
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "nodev", "noexec", "relatime"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/var/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]}
+    ]);
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert_eq!(r.exit, 0, "{}", r.out);
+    for want in ["tree-ok\n", "null-ok\n", "dev-ro\n", "root-ro\n"] {
+        assert!(r.out.contains(want), "{want:?} in {}", r.out);
+    }
+    let dev_opts = r.out.lines().last().unwrap_or("");
+    assert!(dev_opts.split(',').any(|o| o == "ro") && dev_opts.contains("nosuid"), "/dev options {dev_opts:?}");
+    assert!(r.spawned.cleanup(&b).is_empty());
+}
+
+#[test]
 fn without_reaper_pid1_shell_ignores_sigterm() {
     if !is_root() {
         return;
