@@ -1,6 +1,6 @@
 //! The container's setup child, from clone to exec. Everything it needs is prepared by the parent as a [`Plan`]
 //! (C strings, masks, compiled seccomp) so this side only makes syscalls and never allocates. Each failure is
-//! reported as one line on the status pipe ("what: path: strerror (errno N)") and the child exits 127.
+//! reported as one line on the status pipe ("what path: strerror (errno N)") and the child exits 127.
 //!
 //! Order (runc/youki, see field-notes): cgroup, join namespaces, fds, wait for the parent (user ns maps), make `/`
 //! rslave, bind the rootfs, spec mounts, extra binds, devices, createRuntime sync, createContainer hooks, sysctls,
@@ -127,7 +127,7 @@ pub fn run(p: &Plan) -> ! {
         // SAFETY: valid C strings.
         let fd = unsafe { libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
         if fd < 0 || !sys::write_all(fd, oom.as_bytes()) {
-            fail(status, "write oom_score_adj", "/proc/self/oom_score_adj", sys::errno());
+            fail(status, "write", "/proc/self/oom_score_adj", sys::errno());
         }
         // SAFETY: our fd.
         unsafe { libc::close(fd) };
@@ -205,7 +205,7 @@ pub fn run(p: &Plan) -> ! {
                 libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), p.root_propagation, std::ptr::null())
             } != 0
             {
-                fail(status, "set propagation of /", "/", sys::errno());
+                fail(status, "set propagation of", "/", sys::errno());
             }
         }
         if let Some(mp) = &p.private_parent {
@@ -302,7 +302,7 @@ pub fn run(p: &Plan) -> ! {
         }
         if p.readonly_root {
             if let Err(e) = crate::rootfs::remount(c"/", libc::MS_RDONLY) {
-                fail(status, "remount root readonly", "/", e);
+                fail(status, "remount read-only", "/", e);
             }
         }
     } else if p.chroot_only {

@@ -11,7 +11,8 @@
 //!   hooks) once the process has been reaped by the caller. The runtime never calls `waitpid` on the container's pid:
 //!   the caller owns reaping.
 //! - [`Spawned::poll_status`] (non-blocking) / [`Spawned::wait_status`] (bounded) read the setup outcome:
-//!   Pending, Started, or Failed("what: path: strerror (errno N)").
+//!   Pending, Started, or Failed("what path: strerror (errno N)"), e.g.
+//!   Failed("exec /bin/x: No such file or directory (errno 2)").
 //! - [`Spawned::rebuild`] recreates the cleanup handle in another process (keel-runc delete after create).
 //! - [`run_poststart`] runs poststart hooks; prestart/createRuntime run inside spawn, createContainer/startContainer
 //!   in the container, poststop in cleanup.

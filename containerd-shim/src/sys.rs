@@ -71,13 +71,14 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> bool {
     true
 }
 
-/// Report "what: path: strerror (errno N)" on the status fd and exit 127. Child side only.
+/// Report "what path: strerror (errno N)" ("exec /bin/x: No such file or directory (errno 2)"), or
+/// "what: strerror (errno N)" without a path, on the status fd and exit 127. Child side only.
 pub fn fail(status_fd: i32, what: &str, path: &str, e: i32) -> ! {
     let mut m = StackBuf::new();
     let _ = if path.is_empty() {
         write!(m, "{what}: {} (errno {e})", strerror(e))
     } else {
-        write!(m, "{what}: {path}: {} (errno {e})", strerror(e))
+        write!(m, "{what} {path}: {} (errno {e})", strerror(e))
     };
     fail_msg(status_fd, m.as_bytes())
 }
