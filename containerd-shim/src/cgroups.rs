@@ -113,12 +113,10 @@ pub struct LinuxHugepageLimit {
 // create() fails with a clear error.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// statfs f_type of cgroup2.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 /// Whether `p` is the mount point (or a directory) of a cgroup2 file system.
 pub fn is_cgroup2(p: &Path) -> bool {
-    matches!(nix::sys::statfs::statfs(p), Ok(st) if st.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+    // nix's constant: f_type is i64 on glibc, u64 on musl.
+    matches!(nix::sys::statfs::statfs(p), Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// The cgroup v2 mount: /sys/fs/cgroup on a pure v2 system, /sys/fs/cgroup/unified on a hybrid one.

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use crate::sys::{self, StackBuf};
 
+// ioctl's request argument is c_ulong on glibc and c_int on musl: requests are passed with `as _`.
 const TIOCGPTPEER: libc::c_ulong = 0x5441;
 
 /// Set up the console; `sock` is a connected unix socket. Returns (what, errno) on failure.
@@ -19,11 +20,11 @@ pub fn setup(sock: i32, rows: u16, cols: u16) -> Result<(), (&'static str, i32)>
     let mut n: libc::c_uint = 0;
     // SAFETY: ioctls on our pty master with valid pointers.
     let slave = unsafe {
-        if libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock) != 0 {
+        if libc::ioctl(master, libc::TIOCSPTLCK as _, &mut unlock) != 0 {
             return Err(("unlock pty", sys::errno()));
         }
-        libc::ioctl(master, libc::TIOCGPTN, &mut n);
-        libc::ioctl(master, TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY)
+        libc::ioctl(master, libc::TIOCGPTN as _, &mut n);
+        libc::ioctl(master, TIOCGPTPEER as _, libc::O_RDWR | libc::O_NOCTTY)
     };
     if slave < 0 {
         return Err(("open pty slave", sys::errno()));
@@ -31,7 +32,7 @@ pub fn setup(sock: i32, rows: u16, cols: u16) -> Result<(), (&'static str, i32)>
     if rows > 0 || cols > 0 {
         let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: valid winsize pointer.
-        unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) };
+        unsafe { libc::ioctl(slave, libc::TIOCSWINSZ as _, &ws) };
     }
     let mut name = StackBuf::new();
     let _ = write!(name, "/dev/pts/{n}");
@@ -45,11 +46,12 @@ pub fn setup(sock: i32, rows: u16, cols: u16) -> Result<(), (&'static str, i32)>
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+        // msg_controllen and cmsg_len are size_t on glibc, socklen_t (u32) on musl.
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut i32, master);
         if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
             return Err(("send pty master over console socket", sys::errno()));

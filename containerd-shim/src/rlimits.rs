@@ -27,7 +27,8 @@ pub fn resource(name: &str) -> Option<libc::c_int> {
 pub fn set(res: libc::c_int, soft: u64, hard: u64) -> Result<(), i32> {
     let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
     // SAFETY: lim is a valid rlimit; prlimit(0, ...) applies to this process only.
-    if unsafe { libc::prlimit(0, res as libc::__rlimit_resource_t, &lim, std::ptr::null_mut()) } != 0 {
+    // The resource argument is __rlimit_resource_t (u32) on glibc, c_int on musl: `as _` fits both.
+    if unsafe { libc::prlimit(0, res as _, &lim, std::ptr::null_mut()) } != 0 {
         return Err(crate::sys::errno());
     }
     Ok(())

@@ -78,6 +78,9 @@ pub fn mount(m: &MountStep) -> Result<(), (&'static str, i32)> {
     Ok(())
 }
 
+/// statfs f_flags bit of relatime (linux/statfs.h); the libc crate defines ST_RELATIME for glibc only, not musl.
+const ST_RELATIME: libc::c_ulong = 0x1000;
+
 /// Flags of the mount at `path` that a bind remount must keep (they are locked in a user namespace).
 fn kept_flags(path: &CStr) -> libc::c_ulong {
     // statfs, not statvfs: glibc's statvfs may fall back to reading /proc/mounts (stdio, malloc).
@@ -94,7 +97,7 @@ fn kept_flags(path: &CStr) -> libc::c_ulong {
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
         (libc::ST_RDONLY, libc::MS_RDONLY),
     ] {
         if st.f_flags as libc::c_ulong & st_flag != 0 {

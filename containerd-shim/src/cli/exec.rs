@@ -95,28 +95,6 @@ fn cap_mask(names: &[String], field: &str) -> CliResult<u64> {
     Ok(m)
 }
 
-fn rlimit_resource(name: &str) -> Option<u32> {
-    Some(match name {
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    })
-}
-
 /// Everything the child needs, prepared before fork.
 struct Plan {
     /// (fd, nstype) to setns into in the child, user first.
@@ -131,7 +109,7 @@ struct Plan {
     gid: u32,
     groups: Vec<libc::gid_t>,
     umask: Option<u32>,
-    rlimits: Vec<(u32, libc::rlimit)>,
+    rlimits: Vec<(libc::c_int, libc::rlimit)>,
     caps: [u64; 5], // bounding, effective, permitted, inheritable, ambient
     no_new_privs: bool,
     seccomp: Option<(Vec<libc::sock_filter>, Vec<String>)>,
@@ -235,7 +213,8 @@ fn plan(a: &Args, g: &Globals, st: &state_dir::State, bundle: &Bundle, p: &Proce
     let cwd = cstr(if p.cwd.is_empty() { "/" } else { &p.cwd })?;
     let mut rlimits = Vec::new();
     for r in &p.rlimits {
-        let res = rlimit_resource(&r.kind).ok_or_else(|| cli_err!("process.rlimits: unknown type {:?}", r.kind))?;
+        let res =
+            crate::rlimits::resource(&r.kind).ok_or_else(|| cli_err!("process.rlimits: unknown type {:?}", r.kind))?;
         rlimits.push((res, libc::rlimit { rlim_cur: r.soft, rlim_max: r.hard }));
     }
     let c = p.capabilities.clone().unwrap_or_default();
@@ -344,7 +323,8 @@ fn child(p: &Plan, err_fd: RawFd) -> ! {
             fail("chdir to process.cwd", errno());
         }
         for (res, lim) in &p.rlimits {
-            if libc::setrlimit(*res, lim) != 0 {
+            // __rlimit_resource_t (u32) on glibc, c_int on musl.
+            if libc::setrlimit(*res as _, lim) != 0 {
                 fail("setrlimit", errno());
             }
         }
