@@ -23,6 +23,8 @@ const SYS_WAIT4: usize = 61;
 const SYS_EXIT_GROUP: usize = 231;
 const SYS_RT_SIGTIMEDWAIT: usize = 128;
 const SYS_CLOSE_RANGE: usize = 436;
+const SYS_PRCTL: usize = 157;
+const PR_SET_NAME: usize = 15;
 
 const SIG_BLOCK: usize = 0;
 const SIGHUP: usize = 1;
@@ -100,6 +102,10 @@ extern "C" fn reaper_main(sp: *const usize) -> ! {
     // SAFETY: argv[1] exists when argc >= 2.
     let real = if argc >= 2 { parse_pid(unsafe { *argv.add(1) }) } else { None };
     let Some(real) = real else { exit(127) };
+
+    // exec from an fd names the process after the fd number ("5"): say what we are in ps and /proc/PID/comm.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { syscall4(SYS_PRCTL, PR_SET_NAME, b"keel-reaper\0".as_ptr() as usize, 0, 0) };
 
     // Every signal blocked (the runtime did it already; be sure), then hold no fds at all.
     let all: u64 = !0;

@@ -226,6 +226,7 @@ fn ns_reaper_is_small_holds_no_fds_and_passes_exit_code() {
     let pss = rollup.lines().find(|l| l.starts_with("Pss:")).unwrap_or("Pss: ?").to_string();
     eprintln!("ns reaper: VmRSS {} kB, {pss}", kib("VmRSS:"));
     assert!(kib("VmRSS:") < 100, "the ns reaper is keel-reaper, not a copy of the caller: {status}");
+    assert!(status.starts_with("Name:\tkeel-reaper\n"), "{status}");
     // No fds: the reaper holds neither stdio nor preserved fds (a log pipe must close when the service exits).
     let fds: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", s.pid)).unwrap().collect();
     assert!(fds.is_empty(), "reaper fds: {fds:?}");
