@@ -9,10 +9,14 @@
 
 SHELL      := /bin/bash
 TARGET     := x86_64-unknown-linux-gnu
+# The in-image binary is built for musl when that target is installed (or installable): static musl is ~0.8 MB
+# smaller than static glibc, and PID 1's RSS is mostly its own code. Fallback: the glibc build.
+MUSL       := x86_64-unknown-linux-musl
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 REL        := $(TARGET_DIR)/$(TARGET)/release
 KEEL_IMAGE := $(REL)/keel-image
-INIT_BIN   := $(REL)/init
+INIT_BIN   := $(CURDIR)/build/bin/init
+STATIC     := RUSTFLAGS="-C target-feature=+crt-static"
 KCACHE     := $(CURDIR)/build/kernel
 RUN_ARGS   ?= --forward 8080:80
 export KEEL_INIT_BINARY  := $(INIT_BIN)
@@ -24,8 +28,17 @@ export KEEL_IMAGE_BIN    := $(KEEL_IMAGE)
 all: build
 
 build:
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target $(TARGET) --workspace --bins
-	@ls -l $(INIT_BIN) $(KEEL_IMAGE)
+	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
+	@mkdir -p build/bin
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
+	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init"; \
+	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init && \
+	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(INIT_BIN); \
+	else \
+	  echo "make build: target $(MUSL) not available: the image uses the glibc build"; \
+	  cp -f $(REL)/init $(INIT_BIN); \
+	fi
+	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) $(INIT_BIN)
 
 # Install only what is missing; `apt-get update` only when a package is not known yet.
 deps:

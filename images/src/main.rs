@@ -19,7 +19,8 @@ const USAGE: &str = "usage:
   keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
                  (a FILE.yml is built into build/NAME first; build options apply)
-defaults: --init-binary target/x86_64-unknown-linux-gnu/release/init (or $KEEL_INIT_BINARY),
+defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
+          target/x86_64-unknown-linux-gnu/release/init,
           --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE)";
 
 fn die(msg: &str) -> ! {
@@ -35,9 +36,14 @@ fn main() {
     let mut bo = Options {
         yaml: PathBuf::new(),
         out: PathBuf::new(),
-        init_binary: std::env::var_os("KEEL_INIT_BINARY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("target/x86_64-unknown-linux-gnu/release/init")),
+        init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(|| {
+            let made = PathBuf::from("build/bin/init"); // what `make build` puts in the image
+            if made.is_file() {
+                made
+            } else {
+                PathBuf::from("target/x86_64-unknown-linux-gnu/release/init")
+            }
+        }),
         kernel_cache: std::env::var_os("KEEL_KERNEL_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("build/kernel")),

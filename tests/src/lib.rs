@@ -37,9 +37,14 @@ pub mod vm {
     pub fn env() -> Option<Env> {
         let root = root();
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let init_binary = std::env::var_os("KEEL_INIT_BINARY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| target.join("x86_64-unknown-linux-gnu/release/init"));
+        let init_binary = std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(|| {
+            let made = root.join("build/bin/init"); // what `make build` puts in the image
+            if made.is_file() {
+                made
+            } else {
+                target.join("x86_64-unknown-linux-gnu/release/init")
+            }
+        });
         let kernel_cache =
             std::env::var_os("KEEL_KERNEL_CACHE").map(PathBuf::from).unwrap_or_else(|| root.join("build/kernel"));
         let mut missing = Vec::new();
