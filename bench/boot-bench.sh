@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 REL="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/release"
 KI="${KEEL_IMAGE_BIN:-$REL/keel-image}"
-INIT="${KEEL_INIT_BINARY:-$REL/init}"
+INIT="${KEEL_INIT_BINARY:-}"
+[ -n "$INIT" ] || { [ -x build/bin/init ] && INIT=$PWD/build/bin/init; } || INIT=$REL/init
 KC="${KEEL_KERNEL_CACHE:-$PWD/build/kernel}"
 OUT=build/bench
 REF_N="${REF_N:-10}"
@@ -83,7 +84,7 @@ if grep -aq 'memstat: rss' "$OUT/services30.log"; then
     grep -aoE 'memstat: rss .*' "$OUT/services30.log" | awk '
         { name = $3; pid = $4; rss = $6; pss = $7 }
         pid == 1 { p1r = rss; p1p = pss }
-        name == "init" { n++; r += rss; if (pss != "?") p += pss }
+        name == "init" || name == "keel-reaper" { n++; r += rss; if (pss != "?") p += pss }
         { all_r += rss }
         END {
             printf "  PID 1:                           VmRSS %6d  Pss %6s\n", p1r, p1p
