@@ -85,6 +85,9 @@ pub struct Plan {
     /// Connected console socket (runc --console-socket with process.terminal), or -1; and the console size.
     pub console: i32,
     pub console_size: (u16, u16),
+    /// Signals whose disposition the caller changed (bit `sig - 1`), and whether SIGPIPE is among them as ignored.
+    pub changed_signals: u64,
+    pub sigpipe_ignored: bool,
 }
 
 fn fail_at(fd: i32, what: &str, path: &CString, e: i32) -> ! {
@@ -109,12 +112,17 @@ fn sync_read(fd: i32, buf: &mut [u8], status: i32) -> usize {
 /// Run the child side. Never returns.
 pub fn run(p: &Plan) -> ! {
     let mut status = p.status_w;
-    // SAFETY: resetting dispositions of this process; SIGPIPE stays ignored until exec so a write to a closed pipe
-    // is an error, not death.
+    // Only dispositions the caller changed need a reset (the parent found them once per process, see
+    // `sys::changed_signals`): handlers are replaced at exec anyway, but must not run here; ignored signals would
+    // stay ignored across exec. SIGPIPE stays ignored until exec so a write to a closed pipe is an error, not death.
+    // SAFETY: changing dispositions of this process only.
     unsafe {
+        if !p.sigpipe_ignored {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, if sig == libc::SIGPIPE { libc::SIG_IGN } else { libc::SIG_DFL });
+            if sig != libc::SIGPIPE && p.changed_signals & sys::sig_bit(sig) != 0 {
+                libc::signal(sig, libc::SIG_DFL);
             }
         }
     }
@@ -146,8 +154,9 @@ pub fn run(p: &Plan) -> ! {
         if fd < 0 {
             return -1;
         }
+        // The raw syscall: musl's fcntl(F_DUPFD_CLOEXEC) follows it with a redundant F_SETFD.
         // SAFETY: duplicating an fd we hold.
-        let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
+        let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, base) } as i32;
         if r < 0 {
             fail(p.status_w, "dup fd", "", sys::errno());
         }
@@ -237,9 +246,19 @@ pub fn run(p: &Plan) -> ! {
                 sys::fail_msg(status, msg.as_bytes());
             }
         }
-        for d in &p.devices {
-            if let Err((what, e)) = crate::devices::create(d) {
-                fail_at(status, what, &d.display, e);
+        if !p.devices.is_empty() {
+            // umask 0 while creating nodes so mknod gives the exact mode (no chmod per node). It is set to the
+            // process's umask further down; only createContainer hooks run in between and must see the old one.
+            // SAFETY: umask only changes this process's file creation mask.
+            let old = unsafe { libc::umask(0) };
+            for d in &p.devices {
+                if let Err((what, e)) = crate::devices::create(d) {
+                    fail_at(status, what, &d.display, e);
+                }
+            }
+            if !p.create_container.is_empty() {
+                // SAFETY: as above.
+                unsafe { libc::umask(old) };
             }
         }
         for (target, link) in &p.links {

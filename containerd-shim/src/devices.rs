@@ -42,24 +42,40 @@ pub fn type_bits(kind: &str) -> libc::mode_t {
     }
 }
 
-/// Create one device node (child side). Returns (what, errno) on failure.
+/// Create one device node (child side). The caller has set the umask to 0, so the node gets `mode` exactly. Returns
+/// (what, errno) on failure.
+///
+/// mknod first: on the freshly mounted /dev tmpfs that is the only syscall. Only when it fails: a missing parent is
+/// created, an entry already there (the rootfs may ship placeholder files) is replaced, and where mknod is not
+/// allowed (user namespace) the host's node is bound instead.
 pub fn create(d: &DeviceStep) -> Result<(), (&'static str, i32)> {
-    if let Some(slash) = d.path.to_bytes().iter().rposition(|&b| b == b'/') {
-        let mut buf = [0u8; libc::PATH_MAX as usize + 1];
-        if slash < buf.len() {
-            buf[..slash].copy_from_slice(&d.path.to_bytes()[..slash]);
-            if let Ok(parent) = CStr::from_bytes_until_nul(&buf[..=slash]) {
-                let _ = sys::mkdir_p(parent, 0o755);
+    let mknod = || {
+        // SAFETY: valid C string; mknod creates a node only.
+        if unsafe { libc::mknod(d.path.as_ptr(), d.mode, d.dev) } == 0 {
+            0
+        } else {
+            sys::errno()
+        }
+    };
+    let mut e = mknod();
+    if e == libc::ENOENT {
+        if let Some(slash) = d.path.to_bytes().iter().rposition(|&b| b == b'/') {
+            let mut buf = [0u8; libc::PATH_MAX as usize + 1];
+            if slash < buf.len() {
+                buf[..slash].copy_from_slice(&d.path.to_bytes()[..slash]);
+                if let Ok(parent) = CStr::from_bytes_until_nul(&buf[..=slash]) {
+                    let _ = sys::mkdir_p(parent, 0o755);
+                }
             }
         }
+        e = mknod();
     }
-    // Replace whatever is there (the rootfs may ship placeholder files).
-    // SAFETY: valid C string.
-    unsafe { libc::unlink(d.path.as_ptr()) };
-    // SAFETY: valid C string; mknod creates a node only.
-    let r = unsafe { libc::mknod(d.path.as_ptr(), d.mode, d.dev) };
-    if r != 0 {
-        let e = sys::errno();
+    if e == libc::EEXIST {
+        // SAFETY: valid C string.
+        unsafe { libc::unlink(d.path.as_ptr()) };
+        e = mknod();
+    }
+    if e != 0 {
         if e != libc::EPERM {
             return Err(("mknod", e));
         }
@@ -73,9 +89,6 @@ pub fn create(d: &DeviceStep) -> Result<(), (&'static str, i32)> {
         }
         return Ok(());
     }
-    // mknod applies the umask; set the exact mode.
-    // SAFETY: valid C string.
-    unsafe { libc::chmod(d.path.as_ptr(), d.mode & 0o7777) };
     if d.uid.is_some() || d.gid.is_some() {
         let uid = d.uid.unwrap_or(u32::MAX);
         let gid = d.gid.unwrap_or(u32::MAX);

@@ -31,15 +31,23 @@ fn opt_ptr(c: &Option<CString>) -> *const libc::c_char {
 
 /// Perform a mount step. Returns (what, errno) on failure.
 pub fn mount(m: &MountStep) -> Result<(), (&'static str, i32)> {
-    if m.file {
-        sys::touch_p(&m.target).map_err(|e| ("create mount target", e))?;
-    } else {
-        sys::mkdir_p(&m.target, 0o755).map_err(|e| ("create mount target", e))?;
-    }
-    // SAFETY: all pointers are valid C strings or null.
-    let r = unsafe {
-        libc::mount(opt_ptr(&m.source), m.target.as_ptr(), opt_ptr(&m.fstype), m.flags, opt_ptr(&m.data).cast())
+    let call = || {
+        // SAFETY: all pointers are valid C strings or null.
+        unsafe {
+            libc::mount(opt_ptr(&m.source), m.target.as_ptr(), opt_ptr(&m.fstype), m.flags, opt_ptr(&m.data).cast())
+        }
     };
+    // Try the mount first and create the target only when it is missing: most targets exist (one syscall instead
+    // of a mkdir that fails with EEXIST, then the mount).
+    let mut r = call();
+    if r != 0 && sys::errno() == libc::ENOENT {
+        if m.file {
+            sys::touch_p(&m.target).map_err(|e| ("create mount target", e))?;
+        } else {
+            sys::mkdir_p(&m.target, 0o755).map_err(|e| ("create mount target", e))?;
+        }
+        r = call();
+    }
     if r != 0 {
         let e = sys::errno();
         // sysfs cannot be mounted in a user namespace that does not own the network namespace: show the host's

@@ -456,6 +456,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         None
     };
     let new_pid = linux.and_then(|l| l.namespace(NamespaceType::Pid)).is_some_and(|n| n.path.is_none());
+    let (changed_signals, sigpipe_ignored) = crate::sys::changed_signals();
     Ok(Plan {
         status_w: -1,
         sync: -1,
@@ -510,6 +511,8 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         dev_null: cstr("/dev/null"),
         console: -1,
         console_size: process.console_size.map(|c| (c.height as u16, c.width as u16)).unwrap_or((0, 0)),
+        changed_signals,
+        sigpipe_ignored,
     })
 }
 

@@ -196,3 +196,54 @@ pub fn itoa(mut n: i64, out: &mut [u8; 24]) -> &[u8] {
     }
     &out[i..]
 }
+
+/// Bit of `sig` in a signal mask word (bit `sig - 1`); 0 for numbers outside 1..=64.
+pub fn sig_bit(sig: i32) -> u64 {
+    if (1..=64).contains(&sig) {
+        1u64 << (sig - 1)
+    } else {
+        0
+    }
+}
+
+/// Parent side: the signals whose disposition is not SIG_DFL in this process (bit `sig - 1`), and whether SIGPIPE is
+/// ignored. Queried once per process (64 rt_sigaction calls) and cached: the spawn child then resets only these
+/// instead of every signal. A caller that changes dispositions after its first spawn must call
+/// [`refresh_changed_signals`].
+pub fn changed_signals() -> (u64, bool) {
+    let cached = CHANGED_SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
+    if cached != u64::MAX {
+        return (cached & !SIGPIPE_IGN_FLAG_MASK, cached & SIGPIPE_IGN_FLAG_MASK != 0);
+    }
+    refresh_changed_signals()
+}
+
+/// Query this process's signal dispositions again (see [`changed_signals`]).
+pub fn refresh_changed_signals() -> (u64, bool) {
+    let mut mask = 0u64;
+    let mut pipe_ign = false;
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only queries.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        if old.sa_sigaction != libc::SIG_DFL {
+            mask |= sig_bit(sig);
+            if sig == libc::SIGPIPE && old.sa_sigaction == libc::SIG_IGN {
+                pipe_ign = true;
+            }
+        }
+    }
+    // Bit 63 (signal 64) is SIGRTMAX, which the loop above never reports: reuse it as the SIGPIPE-ignored flag.
+    let word = (mask & !SIGPIPE_IGN_FLAG_MASK) | if pipe_ign { SIGPIPE_IGN_FLAG_MASK } else { 0 };
+    CHANGED_SIGNALS.store(word, std::sync::atomic::Ordering::Relaxed);
+    (mask & !SIGPIPE_IGN_FLAG_MASK, pipe_ign)
+}
+
+const SIGPIPE_IGN_FLAG_MASK: u64 = 1 << 63;
+static CHANGED_SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
