@@ -4,7 +4,9 @@
 //!
 //! The ONE reaper lives here: on every SIGCHLD (and once right after start, since a child may die before the loop
 //! exists) `waitpid(-1, WNOHANG)` runs until 0/ECHILD; each pid is routed through the pid -> unit table, unknown
-//! pids (orphans reparented to us) are just reaped. Nothing else in PID 1 waits on a pid.
+//! pids (orphans reparented to us) are just reaped. Nothing else in PID 1 waits on a pid. The background
+//! coldplug child (`crate::coldplug`) is routed like a unit: its exit feeds [`Event::ColdplugDone`], and its
+//! pipe is read here and shown as keel lines.
 //!
 //! The supervisor decides, the loop does: every [`Event`] goes to `Supervisor::next`, and the returned [`Action`]s
 //! are performed here (spawns, signals, timers, console lines, emergency shell, power).
@@ -34,6 +36,7 @@ const T_LOG: u64 = 4 << 32;
 const T_STATUS: u64 = 5 << 32;
 const T_READY: u64 = 6 << 32;
 const T_NOTIFY: u64 = 7 << 32;
+const T_COLDPLUG: u64 = 8 << 32;
 const T_MASK: u64 = 0xffff_ffff << 32;
 
 /// Bytes read from one log pipe per wake-up (fairness between chatty units).
@@ -49,6 +52,7 @@ enum TimerItem {
     KillAll { gen: u64 },
     ShutdownDeadline,
     EmergencyRespawn,
+    Coldplug,
 }
 
 /// How the loop was started.
@@ -90,6 +94,8 @@ pub struct Loop {
     spawn_stats: (u64, u64, u64),
     /// Some unit has console lines held back by its rate limit, not yet reported.
     suppressed_pending: bool,
+    /// The background coldplug child, until it is reaped.
+    coldplug: Option<crate::coldplug::Coldplug>,
 }
 
 impl Loop {
@@ -149,7 +155,20 @@ impl Loop {
             abstract_prefix,
             spawn_stats: (0, 0, 0),
             suppressed_pending: false,
+            coldplug: None,
         })
+    }
+
+    /// Take charge of the background coldplug child (before [`Loop::run`]): read its pipe, route its pid, and
+    /// hold onboot until it ends (see `crate::supervisor`).
+    pub fn set_coldplug(&mut self, c: crate::coldplug::Coldplug) {
+        if let Some(fd) = c.rd.as_ref() {
+            if let Err(e) = self.ep.add(fd.as_raw_fd(), T_COLDPLUG) {
+                self.keel_line(Level::Warn, &format!("coldplug: epoll add: {e}; its lines show when it ends"));
+            }
+        }
+        self.sup.set_coldplug_running(true);
+        self.coldplug = Some(c);
     }
 
     /// Run forever (leaves only through Action::Power).
@@ -245,6 +264,7 @@ impl Loop {
             Action::Timer { unit, gen, at } => self.arm(at, TimerItem::Unit { unit, gen }),
             Action::KillAllTimer { gen, at } => self.arm(at, TimerItem::KillAll { gen }),
             Action::ShutdownDeadlineTimer { at } => self.arm(at, TimerItem::ShutdownDeadline),
+            Action::ColdplugTimer { at } => self.arm(at, TimerItem::Coldplug),
             Action::KillAll { signal } => {
                 // We are PID 1 (of the machine or of the sandbox's pid namespace): -1 means everything but us.
                 let _ = sys::kill(-1, signal);
@@ -285,7 +305,7 @@ impl Loop {
                 }
             }
             TimerItem::KillAll { gen } => self.killall_gen = gen,
-            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn => {}
+            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug => {}
         }
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, item)));
@@ -294,7 +314,7 @@ impl Loop {
             self.timers.retain(|Reverse((_, _, it))| match *it {
                 TimerItem::Unit { unit, gen } => latest.get(unit) == Some(&gen),
                 TimerItem::KillAll { gen } => gen == killall,
-                TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn => true,
+                TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug => true,
             });
         }
     }
@@ -310,6 +330,7 @@ impl Loop {
                 TimerItem::Unit { unit, gen } => self.queue.push_back(Event::Timer { unit, gen }),
                 TimerItem::KillAll { gen } => self.queue.push_back(Event::KillAllTimer { gen }),
                 TimerItem::ShutdownDeadline => self.queue.push_back(Event::ShutdownDeadline),
+                TimerItem::Coldplug => self.queue.push_back(Event::ColdplugTimer),
                 TimerItem::EmergencyRespawn => {
                     if let Some(e) = self.emergency.as_ref() {
                         let reason = e.reason.clone();
@@ -426,6 +447,7 @@ impl Loop {
             T_STATUS => self.status_input(idx),
             T_READY => self.ready_input(idx),
             T_NOTIFY => self.notify_input(idx),
+            T_COLDPLUG => self.coldplug_input(),
             _ => {}
         }
         self.drain();
@@ -468,11 +490,45 @@ impl Loop {
                     continue;
                 }
             }
+            if self.coldplug.as_ref().is_some_and(|c| c.pid == pid) {
+                self.coldplug_exited(how);
+                continue;
+            }
             if let Some(u) = self.pids.remove(&pid) {
                 self.unit_exited(u, how);
             }
             // Otherwise an orphan reparented to PID 1: reaped, nothing else to do.
         }
+    }
+
+    /// Show the coldplug child's lines so far (all of them at EOF).
+    fn coldplug_input(&mut self) {
+        let Some(c) = self.coldplug.as_mut() else { return };
+        let fd = c.rd.as_ref().map(|f| f.as_raw_fd());
+        let (lines, closed) = c.read_lines();
+        if closed {
+            if let Some(fd) = fd {
+                self.ep.delete(fd);
+            }
+        }
+        for (level, msg) in lines {
+            self.keel_line(level, &msg);
+        }
+    }
+
+    /// The coldplug child was reaped: its last lines, a line if it did not end well, then ColdplugDone.
+    fn coldplug_exited(&mut self, how: sys::Reaped) {
+        self.coldplug_input();
+        if let Some(fd) = self.coldplug.take().and_then(|c| c.rd) {
+            self.ep.delete(fd.as_raw_fd()); // no EOF seen yet (a grandchild holding the pipe?): stop watching it
+        }
+        match how {
+            sys::Reaped::Code(0) => {}
+            _ if self.shutdown_requested => {} // the kill-all took it: expected
+            sys::Reaped::Code(c) => self.keel_line(Level::Warn, &format!("coldplug: exited {c}")),
+            sys::Reaped::Signal(s) => self.keel_line(Level::Warn, &format!("coldplug: killed by {}", sys::signame(s))),
+        }
+        self.queue.push_back(Event::ColdplugDone);
     }
 
     fn unit_exited(&mut self, u: UnitId, how: sys::Reaped) {

@@ -3,6 +3,7 @@
 //! Also the keelctl client (`client`), which shares the control protocol types.
 
 pub mod client;
+pub mod coldplug;
 pub mod console;
 pub mod control;
 pub mod discover;

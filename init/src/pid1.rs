@@ -75,7 +75,10 @@ pub fn main() -> ! {
         say(&mut console, &mut keel_ring, l, &m, true);
     }
 
-    let opts = keel_rc::SetupOptions { sandbox };
+    // Machine mode: coldplug runs in a child, in parallel with the boot (crate::coldplug); if it cannot be
+    // forked, in-line as before.
+    let background = !sandbox && crate::coldplug::wanted();
+    let opts = keel_rc::SetupOptions { sandbox, coldplug: !background };
     let mut rc_lines: Vec<(Level, String)> = Vec::new();
     let summary = keel_rc::setup_with(&opts, &mut |lvl, msg| {
         let l = match lvl {
@@ -89,6 +92,23 @@ pub fn main() -> ! {
         say(&mut console, &mut keel_ring, l, &m, true);
     }
     let _ = summary;
+    let mut coldplug = None;
+    if background {
+        match crate::coldplug::start() {
+            Ok(c) => coldplug = Some(c),
+            Err(e) => {
+                say(&mut console, &mut keel_ring, Level::Warn, &format!("{e}; loading modules now"), true);
+                let t0 = Instant::now();
+                let mut lines: Vec<(Level, String)> = Vec::new();
+                let n = keel_rc::modules::coldplug(&mut |_, m| lines.push((Level::Warn, m.to_string())));
+                for (l, m) in lines {
+                    say(&mut console, &mut keel_ring, l, &m, true);
+                }
+                let msg = format!("coldplug: {n} modules in {} ms", t0.elapsed().as_millis());
+                say(&mut console, &mut keel_ring, Level::Info, &msg, true);
+            }
+        }
+    }
     // The host's command line is not ours in sandbox mode.
     let cmdline = if sandbox { keel_rc::cmdline::Cmdline::default() } else { keel_rc::cmdline::Cmdline::read() };
     let (shutdown_timeout, bad) = crate::units::shutdown_timeout(cmdline.get("keel.shutdown_timeout"));
@@ -151,7 +171,12 @@ pub fn main() -> ! {
     let mut sup = Supervisor::new(configs);
     sup.set_shutdown_timeout(shutdown_timeout);
     match Loop::new(cfg, sup, bundles, console, keel_ring) {
-        Ok(mut l) => l.run(),
+        Ok(mut l) => {
+            if let Some(c) = coldplug {
+                l.set_coldplug(c);
+            }
+            l.run()
+        }
         Err(e) => fallback_loop(&format!("event loop: {e}")),
     }
 }

@@ -4,7 +4,8 @@
 //! - [`switch_root::maybe_switch`]: if `/` is the initramfs rootfs, copy it into a fresh tmpfs, make that `/`
 //!   and re-exec init there (does not return on success).
 //! - [`setup`] / [`setup_with`]: the declarative mount table, hostname, sysctls, loopback, rlimits, module
-//!   coldplug; every failing step writes one line to `log`; nothing here panics or exits.
+//!   coldplug (unless [`SetupOptions::coldplug`] is false: then the caller runs [`modules::coldplug`] itself,
+//!   e.g. in a background process); every failing step writes one line to `log`; nothing here panics or exits.
 //! - [`cmdline::Cmdline`]: the kernel command line, parsed once.
 //! - [`shutdown::unmount_all`]: unmount everything in reverse order before reboot(2).
 //! - [`modules::modprobe_main`]: the `modprobe` the kernel calls (/proc/sys/kernel/modprobe).
@@ -38,12 +39,29 @@ pub enum Level {
 }
 
 /// How [`setup_with`] runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetupOptions {
     /// init is PID 1 of a fresh pid+mount namespace on a host (tests): mount only what is private to the
     /// namespace (proc, /run, /tmp after making `/` rprivate) and never touch host-global state (no sysctl,
     /// hostname, loopback, modules, cgroup2, /dev).
     pub sandbox: bool,
+    /// Run module coldplug as the last step (default true). false: skip it (PID 1 runs [`modules::coldplug`] in
+    /// a child, in parallel with the boot). kernel.modprobe is set either way, so the kernel's on-demand modprobe
+    /// works during and after a background coldplug. No effect in sandbox mode (no modules there).
+    pub coldplug: bool,
+}
+
+impl Default for SetupOptions {
+    fn default() -> SetupOptions {
+        SetupOptions { sandbox: false, coldplug: true }
+    }
+}
+
+impl SetupOptions {
+    /// Does [`setup_with`] run coldplug with these options?
+    pub fn runs_coldplug(&self) -> bool {
+        self.coldplug && !self.sandbox
+    }
 }
 
 /// What [`setup_with`] did.
@@ -169,24 +187,53 @@ pub fn setup_with(opts: &SetupOptions, log: &mut dyn FnMut(Level, &str)) -> Summ
             fail(&mut s, Level::Warn, format!("rc: set modprobe helper: {e}"));
         }
         lap(&mut s, "modprobe-path");
-        let mut lines: Vec<(Level, String)> = Vec::new();
-        s.modules_loaded = modules::coldplug(&mut |l, m| lines.push((l, m.to_string())));
-        for (l, m) in lines {
-            fail(&mut s, l, m);
+        if opts.runs_coldplug() {
+            let mut lines: Vec<(Level, String)> = Vec::new();
+            s.modules_loaded = modules::coldplug(&mut |l, m| lines.push((l, m.to_string())));
+            for (l, m) in lines {
+                fail(&mut s, l, m);
+            }
+            lap(&mut s, "coldplug");
         }
-        lap(&mut s, "coldplug");
     }
     s.elapsed = t0.elapsed();
-    log(
-        Level::Info,
-        &format!(
-            "rc: {} mounts, {} sysctls, {} modules, {} failures in {} ms",
-            s.mounted,
-            s.sysctls,
-            s.modules_loaded,
-            s.failures.len(),
-            s.elapsed.as_millis()
-        ),
-    );
+    log(Level::Info, &summary_line(&s, opts));
     s
+}
+
+/// The one summary line of [`setup_with`]: "rc: 14 mounts, 3 sysctls, 9 modules, 0 failures in 412 ms" (no
+/// module count when coldplug was left to the caller).
+pub fn summary_line(s: &Summary, opts: &SetupOptions) -> String {
+    let modules = if opts.runs_coldplug() { format!("{} modules, ", s.modules_loaded) } else { String::new() };
+    format!(
+        "rc: {} mounts, {} sysctls, {modules}{} failures in {} ms",
+        s.mounted,
+        s.sysctls,
+        s.failures.len(),
+        s.elapsed.as_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coldplug_option() {
+        let d = SetupOptions::default();
+        assert!(d.coldplug && !d.sandbox, "default is today's behaviour: coldplug in setup");
+        assert!(d.runs_coldplug());
+        assert!(!SetupOptions { coldplug: false, ..d }.runs_coldplug(), "PID 1 runs it in the background");
+        assert!(!SetupOptions { sandbox: true, ..d }.runs_coldplug(), "never in sandbox mode");
+        let s = Summary {
+            mounted: 14,
+            sysctls: 3,
+            modules_loaded: 9,
+            elapsed: Duration::from_millis(412),
+            ..Default::default()
+        };
+        assert_eq!(summary_line(&s, &d), "rc: 14 mounts, 3 sysctls, 9 modules, 0 failures in 412 ms");
+        let bg = SetupOptions { coldplug: false, ..d };
+        assert_eq!(summary_line(&s, &bg), "rc: 14 mounts, 3 sysctls, 0 failures in 412 ms");
+    }
 }

@@ -27,7 +27,9 @@ fn host_mounts() -> Vec<(String, String)> {
 fn child() {
     assert_eq!(std::process::id(), 1, "child must be PID 1 of its namespace");
     let mut lines = Vec::new();
-    let s = setup_with(&SetupOptions { sandbox: true }, &mut |l: Level, m: &str| lines.push(format!("{l:?} {m}")));
+    let s = setup_with(&SetupOptions { sandbox: true, ..SetupOptions::default() }, &mut |l: Level, m: &str| {
+        lines.push(format!("{l:?} {m}"))
+    });
     let mi = mountinfo::read().expect("mountinfo after setup");
     for (p, t) in [("/proc", "proc"), ("/run", "tmpfs"), ("/tmp", "tmpfs")] {
         let m = mountinfo::at(&mi, Path::new(p));
@@ -45,7 +47,7 @@ fn child() {
     assert_eq!(s.mounted, 3, "{s:?}");
     assert_eq!(lines.len(), 1, "only the summary line on success: {lines:?}");
     // a second run reuses our own proc (not the host's, as the first run proved) and stacks fresh /run, /tmp
-    let s2 = setup_with(&SetupOptions { sandbox: true }, &mut |_, _| {});
+    let s2 = setup_with(&SetupOptions { sandbox: true, ..SetupOptions::default() }, &mut |_, _| {});
     assert_eq!((s2.mounted, s2.already), (2, 1), "{s2:?}");
     println!("KEEL-RC-SETUP-MICROS {}", s.elapsed.as_micros());
 }

@@ -5,12 +5,16 @@
 //! SIGKILL [`STEP_KILL_AFTER`] later — [`LOST_AFTER`] after the SIGKILL; so a stuck step never hangs the boot.
 //! A failed step (non-zero exit, signal, spawn failure, timeout) is logged and the boot goes on, unless the step
 //! has `keel.required=true`: then [`Action::Emergency`] and the boot stops there (services are not started).
+//!
+//! Coldplug: while the coldplug child runs, the first onboot step waits for [`super::Event::ColdplugDone`], at
+//! most [`COLDPLUG_WAIT`] (timer armed; then one WARN line and onboot goes on). No onboot steps: no wait at all,
+//! services start at Boot in parallel with coldplug. A shutdown during the wait skips the onboot steps.
 
 use std::time::Instant;
 
 use super::{
-    human, ms_since, Action, Exit, Kind, Level, Outcome, Phase, State, StopCause, Supervisor, UnitId, LOST_AFTER,
-    STEP_KILL_AFTER,
+    human, ms_since, Action, Exit, Kind, Level, Outcome, Phase, State, StopCause, Supervisor, UnitId, COLDPLUG_WAIT,
+    LOST_AFTER, STEP_KILL_AFTER,
 };
 
 impl Supervisor {
@@ -51,6 +55,30 @@ impl Supervisor {
         }
         // Services that can never start because of the above: one line each, now rather than later.
         self.fail_blocked();
+        let any_onboot = self.units.iter().any(|u| u.config.kind == Kind::Onboot);
+        if any_onboot && self.coldplug_running {
+            self.coldplug_wait = true;
+            self.out.push(Action::ColdplugTimer { at: super::later(now, COLDPLUG_WAIT) });
+            return;
+        }
+        self.run_next_step(now, Kind::Onboot);
+    }
+
+    /// The coldplug child ended: release onboot if it was waiting.
+    pub(super) fn on_coldplug_done(&mut self, now: Instant) {
+        self.coldplug_running = false;
+        if std::mem::replace(&mut self.coldplug_wait, false) && self.phase == Phase::Onboot {
+            self.run_next_step(now, Kind::Onboot);
+        }
+    }
+
+    /// [`COLDPLUG_WAIT`] passed: go on without coldplug (it keeps running; its lines still show).
+    pub(super) fn on_coldplug_timer(&mut self, now: Instant) {
+        if !std::mem::replace(&mut self.coldplug_wait, false) || self.phase != Phase::Onboot {
+            return; // stale: coldplug ended first, or a shutdown came
+        }
+        let msg = format!("coldplug still running after {}; starting onboot steps anyway", human(COLDPLUG_WAIT));
+        self.log(None, Level::Warn, msg);
         self.run_next_step(now, Kind::Onboot);
     }
 

@@ -15,6 +15,14 @@
 //! names and cycles), `services.rs` (ordering, readiness, boot summary, keelctl), `restart.rs` (policy, backoff,
 //! start limit), `shutdown.rs` (shutdown order, kill-all, power). Each documents its rules at the top.
 //!
+//! Coldplug (module loading by device modalias) runs in a child of PID 1 in parallel with the boot (machine mode;
+//! the loop tells the supervisor with [`Supervisor::set_coldplug_running`]). Rule: if there is at least one onboot
+//! step, the first one waits for [`Event::ColdplugDone`] (so e.g. a DHCP step finds its network interfaces, as
+//! when coldplug ran before the loop), but at most [`COLDPLUG_WAIT`]: then one WARN line and onboot goes on. With
+//! no onboot steps, services start at Boot, in parallel with coldplug (a service that needs a device module
+//! gets it from the kernel's on-demand modprobe, or is ordered after an onboot step). Without coldplug (sandbox
+//! mode, or it already ended) the boot is as if it had finished.
+//!
 //! Invariant (tested after every event): a unit that is Starting, Stopping or in Backoff always has a timer
 //! armed, and so does the kill-all phase: no state waits for an event that may never come.
 //! Memory per unit is fixed (counters and instants; no history).
@@ -133,6 +141,10 @@ pub enum Event {
     Shutdown(PowerAction),
     /// The timer from [`Action::ShutdownDeadlineTimer`] fired.
     ShutdownDeadline,
+    /// The coldplug child ended (whatever its exit status): onboot steps may begin.
+    ColdplugDone,
+    /// The timer from [`Action::ColdplugTimer`] fired.
+    ColdplugTimer,
 }
 
 /// Something the loop must do.
@@ -150,6 +162,8 @@ pub enum Action {
     ShutdownDeadlineTimer { at: Instant },
     /// kill(-1, signal): every process but PID 1.
     KillAll { signal: i32 },
+    /// Arm the one coldplug wait timer (at most once per boot): [`Event::ColdplugTimer`] at `at`.
+    ColdplugTimer { at: Instant },
     /// A line for the console and the unit's log (unit None: keel's own line).
     Log { unit: Option<UnitId>, level: Level, msg: String },
     /// A required onboot step failed: start the emergency shell on the console.
@@ -307,6 +321,8 @@ pub const LOST_AFTER: Duration = Duration::from_secs(5);
 pub const KILLALL_TERM_GRACE: Duration = Duration::from_secs(2);
 /// Wait after kill(-1, SIGKILL) before Power (ended early by NoProcessesLeft).
 pub const KILLALL_KILL_GRACE: Duration = Duration::from_secs(1);
+/// Longest the first onboot step waits for coldplug (then a WARN line and onboot goes on without it).
+pub const COLDPLUG_WAIT: Duration = Duration::from_secs(10);
 /// The whole shutdown sequence's deadline (kernel command line `keel.shutdown_timeout=SECONDS`).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -331,6 +347,10 @@ pub struct Supervisor {
     boot_reported: bool,
     /// A second shutdown request was already answered with a line.
     told_shutdown_again: bool,
+    /// The coldplug child is running (set by the loop before Boot; cleared by [`Event::ColdplugDone`]).
+    coldplug_running: bool,
+    /// Onboot is held until coldplug ends or [`COLDPLUG_WAIT`] passes (the timer is armed meanwhile).
+    coldplug_wait: bool,
     /// Actions produced by the event being handled.
     out: Vec<Action>,
 }
@@ -369,6 +389,8 @@ impl Supervisor {
             onshutdown_cursor: None,
             boot_reported: false,
             told_shutdown_again: false,
+            coldplug_running: false,
+            coldplug_wait: false,
             out: Vec::new(),
         }
     }
@@ -399,6 +421,8 @@ impl Supervisor {
             Event::Control(cmd) => self.on_control(now, cmd),
             Event::Shutdown(action) => self.on_shutdown(now, action),
             Event::ShutdownDeadline => {} // handled above when due (a stale or early one does nothing)
+            Event::ColdplugDone => self.on_coldplug_done(now),
+            Event::ColdplugTimer => self.on_coldplug_timer(now),
         }
         self.settle(now);
         std::mem::take(&mut self.out)
@@ -408,6 +432,17 @@ impl Supervisor {
     /// shutdown request.
     pub fn set_shutdown_timeout(&mut self, timeout: Duration) {
         self.shutdown_timeout = timeout;
+    }
+
+    /// Tell the supervisor (before [`Event::Boot`]) whether a coldplug child runs; [`Event::ColdplugDone`] must
+    /// follow when it ends. Default: none (sandbox mode).
+    pub fn set_coldplug_running(&mut self, running: bool) {
+        self.coldplug_running = running;
+    }
+
+    /// True while onboot is held waiting for coldplug.
+    pub fn waiting_for_coldplug(&self) -> bool {
+        self.coldplug_wait
     }
 
     /// Look a unit up by kind and name.

@@ -42,6 +42,8 @@ impl Supervisor {
         self.out.push(Action::ShutdownDeadlineTimer { at: deadline });
         self.log(None, Level::Info, format!("shutting down ({})", power_name(action)));
         let phase = std::mem::replace(&mut self.phase, Phase::Onshutdown);
+        // Onboot held for coldplug: no step runs, so straight to onshutdown (coldplug itself dies at kill-all).
+        self.coldplug_wait = false;
         // Whatever was not started yet never will be; nothing restarts from here on.
         for u in self.units.iter_mut().filter(|u| u.config.kind != Kind::Onshutdown) {
             match u.state {

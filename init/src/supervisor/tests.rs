@@ -47,6 +47,8 @@ struct H {
     timers: BTreeMap<UnitId, (u64, Instant)>,
     killall: Option<(u64, Instant)>,
     deadline: Option<Instant>,
+    /// The armed coldplug wait timer.
+    coldplug: Option<Instant>,
     logs: Vec<String>,
     /// Actions of the last `ev`/`advance` call.
     last: Vec<Action>,
@@ -63,6 +65,7 @@ impl H {
             timers: BTreeMap::new(),
             killall: None,
             deadline: None,
+            coldplug: None,
             logs: Vec::new(),
             last: Vec::new(),
             pid: 100,
@@ -83,6 +86,7 @@ impl H {
                 }
                 Action::KillAllTimer { gen, at } => self.killall = Some((*gen, *at)),
                 Action::ShutdownDeadlineTimer { at } => self.deadline = Some(*at),
+                Action::ColdplugTimer { at } => self.coldplug = Some(*at),
                 Action::Log { msg, .. } => self.logs.push(msg.clone()),
                 _ => {}
             }
@@ -111,6 +115,9 @@ impl H {
         if matches!(self.s.phase, Phase::KillTerm | Phase::KillKill) {
             assert_eq!(self.killall.map(|k| k.0), Some(self.s.killall_gen));
         }
+        if self.s.waiting_for_coldplug() {
+            assert!(self.coldplug.is_some(), "onboot waits for coldplug without a timer");
+        }
     }
     /// Move the clock on, firing due timers in time order (as the loop would).
     fn advance(&mut self, d: Duration) -> Vec<Action> {
@@ -129,6 +136,12 @@ impl H {
                 self.now = at.max(self.now);
                 self.deadline = None;
                 all.extend(self.feed(Event::ShutdownDeadline));
+                continue;
+            }
+            if let Some(at) = self.coldplug.filter(|at| *at <= end && next.is_none_or(|n| *at <= n.0)) {
+                self.now = at.max(self.now);
+                self.coldplug = None;
+                all.extend(self.feed(Event::ColdplugTimer));
                 continue;
             }
             let Some((at, unit, gen)) = next else { break };
@@ -1254,4 +1267,74 @@ fn shutdown_ends_early_when_done() {
     assert_eq!(h.elapsed_ms(), 0);
     assert!(h.advance(200 * S).is_empty(), "{:?}", h.last);
     assert!(!h.logged("deadline"), "{:?}", h.logs);
+}
+
+// ---- coldplug in the background ----
+
+#[test]
+fn onboot_waits_for_coldplug() {
+    let mut h = H::new(vec![onboot("dhcp"), svc("web")]);
+    h.s.set_coldplug_running(true);
+    assert!(h.sp(|h| h.boot()).is_empty(), "no step before coldplug is done");
+    assert!(h.s.waiting_for_coldplug());
+    assert_eq!(h.s.phase(), Phase::Onboot);
+    h.advance(ms(400));
+    assert!(h.sp(|h| h.ev(Event::ColdplugDone)) == ["dhcp"], "then the first step");
+    assert!(!h.s.waiting_for_coldplug());
+    h.run("dhcp");
+    assert_eq!(h.sp(|h| h.exit("dhcp", Exit::Code(0))), ["web"]);
+    // The wait timer firing later is stale: nothing happens, no WARN.
+    h.advance(20 * S);
+    assert!(!h.logged("coldplug still running"), "{:?}", h.logs);
+    assert_eq!(h.st("dhcp"), State::Exited);
+}
+
+#[test]
+fn no_onboot_services_start_at_boot_in_parallel_with_coldplug() {
+    let mut h = H::new(vec![svc("a"), svc("b")]);
+    h.s.set_coldplug_running(true);
+    assert_eq!(h.sp(|h| h.boot()), ["a", "b"]);
+    assert!(!h.s.waiting_for_coldplug() && h.coldplug.is_none(), "no wait, no timer");
+    h.run("a");
+    h.run("b");
+    assert!(h.ev(Event::ColdplugDone).is_empty(), "coldplug ending later changes nothing");
+    assert!(h.logged("boot complete: 2 services running"), "{:?}", h.logs);
+}
+
+#[test]
+fn coldplug_wait_is_bounded() {
+    let mut h = H::new(vec![onboot("dhcp"), svc("web")]);
+    h.s.set_coldplug_running(true);
+    h.boot();
+    assert!(h.sp(|h| h.advance(COLDPLUG_WAIT - ms(1))).is_empty());
+    assert_eq!(h.sp(|h| h.advance(ms(1))), ["dhcp"], "after 10 s onboot goes on");
+    assert!(h.logged("coldplug still running after 10 s; starting onboot steps anyway"), "{:?}", h.logs);
+    // Coldplug ending while the step runs starts nothing twice.
+    h.run("dhcp");
+    assert!(h.sp(|h| h.ev(Event::ColdplugDone)).is_empty());
+    assert_eq!(h.sp(|h| h.exit("dhcp", Exit::Code(0))), ["web"]);
+}
+
+#[test]
+fn without_coldplug_onboot_starts_at_boot() {
+    // Sandbox mode (or no modules): the supervisor is never told coldplug runs.
+    let mut h = H::new(vec![onboot("dhcp"), svc("web")]);
+    assert_eq!(h.sp(|h| h.boot()), ["dhcp"]);
+    assert!(h.coldplug.is_none());
+    // A stray ColdplugDone/ColdplugTimer does nothing.
+    assert!(h.sp(|h| h.ev(Event::ColdplugDone)).is_empty());
+    assert!(h.sp(|h| h.ev(Event::ColdplugTimer)).is_empty());
+    assert_eq!(h.st("dhcp"), State::Starting);
+}
+
+#[test]
+fn shutdown_while_onboot_waits_for_coldplug() {
+    let mut h = H::new(vec![onboot("dhcp"), svc("web"), onshutdown("save")]);
+    h.s.set_coldplug_running(true);
+    h.boot();
+    assert_eq!(h.sp(|h| h.ev(Event::Shutdown(PowerAction::PowerOff))), ["save"], "straight to onshutdown");
+    assert!(!h.s.waiting_for_coldplug());
+    assert!(h.sp(|h| h.ev(Event::ColdplugDone)).is_empty(), "no onboot step after a shutdown request");
+    assert!(h.sp(|h| h.advance(COLDPLUG_WAIT)).iter().all(|n| n != "dhcp"));
+    assert_eq!(h.st("dhcp"), State::Waiting);
 }

@@ -51,7 +51,7 @@ pub fn coldplug(log: &mut dyn FnMut(Level, &str)) -> usize {
     let mut idx = match Index::open(&dir) {
         Ok(i) => i,
         Err(e) => {
-            log(Level::Warn, &format!("rc: modules: {e}"));
+            log(Level::Warn, &format!("coldplug: modules: {e}"));
             return 0;
         }
     };
@@ -77,7 +77,7 @@ pub fn run(idx: &mut Index, sys: &Path, log: &mut dyn FnMut(Level, &str)) -> usi
                 match idx.load(&m, "", false) {
                     Ok(l) => this_pass += l.len(),
                     Err(e) => {
-                        log(Level::Warn, &format!("rc: module {m} for {a}: {e}"));
+                        log(Level::Warn, &format!("coldplug: module {m} for {a}: {e}"));
                         failed.insert(m);
                     }
                 }
