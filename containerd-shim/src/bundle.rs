@@ -43,10 +43,11 @@ impl Bundle {
         let path = dir.join("config.json");
         let spec: Spec = parse_json(&path)?;
         let rt_path = dir.join("runtime.json");
-        let runtime = match std::fs::metadata(&rt_path) {
-            Ok(_) => Some(parse_json::<RuntimeJson>(&rt_path)?),
+        // Read it straight away (no stat first): a missing file is simply no runtime.json.
+        let runtime = match std::fs::read(&rt_path) {
+            Ok(text) => Some(parse_json_text::<RuntimeJson>(&rt_path, &text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => return Err(Error::Io { what: "stat", path: rt_path, err }),
+            Err(err) => return Err(Error::Io { what: "read", path: rt_path, err }),
         };
 
         let root = spec.root.as_ref().map(|r| r.path.as_str()).unwrap_or("rootfs");
@@ -174,9 +175,14 @@ impl Bundle {
 /// Read and parse a JSON file; errors name the file, line/column and the JSON path of the offending field.
 fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let text = std::fs::read(path).map_err(|err| Error::Io { what: "read", path: path.to_path_buf(), err })?;
-    serde_json::from_slice(&text).map_err(|e| Error::Json {
+    parse_json_text(path, &text)
+}
+
+/// Parse JSON already read from `path` (errors as [`parse_json`]).
+fn parse_json_text<T: serde::de::DeserializeOwned>(path: &Path, text: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
-        field: if e.is_data() { json_path_at(&text, e.line(), e.column()) } else { String::new() },
+        field: if e.is_data() { json_path_at(text, e.line(), e.column()) } else { String::new() },
         msg: e.to_string(),
     })
 }

@@ -121,6 +121,20 @@ pub fn is_cgroup2(p: &Path) -> bool {
 
 /// The cgroup v2 mount: /sys/fs/cgroup on a pure v2 system, /sys/fs/cgroup/unified on a hybrid one.
 pub fn default_root() -> PathBuf {
+    // Remembered once found (statfs is slow under emulation); not while there is no cgroup2 mount yet.
+    if let Some(r) = DEFAULT_ROOT.get() {
+        return r.clone();
+    }
+    let r = find_default_root();
+    if is_cgroup2(&r) {
+        let _ = DEFAULT_ROOT.set(r.clone());
+    }
+    r
+}
+
+static DEFAULT_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+fn find_default_root() -> PathBuf {
     let pure = Path::new("/sys/fs/cgroup");
     let hybrid = Path::new("/sys/fs/cgroup/unified");
     if !is_cgroup2(pure) && is_cgroup2(hybrid) {
@@ -295,7 +309,7 @@ pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<Pa
             msg: format!("{rel:?} is not a relative cgroup path without '..'"),
         });
     }
-    if !is_cgroup2(root) {
+    if DEFAULT_ROOT.get().map(PathBuf::as_path) != Some(root) && !is_cgroup2(root) {
         return Err(Error::Invalid {
             path: root.to_path_buf(),
             field: "linux.cgroupsPath".into(),

@@ -156,7 +156,14 @@ pub fn run(p: &Plan) -> ! {
         }
         // The raw syscall: musl's fcntl(F_DUPFD_CLOEXEC) follows it with a redundant F_SETFD.
         // SAFETY: duplicating an fd we hold.
-        let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, base) } as i32;
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fcntl,
+                fd as libc::c_long,
+                libc::F_DUPFD_CLOEXEC as libc::c_long,
+                base as libc::c_long,
+            )
+        } as i32;
         if r < 0 {
             fail(p.status_w, "dup fd", "", sys::errno());
         }

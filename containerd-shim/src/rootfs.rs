@@ -215,8 +215,12 @@ pub fn switch_root(rootfs: &CStr, no_pivot: bool) -> Result<(), (&'static str, i
 /// `rootfs` + `dest`, resolving symlinks found on the way as if `rootfs` were `/` (a link cannot lead out of the
 /// rootfs). Components that do not exist yet are appended as they are. Parent side.
 pub fn secure_join(rootfs: &Path, dest: &str) -> PathBuf {
-    let mut out = rootfs.to_path_buf();
-    let mut pending: Vec<String> = Path::new(dest)
+    secure_join_at(rootfs, rootfs.to_path_buf(), components(dest))
+}
+
+/// The components of `dest`, last first ("..") kept, "." and "/" dropped.
+fn components(dest: &str) -> Vec<String> {
+    Path::new(dest)
         .components()
         .rev()
         .filter_map(|c| match c {
@@ -224,7 +228,11 @@ pub fn secure_join(rootfs: &Path, dest: &str) -> PathBuf {
             Component::ParentDir => Some("..".into()),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Go on resolving `pending` (last first) from `out`, an already resolved path inside `rootfs`.
+fn secure_join_at(rootfs: &Path, mut out: PathBuf, mut pending: Vec<String>) -> PathBuf {
     let mut hops = 0;
     while let Some(comp) = pending.pop() {
         if comp == ".." {
@@ -256,6 +264,81 @@ pub fn secure_join(rootfs: &Path, dest: &str) -> PathBuf {
     out
 }
 
+/// [`secure_join`] for many destinations of one plan, with fewer lookups (every lstat is slow under emulation):
+/// parent directories are resolved once and remembered, and nothing is looked up below the mount point of a new
+/// file system the container mounts earlier (tmpfs on /dev, proc, sysfs, ...): what the rootfs has there is hidden
+/// once it is mounted, so a component below it is appended as it is.
+pub struct Resolver<'a> {
+    rootfs: &'a Path,
+    /// Destinations (normalized, "/a/b") of new file systems mounted so far, with their resolved paths.
+    fresh: Vec<(String, PathBuf)>,
+    dirs: std::collections::HashMap<String, PathBuf>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(rootfs: &'a Path) -> Self {
+        Resolver { rootfs, fresh: Vec::new(), dirs: std::collections::HashMap::new() }
+    }
+
+    /// Resolve `dest` (as [`secure_join`]).
+    pub fn resolve(&mut self, dest: &str) -> PathBuf {
+        let comps = components(dest);
+        if comps.iter().any(|c| c == "..") {
+            return secure_join(self.rootfs, dest);
+        }
+        self.resolve_comps(&comps)
+    }
+
+    /// `comps` is last first and has no "..".
+    fn resolve_comps(&mut self, comps: &[String]) -> PathBuf {
+        if comps.is_empty() {
+            return self.rootfs.to_path_buf();
+        }
+        let key = comps.iter().rev().fold(String::new(), |mut k, c| {
+            k.push('/');
+            k.push_str(c);
+            k
+        });
+        // Below (not at) the most recent new file system containing it: append the rest as it is.
+        if let Some((fk, fp)) = self
+            .fresh
+            .iter()
+            .rev()
+            .find(|(f, _)| key.len() > f.len() && key.starts_with(f.as_str()) && key.as_bytes()[f.len()] == b'/')
+        {
+            let mut out = fp.clone();
+            for c in key[fk.len() + 1..].split('/') {
+                out.push(c);
+            }
+            return out;
+        }
+        if let Some(p) = self.dirs.get(&key) {
+            return p.clone();
+        }
+        let parent = self.resolve_comps(&comps[1..]);
+        let out = secure_join_at(self.rootfs, parent, vec![comps[0].clone()]);
+        self.dirs.insert(key, out.clone());
+        out
+    }
+
+    /// Resolve the mount point `dest` of a new file system, remembering that nothing below it is to be looked up.
+    pub fn resolve_fresh_mount(&mut self, dest: &str) -> PathBuf {
+        let out = self.resolve(dest);
+        let comps = components(dest);
+        if !comps.iter().any(|c| c == "..") {
+            let key = comps.iter().rev().fold(String::new(), |mut k, c| {
+                k.push('/');
+                k.push_str(c);
+                k
+            });
+            if !key.is_empty() {
+                self.fresh.push((key, out.clone()));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +352,14 @@ mod tests {
         assert_eq!(secure_join(&d, "/a/link/x"), d.join("etc/x"));
         assert_eq!(secure_join(&d, "/up/y"), d.join("y"));
         assert_eq!(secure_join(&d, "/../../z"), d.join("z"));
+        let mut r = Resolver::new(&d);
+        assert_eq!(r.resolve("/a/link/x"), d.join("etc/x"));
+        assert_eq!(r.resolve("/up/y"), d.join("y"));
+        assert_eq!(r.resolve("/a/link"), d.join("etc"));
+        assert_eq!(r.resolve_fresh_mount("/a"), d.join("a"));
+        // Below a new file system the rootfs's own entries are hidden: not followed.
+        assert_eq!(r.resolve("/a/link/x"), d.join("a/link/x"));
+        assert_eq!(r.resolve("/a/../up/z"), d.join("z"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use crate::child::Plan;
 use crate::devices::{self, DeviceStep};
 use crate::hooks::{self, PreparedHook};
 use crate::mounts::parse_options;
-use crate::rootfs::{secure_join, MountStep};
+use crate::rootfs::{MountStep, Resolver};
 use crate::spec::NamespaceType;
 use crate::{namespaces, Bundle, Error};
 
@@ -182,9 +182,11 @@ fn sys_err(what: String) -> Error {
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Is this host cgroup2-only (cgroup2 mounted at /sys/fs/cgroup)?
+/// Is this host cgroup2-only (cgroup2 mounted at /sys/fs/cgroup)? Asked once per process (the host's cgroup layout
+/// is set up before anything is spawned).
 fn cgroup2_only() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    static ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONLY.get_or_init(|| Path::new("/sys/fs/cgroup/cgroup.controllers").exists())
 }
 
 /// A read-only tmpfs with mounts, devices or links to be made beneath it (LinuxKit's `readonly: true` puts `ro` on
@@ -240,10 +242,12 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
     // Mounts.
     let mut mounts = Vec::with_capacity(spec.mounts.len() + opts.binds.len());
     let mut dev_tmpfs = false;
+    let mut resolver = Resolver::new(rootfs);
     for m in &spec.mounts {
         let kind = m.kind.as_deref().unwrap_or("");
         let o = parse_options(&m.options);
-        let target = secure_join(rootfs, &m.destination);
+        let bind = kind == "bind" || o.bind || ((kind == "cgroup" || kind == "cgroup2") && !cgroup2_only());
+        let target = if bind { resolver.resolve(&m.destination) } else { resolver.resolve_fresh_mount(&m.destination) };
         let display = cstr(&m.destination);
         let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         let step = if kind == "bind" || o.bind {
@@ -262,7 +266,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
                 file,
             }
         } else if kind == "cgroup" || kind == "cgroup2" {
-            if kind == "cgroup2" || cgroup2_only() {
+            if kind == "cgroup2" || !bind {
                 MountStep {
                     source: Some(cstr("cgroup2")),
                     target: cpath(&target),
@@ -311,7 +315,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         let d = dst.to_string_lossy();
         mounts.push(MountStep {
             source: Some(cpath(src)),
-            target: cpath(&secure_join(rootfs, &d)),
+            target: cpath(&resolver.resolve(&d)),
             display: cstr(d.as_bytes()),
             fstype: None,
             flags: libc::MS_BIND | libc::MS_REC,
@@ -333,7 +337,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
                 continue;
             }
             devs.push(DeviceStep {
-                path: cpath(&secure_join(rootfs, &path)),
+                path: cpath(&resolver.resolve(&path)),
                 host: cstr(&path),
                 display: cstr(&path),
                 mode: libc::S_IFCHR | 0o666,
@@ -343,12 +347,12 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
             });
         }
         for (name, target) in devices::LINKS {
-            links.push((cstr(target), cpath(&secure_join(rootfs, &format!("/dev/{name}")))));
+            links.push((cstr(target), cpath(&resolver.resolve(&format!("/dev/{name}")))));
         }
     }
     for d in spec_devices {
         devs.push(DeviceStep {
-            path: cpath(&secure_join(rootfs, &d.path)),
+            path: cpath(&resolver.resolve(&d.path)),
             host: cstr(&d.path),
             display: cstr(&d.path),
             mode: devices::type_bits(&d.kind) | d.file_mode.unwrap_or(0o666) & 0o7777,
@@ -366,9 +370,9 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         })
         .unwrap_or_default();
     let readonly_paths =
-        linux.map(|l| l.readonly_paths.iter().map(|p| cpath(&secure_join(rootfs, p))).collect()).unwrap_or_default();
+        linux.map(|l| l.readonly_paths.iter().map(|p| cpath(&resolver.resolve(p))).collect()).unwrap_or_default();
     let masked_paths =
-        linux.map(|l| l.masked_paths.iter().map(|p| cpath(&secure_join(rootfs, p))).collect()).unwrap_or_default();
+        linux.map(|l| l.masked_paths.iter().map(|p| cpath(&resolver.resolve(p))).collect()).unwrap_or_default();
 
     let mut rlimits = Vec::with_capacity(process.rlimits.len());
     for (i, r) in process.rlimits.iter().enumerate() {
@@ -534,11 +538,6 @@ fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> 
     let abs = |p: &str| if p.starts_with('/') { PathBuf::from(p) } else { bundle.rootfs.join(p) };
     for m in &rt.mounts {
         let dir = abs(&m.destination);
-        std::fs::create_dir_all(&dir).map_err(|err| Error::Io {
-            what: "runtime.json: create mount point",
-            path: dir.clone(),
-            err,
-        })?;
         for o in &m.options {
             if let Some((k, v)) = o.split_once('=') {
                 if k == "upperdir" || k == "workdir" {
@@ -555,10 +554,25 @@ fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> 
         let src = m.source.as_deref().unwrap_or(kind.unwrap_or("none"));
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
         let flags = nix::mount::MsFlags::from_bits_truncate(o.flags);
+        // The mount point is created only when the mount says it is missing (it usually exists: one syscall).
+        let mut created = false;
+        let mut mount_retry = |f: &dyn Fn() -> nix::Result<()>| -> Result<nix::Result<()>, Error> {
+            let r = f();
+            if r == Err(nix::errno::Errno::ENOENT) && !created {
+                created = true;
+                std::fs::create_dir_all(&dir).map_err(|err| Error::Io {
+                    what: "runtime.json: create mount point",
+                    path: dir.clone(),
+                    err,
+                })?;
+                return Ok(f());
+            }
+            Ok(r)
+        };
         // Two calls when propagation is asked: one mount(2) combining MS_REMOUNT with MS_PRIVATE silently skips the
         // propagation change (field-notes).
         if o.flags != 0 || o.propagation == 0 || !o.data.is_empty() || kind.is_some() {
-            nix::mount::mount(Some(src), &dir, kind, flags, data).map_err(|e| Error::Sys {
+            mount_retry(&|| nix::mount::mount(Some(src), &dir, kind, flags, data))?.map_err(|e| Error::Sys {
                 what: format!("runtime.json: mount {} on {}", src, dir.display()),
                 errno: e,
             })?;
@@ -568,9 +582,8 @@ fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> 
         }
         if o.propagation != 0 {
             let pf = nix::mount::MsFlags::from_bits_truncate(o.propagation);
-            nix::mount::mount(None::<&str>, &dir, None::<&str>, pf, None::<&str>).map_err(|e| Error::Sys {
-                what: format!("runtime.json: set propagation of {}", dir.display()),
-                errno: e,
+            mount_retry(&|| nix::mount::mount(None::<&str>, &dir, None::<&str>, pf, None::<&str>))?.map_err(|e| {
+                Error::Sys { what: format!("runtime.json: set propagation of {}", dir.display()), errno: e }
             })?;
         }
     }
@@ -662,10 +675,10 @@ pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
     }
 }
 
-fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Error> {
+fn pipe_cloexec(extra: libc::c_int) -> Result<(OwnedFd, OwnedFd), Error> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid 2-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | extra) } != 0 {
         return Err(sys_err("pipe2".into()));
     }
     // SAFETY: fresh fds we own.
@@ -679,7 +692,7 @@ fn spawn_inner(
     plan: &mut Plan,
     cgroup: Option<&Path>,
 ) -> Result<(i32, OwnedFd), Error> {
-    let (status_r, status_w) = pipe_cloexec()?;
+    let (status_r, status_w) = pipe_cloexec(libc::O_NONBLOCK)?;
     // runc: a console socket is used only when process.terminal is true.
     let terminal = bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
     let console = match (&opts.console_socket, terminal) {
@@ -819,11 +832,7 @@ fn spawn_inner(
         }
         return Err(e);
     }
-    // SAFETY: setting O_NONBLOCK on our own fd.
-    unsafe {
-        let fl = libc::fcntl(status_r.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(status_r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    // The status pipe was made O_NONBLOCK (both ends: the child writes at most one short line into the empty pipe).
     Ok((pid, status_r))
 }
 
