@@ -14,6 +14,9 @@ use std::time::Instant;
 use crate::supervisor::Level;
 use crate::sys::{self, Io};
 
+/// The child's nice value.
+const COLDPLUG_NICE: i32 = 10;
+
 /// Longest line kept from the child (longer ones are cut).
 const MAX_LINE: usize = 1024;
 
@@ -52,8 +55,10 @@ pub fn start() -> Result<Coldplug, String> {
 /// The child: reset signals, run coldplug, write its lines and a summary, `_exit`.
 fn child_main(wr: OwnedFd) -> ! {
     // A panic must not reach PID 1's hook (it would keep this copy alive as a second "PID 1" loop).
-    // SAFETY (in the closure): _exit has no preconditions.
-    std::panic::set_hook(Box::new(|_| unsafe { libc::_exit(70) }));
+    std::panic::set_hook(Box::new(|_| {
+        // SAFETY: _exit has no preconditions; it ends this child only.
+        unsafe { libc::_exit(70) }
+    }));
     // SAFETY: sigset_t is plain data; sigprocmask/signal only change this process's signal state.
     unsafe {
         for sig in 1..libc::SIGRTMIN() {
@@ -65,6 +70,9 @@ fn child_main(wr: OwnedFd) -> ! {
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::prctl(libc::PR_SET_NAME, c"keel-coldplug".as_ptr() as libc::c_ulong, 0, 0, 0);
+        // Yield the CPU to PID 1's spawns (one vCPU under TCG by default): coldplug gets what they leave, and
+        // all of it while onboot waits for it, since PID 1 is then idle.
+        libc::setpriority(libc::PRIO_PROCESS, 0, COLDPLUG_NICE);
     }
     let fd = wr.as_raw_fd();
     let t0 = Instant::now();
