@@ -49,3 +49,6 @@ pub use error::Error;
 pub use hooks::run_poststart;
 pub use runtime_json::RuntimeJson;
 pub use spawn::{spawn, SpawnOptions, Spawned, Status};
+/// spawn() reads the caller's signal dispositions once per process and resets only the changed ones in the child: a caller
+/// that installs or ignores signals after its first spawn calls this.
+pub use sys::refresh_changed_signals;
