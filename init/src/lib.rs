@@ -2,6 +2,9 @@
 //! control socket, shutdown). Asks keel-shim to spawn and keel-rc to set up; never mounts or unshares itself.
 //! Also the keelctl client (`client`), which shares the control protocol types.
 
+// PID 1 must never panic: no unwrap/expect/panic! outside tests (enforced by clippy; CI runs it).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod client;
 pub mod coldplug;
 pub mod console;

@@ -10,6 +10,9 @@
 //! - [`shutdown::unmount_all`]: unmount everything in reverse order before reboot(2).
 //! - [`modules::modprobe_main`]: the `modprobe` the kernel calls (/proc/sys/kernel/modprobe).
 
+// PID 1 must never panic: no unwrap/expect/panic! outside tests (enforced by clippy; CI runs it).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod cgroups;
 pub mod cmdline;
 pub mod devlinks;
