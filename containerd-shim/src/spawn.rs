@@ -722,7 +722,8 @@ fn spawn_inner(
         None => None,
     };
     plan.status_w = status_w.as_raw_fd();
-    let has_ifaces = bundle.runtime.as_ref().is_some_and(|r| !r.interfaces.is_empty());
+    let has_ifaces =
+        bundle.runtime.as_ref().is_some_and(|r| !r.interfaces.is_empty() || r.bind_ns.entries().next().is_some());
     let need_sync = ns.new_user
         || has_ifaces
         || plan.runtime_hooks_sync
@@ -860,10 +861,8 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
     if let Some(rt) = &bundle.runtime {
         crate::interfaces::setup(&rt.interfaces, pid)?;
     }
-    if let Some(s) = sync {
-        // SAFETY: sending 4 bytes from a valid buffer on our socket.
-        unsafe { libc::send(s.as_raw_fd(), pid.to_ne_bytes().as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
-    }
+    // bindNS while the child still waits for its pid on the sync socket: once released it may exec and exit, and
+    // /proc/PID/ns is gone with it (a short-lived container lost the race now and then).
     if let Some(rt) = &bundle.runtime {
         for (nsname, target) in rt.bind_ns.entries() {
             let t = Path::new(target);
@@ -881,6 +880,10 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
             nix::mount::mount(Some(src.as_str()), t, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| Error::Sys { what: format!("runtime.json bindNS: bind {src} on {target}"), errno: e })?;
         }
+    }
+    if let Some(s) = sync {
+        // SAFETY: sending 4 bytes from a valid buffer on our socket.
+        unsafe { libc::send(s.as_raw_fd(), pid.to_ne_bytes().as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
     }
     if let (Some(s), Some(h)) = (sync, bundle.spec.hooks.as_ref()) {
         if !h.prestart.is_empty() || !h.create_runtime.is_empty() {
