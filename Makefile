@@ -1,11 +1,12 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
-#   make deps    qemu-system-x86 busybox-static cpio runc crun util-linux (only what is missing)
+#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
 #   make test    unit + root tests, then the VM tests
-#   make bench   boot timeline and memory (bench/boot-bench.sh), runtime latency (bench/runc-bench.sh)
+#   make bench   boot timeline and memory (bench/boot-bench.sh), runtime latency (bench/runc-bench.sh),
+#                keel-runc under containerd's runc shim (bench/containerd-bench.sh)
 
 SHELL      := /bin/bash
 TARGET     := x86_64-unknown-linux-gnu
@@ -49,6 +50,8 @@ deps:
 	command -v cpio >/dev/null || need="$$need cpio"; \
 	command -v runc >/dev/null || need="$$need runc"; \
 	command -v crun >/dev/null || need="$$need crun"; \
+	{ command -v containerd && command -v ctr && command -v containerd-shim-runc-v2; } >/dev/null || \
+	  need="$$need containerd"; \
 	command -v unshare >/dev/null || need="$$need util-linux"; \
 	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
 	if [ -n "$$need" ]; then \
@@ -82,6 +85,7 @@ test-vm: build kernel
 bench: deps build kernel
 	bash bench/boot-bench.sh
 	@if [ -f bench/runc-bench.sh ]; then bash bench/runc-bench.sh; else echo "bench/runc-bench.sh: not present"; fi
+	KEEL_RUNC=$(REL)/keel-runc bash bench/containerd-bench.sh
 
 clean:
 	rm -rf build
