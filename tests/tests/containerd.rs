@@ -150,12 +150,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.trac
 
     /// `ctr run` with keel-runc and the busybox rootfs: EXTRA are run options, CMD the command.
     fn run(&mut self, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
+        // --cpu-shares 0: see the file's doc comment (ctr's default 1024 needs a v2 cpu controller in keel-runc).
+        self.run_with("0", extra, id, cmd)
+    }
+
+    /// `ctr run --cpu-shares SHARES EXTRA... --rootfs ROOTFS ID CMD...` with keel-runc.
+    fn run_with(&mut self, shares: &str, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
         self.ids.push(id.to_string());
         let rootfs = self.dir.join("rootfs");
         let fifo = self.dir.join("fifo");
         let (runc, rootfs, fifo) = (self.runc.to_string_lossy(), rootfs.to_string_lossy(), fifo.to_string_lossy());
-        // --cpu-shares 0: see the file's doc comment (ctr's default 1024 needs a v2 cpu controller in keel-runc).
-        let mut a = vec!["run", "--cpu-shares", "0", "--fifo-dir", &fifo, "--runc-binary", &runc];
+        let mut a = vec!["run", "--cpu-shares", shares, "--fifo-dir", &fifo, "--runc-binary", &runc];
         a.extend_from_slice(extra);
         a.extend_from_slice(&["--rootfs", &rootfs, id]);
         a.extend_from_slice(cmd);
@@ -230,30 +235,36 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[test]
-fn containerd_runc_shim_drives_keel_runc() {
+/// Root, containerd, keel-runc and busybox present (else skip, or panic in CI); a busybox rootfs and a private
+/// containerd in a temp dir named after TAG.
+fn setup(tag: &str) -> Option<(Containerd, PathBuf)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP containerd test: needs root");
-        return;
+        return None;
     }
-    if ensure_containerd().is_none() {
-        return;
-    }
+    ensure_containerd()?;
     let Some(runc) = keel_runc() else {
-        let _ = skip("keel-runc not built (make build, or cargo build -p keel-shim; or set KEEL_RUNC)");
-        return;
+        skip("keel-runc not built (make build, or cargo build -p keel-shim; or set KEEL_RUNC)")?;
+        return None;
     };
     if !Path::new("/bin/busybox").is_file() {
-        let _ = skip("/bin/busybox missing (make deps installs busybox-static)");
-        return;
+        skip("/bin/busybox missing (make deps installs busybox-static)")?;
+        return None;
     }
-    let t0 = Instant::now();
-    let dir = std::env::temp_dir().join(format!("keel-containerd-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("keel-containerd-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     busybox_rootfs(&dir.join("rootfs")).unwrap_or_else(|e| panic!("busybox rootfs: {e}"));
-    let mut cd = Containerd::start(&dir, runc.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let cd = Containerd::start(&dir, runc.clone()).unwrap_or_else(|e| panic!("{e}"));
+    Some((cd, runc))
+}
+
+#[test]
+fn containerd_runc_shim_drives_keel_runc() {
+    let t0 = Instant::now();
+    let Some((mut cd, runc)) = setup("main") else { return };
+    let dir = cd.dir.clone();
     let p = std::process::id();
 
     // 1. stdout of a container comes back through the shim's fifos.
@@ -314,4 +325,35 @@ fn containerd_runc_shim_drives_keel_runc() {
         assert!(!cg.exists(), "cgroup {} left behind", cg.display());
     }
     eprintln!("containerd test: all passed with {} in {:.1} s", runc.display(), t0.elapsed().as_secs_f64());
+}
+
+// Differences from runc found by this test, kept as ignored tests until keel-runc changes (containerd-shim/):
+// `cargo test -p keel-tests --test containerd -- --ignored` shows them.
+
+/// ctr (like containerd's CRI and Docker) always puts `linux.resources.cpu.shares` (1024 by default) in the spec.
+/// runc on this hybrid host applies it in the cgroup v1 cpu hierarchy; keel-runc (cgroup v2 only) refuses the
+/// container because the v2 mount has no cpu controller (containerd-shim/src/cgroups.rs, `create`).
+#[test]
+#[ignore = "keel-runc refuses cpu.shares when cgroup v2 has no cpu controller (hybrid hosts); runc uses v1 there"]
+fn default_cpu_shares_are_accepted() {
+    let Some((mut cd, _)) = setup("shares") else { return };
+    let o = cd.run_with("1024", &["--rm"], &format!("shares-{}", std::process::id()), &["/bin/true"]);
+    cd.check("ctr run --cpu-shares 1024 (ctr's default)", &o);
+}
+
+/// runc's init looks process.args[0] up in the container before it blocks on the exec fifo, so `create` fails
+/// (containerd: "OCI runtime create failed: ... exec: \"/bin/nope\": stat /bin/nope: no such file or directory")
+/// and ctr run exits 1 with that message. keel-runc's child resolves it only at execve after `start`
+/// (containerd-shim/src/child.rs, `run`): create succeeds, the task exits 127 and the message is lost.
+#[test]
+#[ignore = "keel-runc create does not check that process.args[0] exists (fails only after start, silently, 127)"]
+fn missing_binary_fails_create() {
+    let Some((mut cd, _)) = setup("nope") else { return };
+    let o = cd.run(&["--rm"], &format!("nope-{}", std::process::id()), &["/bin/nope"]);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("create failed") && err.contains("/bin/nope"),
+        "ctr run /bin/nope: {} stderr: {err}",
+        o.status
+    );
 }
