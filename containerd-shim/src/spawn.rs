@@ -401,11 +401,18 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
 
     let personality = match linux.and_then(|l| l.personality.as_ref()) {
         None => None,
-        Some(p) => Some(match p.domain.as_str() {
-            "LINUX" => 0,
-            "LINUX32" => 0x0008,
-            d => return Err(invalid("linux.personality.domain", format!("unknown domain {d:?}"))),
-        }),
+        Some(p) => {
+            let mut v: libc::c_ulong = match p.domain.as_str() {
+                "LINUX" => 0,
+                "LINUX32" => 0x0008,
+                d => return Err(invalid("linux.personality.domain", format!("unknown domain {d:?}"))),
+            };
+            for f in &p.flags {
+                v |= personality_flag(f)
+                    .ok_or_else(|| invalid("linux.personality.flags", format!("unknown flag {f:?}")))?;
+            }
+            Some(v)
+        }
     };
 
     let seccomp = match linux.and_then(|l| l.seccomp.as_ref()) {
@@ -529,6 +536,24 @@ fn parent_mount(path: &Path) -> Option<PathBuf> {
         .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
         .filter(|mp| path.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
+}
+
+/// A personality(2) flag by its name in <linux/personality.h>.
+fn personality_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "UNAME26" => 0x0020000,
+        "ADDR_NO_RANDOMIZE" => 0x0040000,
+        "FDPIC_FUNCPTRS" => 0x0080000,
+        "MMAP_PAGE_ZERO" => 0x0100000,
+        "ADDR_COMPAT_LAYOUT" => 0x0200000,
+        "READ_IMPLIES_EXEC" => 0x0400000,
+        "ADDR_LIMIT_32BIT" => 0x0800000,
+        "SHORT_INODE" => 0x1000000,
+        "WHOLE_SECONDS" => 0x2000000,
+        "STICKY_TIMEOUTS" => 0x4000000,
+        "ADDR_LIMIT_3GB" => 0x8000000,
+        _ => return None,
+    })
 }
 
 /// LinuxKit runtime.json preparation in the host mount namespace: mounts (then mkdir), cgroups. Relative paths are

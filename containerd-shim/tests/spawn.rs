@@ -551,3 +551,25 @@ fn linuxkit_writable_root_via_runtime_json_overlay() {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!info.contains(&*d.to_string_lossy()), "runtime.json mounts left behind");
 }
+
+#[test]
+fn personality_linux32_and_flags() {
+    if !is_root() {
+        return;
+    }
+    let tb = TestBundle::new("pers");
+    let mut c = config(&["sh", "-c", "uname -m; cat /proc/self/personality"]);
+    c["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]});
+    let b = tb.write(&c);
+    let r = run(&b, SpawnOptions::default());
+    assert_eq!(r.exit, 0, "{}", r.out);
+    assert!(r.out.starts_with("i686\n"), "{}", r.out);
+    // /proc/PID/personality: PER_LINUX32 (0x8) | ADDR_NO_RANDOMIZE (0x40000).
+    assert!(r.out.ends_with("00040008\n"), "{}", r.out);
+    assert!(r.spawned.cleanup(&b).is_empty());
+
+    c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["NOPE"]});
+    let b = tb.write(&c);
+    let Err(e) = spawn(&b, &SpawnOptions::default()) else { panic!("an unknown flag must be an error") };
+    assert!(e.to_string().contains("linux.personality.flags"), "{e}");
+}
