@@ -5,7 +5,7 @@
 //! Order (runc/youki, see field-notes): cgroup, join namespaces, fds, wait for the parent (user ns maps), make `/`
 //! rslave, bind the rootfs, spec mounts, extra binds, devices, createRuntime sync, createContainer hooks, sysctls,
 //! readonly and masked paths, deferred read-only tmpfs remounts, pivot_root, readonly root, hostname, ns reaper fork, rlimits, personality, umask, cwd,
-//! ids, capabilities, no_new_privs, startContainer hooks, exec fifo, seccomp, signals, exec.
+//! ids, capabilities, no_new_privs, startContainer hooks, resolve the program, exec fifo, seccomp, signals, exec.
 
 use std::ffi::{c_char, CString};
 use std::fmt::Write;
@@ -412,6 +412,12 @@ pub fn run(p: &Plan) -> ! {
         // SAFETY: our fd.
         unsafe { libc::close(sync) };
     }
+    // Resolve the program inside the new root before blocking on the exec fifo, as runc does (its LookPath): a
+    // missing binary then fails `create` with the message, not the execve after `start` where nobody reads it.
+    let exec_path = match resolve_exec(&p.exec_paths) {
+        Ok(path) => path,
+        Err(e) => fail_at(status, "exec", &p.arg0, e),
+    };
     if let Some((_, name, full)) = &p.exec_fifo {
         // Blocks until `start` opens it for reading (runc create semantics).
         // SAFETY: valid C string; fifo_dir is our directory fd.
@@ -435,16 +441,33 @@ pub fn run(p: &Plan) -> ! {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+    // SAFETY: argv/envp are NULL-terminated arrays of valid C strings owned by the plan.
+    unsafe { libc::execve(exec_path.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
+    fail_at(status, "exec", &p.arg0, sys::errno())
+}
+
+/// The first candidate that is an executable non-directory (Go's exec.LookPath, which runc uses); else the errno
+/// to report: ENOENT, or EACCES/another error met on the way.
+fn resolve_exec(paths: &[CString]) -> Result<&CString, i32> {
     let mut err = libc::ENOENT;
-    for path in &p.exec_paths {
-        // SAFETY: argv/envp are NULL-terminated arrays of valid C strings owned by the plan.
-        unsafe { libc::execve(path.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
-        let e = sys::errno();
-        if e != libc::ENOENT && e != libc::ENOTDIR {
-            err = e;
+    for path in paths {
+        // SAFETY: stat into a zeroed struct we own; path is a valid C string.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 {
+            let e = sys::errno();
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                err = e;
+            }
+            continue;
         }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR || st.st_mode & 0o111 == 0 {
+            err = libc::EACCES;
+            continue;
+        }
+        return Ok(path);
     }
-    fail_at(status, "exec", &p.arg0, err)
+    Err(err)
 }
 
 fn install_seccomp(p: &Plan, status: i32) {

@@ -37,50 +37,8 @@ const FLAGS: [&str; 14] = [
     "process-label=",
 ];
 
-/// Capability names in kernel order (bit n = CAP_n).
-const CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+/// Capability names in kernel order (bit n = CAP_n): the one table in caps.rs.
+use crate::caps::NAMES as CAPS;
 
 fn cap_mask(names: &[String], field: &str) -> CliResult<u64> {
     let mut m = 0u64;
@@ -103,6 +61,8 @@ struct Plan {
     cwd: CString,
     /// Candidate paths for execve (PATH search inside the container).
     paths: Vec<CString>,
+    /// "exec ARG0", the child's message when no candidate path can be executed.
+    exec_what: String,
     argv: Vec<CString>,
     envp: Vec<CString>,
     uid: u32,
@@ -245,6 +205,7 @@ fn plan(a: &Args, g: &Globals, st: &state_dir::State, bundle: &Bundle, p: &Proce
         ns,
         cgroup_procs,
         cwd,
+        exec_what: format!("exec {arg0}"),
         paths,
         argv,
         envp,
@@ -419,7 +380,7 @@ fn child(p: &Plan, err_fd: RawFd) -> ! {
                 break;
             }
         }
-        fail("exec process.args[0]", last)
+        fail(&p.exec_what, last)
     }
 }
 
