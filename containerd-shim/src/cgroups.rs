@@ -1,4 +1,7 @@
 //! cgroup v2: the spec's `linux.resources` types, creating a container's cgroup, writing its limits, removing it.
+//! On hybrid hosts the v1 hierarchies are handled alongside (v1.rs).
+
+pub mod v1;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -317,10 +320,30 @@ pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<Pa
         });
     }
     let leaf = root.join(rel_path);
-    let lims = match res {
+    let mut lims = match res {
         Some(r) => limits(r, &leaf)?,
         None => Vec::new(),
     };
+    // Hybrid host: a controller bound to a v1 hierarchy (not available in v2) gets its limits in v1 terms there.
+    // `unified` entries stay v2 (and fail as on any host without the controller).
+    let hs = if root == default_root() { v1::hierarchies() } else { &[] };
+    let mut v1_lims: Vec<(PathBuf, Limit)> = Vec::new();
+    if let (false, Some(res)) = (hs.is_empty(), res) {
+        let have = if lims.is_empty() { Vec::new() } else { controllers(root)? };
+        let mut moved: Vec<String> = Vec::new();
+        for l in lims.iter().filter(|l| l.3 != "linux.resources.unified") {
+            let Some(ctl) = l.0.as_deref() else { continue };
+            if have.iter().any(|c| c == ctl) || moved.iter().any(|m| m == ctl) {
+                continue;
+            }
+            if let Some(h) = v1::hierarchy_of(hs, ctl) {
+                moved.push(ctl.to_string());
+                let dir = h.mount.join(rel_path);
+                v1_lims.extend(v1::limits(res, ctl).into_iter().map(|l| (dir.clone(), l)));
+            }
+        }
+        lims.retain(|l| l.3 == "linux.resources.unified" || !l.0.as_ref().is_some_and(|c| moved.contains(c)));
+    }
     let mut needed: Vec<&str> = lims.iter().filter_map(|l| l.0.as_deref()).collect();
     needed.sort();
     needed.dedup();
@@ -370,8 +393,10 @@ pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<Pa
                 Err(e) => return Err(sys(format!("mkdir {}", dir.display()), e)),
             }
         }
-        for (ctl, file, value, field) in &lims {
-            let f = leaf.join(file);
+        v1::create_dirs(hs, rel_path, &mut created)?;
+        let v2_lims = lims.iter().map(|l| (leaf.as_path(), l));
+        for (dir, (ctl, file, value, field)) in v2_lims.chain(v1_lims.iter().map(|(d, l)| (d.as_path(), l))) {
+            let f = dir.join(file);
             if let Err(e) = std::fs::write(&f, value) {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     let what = match ctl {
@@ -419,6 +444,26 @@ pub fn procs_recursive(path: &Path) -> Vec<i32> {
 /// Kill every process left in `path` (cgroup.kill, or SIGKILL to each pid on kernels before 5.14) and remove it
 /// and its child cgroups, retrying while the kernel finishes the exits. A missing cgroup is not an error.
 pub fn remove(path: &Path) -> Result<(), Error> {
+    // Hybrid host: the same cgroup under each v1 hierarchy (empty once the v2 one is, the processes are the same).
+    let v1 = v1_leaves(path);
+    let r = remove_v2(path);
+    for d in &v1 {
+        rmdir_tree(d)?;
+    }
+    r
+}
+
+/// On a hybrid host, the v1 cgroups of the container whose v2 cgroup is `path` (every v1 hierarchy, same relative
+/// path); empty on a pure v2 host.
+pub fn v1_leaves(path: &Path) -> Vec<PathBuf> {
+    let hs = v1::hierarchies();
+    if hs.is_empty() {
+        return Vec::new();
+    }
+    v1::leaves_of(hs, &default_root(), path)
+}
+
+fn remove_v2(path: &Path) -> Result<(), Error> {
     if !path.exists() {
         return Ok(());
     }

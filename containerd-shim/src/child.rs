@@ -28,6 +28,9 @@ pub struct Plan {
     pub stdio: [i32; 3],
     pub preserve: Vec<i32>,
     pub cgroup_procs: i32,
+    /// Hybrid host: cgroup.procs of the container's cgroup in each v1 hierarchy, joined first thing (clone3's
+    /// CLONE_INTO_CGROUP covers only v2).
+    pub cgroup_procs_v1: Vec<i32>,
     pub joins: Vec<Join>,
     /// Build the rootfs in a new mount namespace; else if `chroot_only`, just chroot into it.
     pub setup_root: bool,
@@ -129,6 +132,11 @@ pub fn run(p: &Plan) -> ! {
 
     if p.cgroup_procs >= 0 && !sys::write_all(p.cgroup_procs, b"0") {
         fail(status, "join cgroup", "cgroup.procs", sys::errno());
+    }
+    for &fd in &p.cgroup_procs_v1 {
+        if !sys::write_all(fd, b"0") {
+            fail(status, "join v1 cgroup", "cgroup.procs", sys::errno());
+        }
     }
     if let Some(oom) = &p.oom_score_adj {
         // Host /proc here (before any pivot): /proc/self is this process.

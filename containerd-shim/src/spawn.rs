@@ -475,6 +475,7 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
         stdio: [-1, opts.stdout.unwrap_or(-1), opts.stderr.unwrap_or(-1)],
         preserve: opts.preserve_fds.clone(),
         cgroup_procs: -1,
+        cgroup_procs_v1: Vec::new(),
         joins: Vec::new(),
         setup_root,
         chroot_only,
@@ -793,6 +794,19 @@ fn spawn_inner(
         None => None,
     };
 
+    // Hybrid host: the v1 cgroups, joined by the child (kept open until clone is done).
+    let mut v1_procs = Vec::new();
+    for d in cgroup.map(cg::v1_leaves).unwrap_or_default() {
+        let procs = d.join("cgroup.procs");
+        let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|err| Error::Io {
+            what: "open",
+            path: procs,
+            err,
+        })?;
+        plan.cgroup_procs_v1.push(f.as_raw_fd());
+        v1_procs.push(f);
+    }
+
     namespaces::enter_for_children(ns)?;
     let mut args = CloneArgs { flags: ns.clone_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     if let Some(fd) = &cg_fd {
@@ -839,6 +853,7 @@ fn spawn_inner(
     let errno = nix::errno::Errno::last();
     namespaces::leave_for_children(ns);
     drop(procs_fd);
+    drop(v1_procs);
     if pid < 0 {
         return Err(Error::Sys { what: format!("clone3 for bundle {}", bundle.name), errno });
     }

@@ -401,6 +401,44 @@ fn resources_are_written_to_the_container_cgroup() {
 }
 
 #[test]
+fn hybrid_host_v1_limits_and_membership() {
+    let hs = keel_shim::cgroups::v1::hierarchies();
+    let v2 = std::fs::read_to_string(keel_shim::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
+    let v1_of = |c: &str| keel_shim::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
+    let (Some(cpu), Some(mem)) = (v1_of("cpu"), v1_of("memory")) else {
+        eprintln!("skipped: not a hybrid host with v1 cpu and memory");
+        return;
+    };
+    if v2.split_whitespace().any(|c| c == "cpu" || c == "memory") {
+        eprintln!("skipped: cpu or memory is in cgroup v2 here");
+        return;
+    }
+    let script = ["/bin/sh", "-c", "while true; do sleep 0.05; done"];
+    let Some(t) = T::new("hyb", &script) else { return };
+    t.config(&script, |c| {
+        c["linux"]["resources"] = serde_json::json!({"cpu": {"shares": 1024}, "memory": {"limit": 67108864}});
+    });
+    let d = id("h1");
+    t.ok(&["run", "-d", d.as_str()]);
+    let pid = t.state(&d)["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(cpu.join(&d).join("cpu.shares")).unwrap().trim(), "1024");
+    assert_eq!(std::fs::read_to_string(mem.join(&d).join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for h in hs {
+        let want = format!(":{}:/{d}\n", h.controllers.join(","));
+        assert!(own.contains(&want), "not in {want:?}: {own}");
+    }
+    // exec'd processes join them too.
+    let out = t.ok(&["exec", d.as_str(), "cat", "/proc/self/cgroup"]);
+    assert!(out.contains(&format!(":cpu:/{d}\n")), "{out}");
+    t.ok(&["delete", "--force", d.as_str()]);
+    t.assert_clean(&d);
+    for h in hs {
+        assert!(!h.mount.join(&d).exists(), "{} left behind", h.mount.join(&d).display());
+    }
+}
+
+#[test]
 fn exec_tty_sends_pty_master_over_console_socket() {
     use std::io::Read;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

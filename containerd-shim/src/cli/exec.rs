@@ -58,6 +58,7 @@ struct Plan {
     /// (fd, nstype) to setns into in the child, user first.
     ns: Vec<(OwnedFd, libc::c_int)>,
     cgroup_procs: Option<OwnedFd>,
+    cgroup_procs_v1: Vec<OwnedFd>,
     cwd: CString,
     /// Candidate paths for execve (PATH search inside the container).
     paths: Vec<CString>,
@@ -157,6 +158,18 @@ fn plan(a: &Args, g: &Globals, st: &state_dir::State, bundle: &Bundle, p: &Proce
             .map_err(|e| cli_err!("open {}/cgroup.procs: {e}", st.cgroup.display()))?;
         Some(OwnedFd::from(f))
     };
+    // Hybrid host: the container's cgroups in the v1 hierarchies too.
+    let mut cgroup_procs_v1 = Vec::new();
+    if !st.cgroup.as_os_str().is_empty() {
+        for d in crate::cgroups::v1_leaves(&st.cgroup) {
+            let procs = d.join("cgroup.procs");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&procs)
+                .map_err(|e| cli_err!("open {}: {e}", procs.display()))?;
+            cgroup_procs_v1.push(OwnedFd::from(f));
+        }
+    }
     let argv: Vec<CString> = p.args.iter().map(|s| cstr(s)).collect::<CliResult<_>>()?;
     let Some(arg0) = p.args.first() else { return Err(cli_err!("process.args must not be empty")) };
     let envp: Vec<CString> = p.env.iter().map(|s| cstr(s)).collect::<CliResult<_>>()?;
@@ -204,6 +217,7 @@ fn plan(a: &Args, g: &Globals, st: &state_dir::State, bundle: &Bundle, p: &Proce
     Ok(Plan {
         ns,
         cgroup_procs,
+        cgroup_procs_v1,
         cwd,
         exec_what: format!("exec {arg0}"),
         paths,
@@ -264,6 +278,11 @@ fn child(p: &Plan, err_fd: RawFd) -> ! {
         if let Some(fd) = &p.cgroup_procs {
             if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                 fail("join the container's cgroup", errno());
+            }
+        }
+        for fd in &p.cgroup_procs_v1 {
+            if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                fail("join the container's v1 cgroup", errno());
             }
         }
         for (fd, flag) in &p.ns {
