@@ -327,14 +327,12 @@ fn containerd_runc_shim_drives_keel_runc() {
     eprintln!("containerd test: all passed with {} in {:.1} s", runc.display(), t0.elapsed().as_secs_f64());
 }
 
-// Differences from runc found by this test, kept as ignored tests until keel-runc changes (containerd-shim/):
-// `cargo test -p keel-tests --test containerd -- --ignored` shows them.
+// Differences from runc this test found, now fixed in keel-runc (containerd-shim/): kept as regression tests.
 
 /// ctr (like containerd's CRI and Docker) always puts `linux.resources.cpu.shares` (1024 by default) in the spec.
-/// runc on this hybrid host applies it in the cgroup v1 cpu hierarchy; keel-runc (cgroup v2 only) refuses the
-/// container because the v2 mount has no cpu controller (containerd-shim/src/cgroups.rs, `create`).
+/// runc on this hybrid host applies it in the cgroup v1 cpu hierarchy; keel-runc once refused the container because
+/// the v2 mount has no cpu controller; it now uses v1 there too (containerd-shim/src/cgroups/v1.rs).
 #[test]
-#[ignore = "keel-runc refuses cpu.shares when cgroup v2 has no cpu controller (hybrid hosts); runc uses v1 there"]
 fn default_cpu_shares_are_accepted() {
     let Some((mut cd, _)) = setup("shares") else { return };
     let o = cd.run_with("1024", &["--rm"], &format!("shares-{}", std::process::id()), &["/bin/true"]);
@@ -343,10 +341,9 @@ fn default_cpu_shares_are_accepted() {
 
 /// runc's init looks process.args[0] up in the container before it blocks on the exec fifo, so `create` fails
 /// (containerd: "OCI runtime create failed: ... exec: \"/bin/nope\": stat /bin/nope: no such file or directory")
-/// and ctr run exits 1 with that message. keel-runc's child resolves it only at execve after `start`
-/// (containerd-shim/src/child.rs, `run`): create succeeds, the task exits 127 and the message is lost.
+/// and ctr run exits 1 with that message. keel-runc's child once resolved it only at execve after `start` (the task
+/// exited 127 silently); it now resolves it before the fifo too (containerd-shim/src/child.rs, `run`).
 #[test]
-#[ignore = "keel-runc create does not check that process.args[0] exists (fails only after start, silently, 127)"]
 fn missing_binary_fails_create() {
     let Some((mut cd, _)) = setup("nope") else { return };
     let o = cd.run(&["--rm"], &format!("nope-{}", std::process::id()), &["/bin/nope"]);
