@@ -24,7 +24,7 @@ export KEEL_INIT_BINARY  := $(INIT_BIN)
 export KEEL_KERNEL_CACHE := $(KCACHE)
 export KEEL_IMAGE_BIN    := $(KEEL_IMAGE)
 
-.PHONY: all build deps kernel image run test test-unit test-vm bench clean
+.PHONY: all build deps kernel image run test lint test-unit test-vm bench clean
 
 all: build
 
@@ -73,7 +73,13 @@ image: build kernel
 run: image
 	$(KEEL_IMAGE) run build/demo $(RUN_ARGS)
 
-test: deps build kernel test-unit test-vm
+test: deps build kernel lint test-unit test-vm
+
+# Formatting and clippy (init and rc deny unwrap/expect/panic outside tests).
+lint:
+	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else echo "lint: rustfmt not installed: skipped"; fi
+	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --workspace --all-targets -- -D warnings; \
+	else echo "lint: clippy not installed: skipped"; fi
 
 test-unit:
 	cargo test --workspace
