@@ -44,8 +44,8 @@ impl Bundle {
         let spec: Spec = parse_json(&path)?;
         let rt_path = dir.join("runtime.json");
         // Read it straight away (no stat first): a missing file is simply no runtime.json.
-        let runtime = match std::fs::read(&rt_path) {
-            Ok(text) => Some(parse_json_text::<RuntimeJson>(&rt_path, &text)?),
+        let runtime = match read_limited(&rt_path) {
+            Ok(text) => Some(parse_json_text::<RuntimeJson>(&rt_path, &text?)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(Error::Io { what: "read", path: rt_path, err }),
         };
@@ -60,6 +60,12 @@ impl Bundle {
     fn validate(&self, path: &Path) -> Result<(), Error> {
         let invalid = |field: String, msg: &str| Error::Invalid { path: path.to_path_buf(), field, msg: msg.into() };
         match std::fs::metadata(&self.rootfs) {
+            // A rootfs that is (a link to) the host's / would give the container the whole host, and pivot_root
+            // onto it fails with an obscure EBUSY anyway: refuse it by name. LinuxKit bundles never do this.
+            Ok(m) if m.is_dir() && std::fs::canonicalize(&self.rootfs).is_ok_and(|p| p == Path::new("/")) => {
+                let rel = self.rootfs.strip_prefix(&self.dir).unwrap_or(&self.rootfs).display().to_string();
+                return Err(invalid("root.path".into(), &format!("{rel} is the host's / (refused)")));
+            }
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(Error::Rootfs {
@@ -172,9 +178,28 @@ impl Bundle {
     }
 }
 
+/// Largest config.json or runtime.json accepted. Real ones are a few KiB (a big seccomp profile ~100 KiB); a
+/// bigger file is a broken or hostile bundle, and PID 1 loads every bundle and keeps its spec for the unit's life.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Read a bundle file of at most [`MAX_CONFIG_BYTES`].
+fn read_limited(path: &Path) -> std::io::Result<Result<Vec<u8>, Error>> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path)?.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Ok(Err(Error::Invalid {
+            path: path.to_path_buf(),
+            field: String::new(),
+            msg: format!("larger than {} KiB (the limit for a bundle's JSON file)", MAX_CONFIG_BYTES >> 10),
+        }));
+    }
+    Ok(Ok(text))
+}
+
 /// Read and parse a JSON file; errors name the file, line/column and the JSON path of the offending field.
 fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
-    let text = std::fs::read(path).map_err(|err| Error::Io { what: "read", path: path.to_path_buf(), err })?;
+    let text = read_limited(path).map_err(|err| Error::Io { what: "read", path: path.to_path_buf(), err })??;
     parse_json_text(path, &text)
 }
 

@@ -231,6 +231,12 @@ fn components(dest: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a destination resolves to when its symlinks loop (more than 40 hops, as the kernel's ELOOP): a path below
+/// a character device, on which mount(2), mkdir(2) and stat(2) all fail with ENOTDIR. Never the looping link
+/// itself: `rootfs/etc -> /etc` resolves to itself forever, and handing out `rootfs/etc/x` would let the kernel
+/// follow the link to the host's /etc, where the target would be created and mounted on.
+pub const LOOP_TARGET: &str = "/dev/null/keel-symlink-loop-in-rootfs";
+
 /// Go on resolving `pending` (last first) from `out`, an already resolved path inside `rootfs`.
 fn secure_join_at(rootfs: &Path, mut out: PathBuf, mut pending: Vec<String>) -> PathBuf {
     let mut hops = 0;
@@ -243,7 +249,8 @@ fn secure_join_at(rootfs: &Path, mut out: PathBuf, mut pending: Vec<String>) -> 
         }
         let next = out.join(&comp);
         match std::fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() && hops < 40 => {
+            Ok(m) if m.file_type().is_symlink() && hops >= 40 => return PathBuf::from(LOOP_TARGET),
+            Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
                 if let Ok(target) = std::fs::read_link(&next) {
                     if target.is_absolute() {
@@ -360,6 +367,11 @@ mod tests {
         // Below a new file system the rootfs's own entries are hidden: not followed.
         assert_eq!(r.resolve("/a/link/x"), d.join("a/link/x"));
         assert_eq!(r.resolve("/a/../up/z"), d.join("z"));
+        // A link to itself (etc -> /etc, as a host-like rootfs has): never the link, never the host's /etc.
+        let _ = std::os::unix::fs::symlink("/etc", d.join("etc"));
+        assert_eq!(secure_join(&d, "/etc/x"), Path::new(LOOP_TARGET));
+        assert!(Resolver::new(&d).resolve("/etc/x").starts_with(LOOP_TARGET));
+        assert!(Resolver::new(&d).resolve("/a/../etc/x").starts_with(LOOP_TARGET));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

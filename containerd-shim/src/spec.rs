@@ -11,6 +11,42 @@ fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> R
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Most annotations a bundle may have. LinuxKit's have a handful; each costs PID 1 two heap strings and a map node
+/// for the unit's whole life (20 000 tiny ones cost ~3 MiB, and even refused after parsing they would leave PID 1's
+/// heap at its high-water mark), so parsing stops with an error at the first one over the limit.
+pub const MAX_ANNOTATIONS: usize = 1024;
+
+/// `null` or an object of at most [`MAX_ANNOTATIONS`] string values.
+fn annotations<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(Bounded)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            let mut m = BTreeMap::new();
+            while let Some((k, v)) = a.next_entry::<String, String>()? {
+                if m.len() >= MAX_ANNOTATIONS {
+                    return Err(serde::de::Error::custom(format!("more than {MAX_ANNOTATIONS} annotations")));
+                }
+                m.insert(k, v);
+            }
+            Ok(m)
+        }
+    }
+    d.deserialize_option(Bounded)
+}
+
 /// The whole config.json.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -23,7 +59,7 @@ pub struct Spec {
     #[serde(deserialize_with = "nullable")]
     pub mounts: Vec<Mount>,
     pub hooks: Option<Hooks>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "annotations")]
     pub annotations: BTreeMap<String, String>,
     pub linux: Option<Linux>,
 }
@@ -318,4 +354,23 @@ pub struct LinuxPersonality {
 pub struct TimeOffset {
     pub secs: i64,
     pub nanosecs: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_null_some_and_too_many() {
+        let s: Spec = serde_json::from_str(r#"{"annotations":null}"#).unwrap();
+        assert!(s.annotations.is_empty());
+        let s: Spec = serde_json::from_str(r#"{"annotations":{"a":"1","b":"2"}}"#).unwrap();
+        assert_eq!(s.annotations.len(), 2);
+        let many: Vec<String> = (0..=MAX_ANNOTATIONS).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        let e = serde_json::from_str::<Spec>(&format!("{{\"annotations\":{{{}}}}}", many.join(","))).unwrap_err();
+        assert!(e.to_string().contains("more than 1024 annotations"), "{e}");
+        let ok: Vec<String> = (0..MAX_ANNOTATIONS).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        assert!(serde_json::from_str::<Spec>(&format!("{{\"annotations\":{{{}}}}}", ok.join(","))).is_ok());
+        assert!(serde_json::from_str::<Spec>(r#"{"annotations":{"a":5}}"#).is_err());
+    }
 }

@@ -7,6 +7,10 @@
 //!
 //! Line formats: keel's own `[   1.234] keel: starting web (pid 42)`, errors `[   1.234] keel: ERROR bundle web: ...`,
 //! container lines `[   1.240] web   | hello` with the name padded to the longest unit name (at most 16).
+//!
+//! Control characters (C0 but tab, DEL, C1) never reach a console raw: a container printing `ESC [2J` or a bundle
+//! directory named with an OSC title sequence must not clear or retitle the operator's terminal, move the cursor
+//! over earlier lines, or forge a keel line with `\r`. They are shown as `\x1b`, `\x0d` ... ([`visible`]).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -21,8 +25,26 @@ pub const QUEUE_CAP: usize = 64 * 1024;
 /// Widest name column for container lines.
 pub const NAME_COL_MAX: usize = 16;
 
+/// `s` with every control character but tab written as a visible `\xNN` escape (C1 controls included: U+009B is
+/// CSI on many terminals). Borrowed when there is nothing to escape (the usual case).
+pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// keel's own line.
 pub fn format_keel(ms: u64, level: Level, msg: &str) -> String {
+    let msg = visible(msg);
     let tag = match level {
         Level::Info => "",
         Level::Warn => "WARN ",
@@ -33,6 +55,7 @@ pub fn format_keel(ms: u64, level: Level, msg: &str) -> String {
 
 /// A container's line, name padded to `width`.
 pub fn format_unit(ms: u64, name: &str, width: usize, line: &str) -> String {
+    let (name, line) = (visible(name), visible(line));
     format!("{} {name:<width$} | {line}\n", time::stamp(ms))
 }
 
@@ -221,6 +244,16 @@ impl Console {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        assert!(matches!(visible("plain\ttext é"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(visible("a\x1b[2Jb\rc\u{9b}d\x07\x00\x7f"), "a\\x1b[2Jb\\x0dc\\x9bd\\x07\\x00\\x7f");
+        let l = format_unit(0, "ev\x1b]0;t\x07il", 4, "red\x1b[31m");
+        assert!(l.contains("ev\\x1b]0;t\\x07il | red\\x1b[31m\n"), "{l:?}");
+        let k = format_keel(0, Level::Error, "bad\rkeel: forged");
+        assert!(k.ends_with("keel: ERROR bad\\x0dkeel: forged\n"), "{k:?}");
+    }
 
     #[test]
     fn formats() {

@@ -50,18 +50,39 @@ pub fn discover(root: &Path) -> (Vec<Found>, Vec<String>) {
                 continue;
             }
         };
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-            .map(|e| e.path())
-            .collect();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut skipped = Vec::new();
+        for e in entries.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('.')) {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(path),
+                // A link to a bundle directory is followed; a dangling one or a plain file is no bundle: said once
+                // (it is probably a mistake in the image) and skipped.
+                Ok(t) if t.is_symlink() => match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => dirs.push(path),
+                    Ok(_) => skipped
+                        .push(format!("{}: not a bundle directory (a link to a file); ignored", rel(root, &path))),
+                    Err(err) => {
+                        let to = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+                        skipped.push(format!("{}: link to {to}: {}; ignored", rel(root, &path), io_cause(&err)))
+                    }
+                },
+                _ => skipped.push(format!("{}: not a bundle directory; ignored", rel(root, &path))),
+            }
+        }
+        skipped.sort();
+        errors.append(&mut skipped);
         dirs.sort();
         for d in dirs {
             out.push(load(kind, &d));
         }
     }
     (out, errors)
+}
+
+/// `path` relative to the containers root, for messages (`services/web`).
+fn rel(root: &Path, path: &Path) -> String {
+    crate::console::visible(&path.strip_prefix(root).unwrap_or(path).display().to_string()).into_owned()
 }
 
 /// `001-dhcp` -> `dhcp`, as Bundle::load names it.
@@ -79,6 +100,8 @@ pub fn load(kind: Kind, dir: &Path) -> Found {
         Ok(b) => (b.name.clone(), Some(b), None),
         Err(e) => (unit_name(dir), None, Some(load_cause(dir, &e))),
     };
+    // A directory name with control characters (ESC...) is shown, listed and addressed in its visible form.
+    let name = crate::console::visible(&name).into_owned();
     let empty = BTreeMap::new();
     let ann = bundle.as_ref().map(|b| &b.spec.annotations).unwrap_or(&empty);
     let (mut config, warnings) = crate::units::unit_config(kind, &name, ann, broken);
@@ -167,6 +190,22 @@ mod tests {
         bundle(&root, "onshutdown/001-bye", OK, true);
         let (found, errs) = discover(&root);
         assert!(errs.is_empty());
+        // A file and a dangling link are said once and skipped; a link to a bundle directory is followed.
+        std::fs::write(root.join("services/afile"), "x").unwrap();
+        std::os::unix::fs::symlink("/nonexistent/b", root.join("services/dangling")).unwrap();
+        std::os::unix::fs::symlink(root.join("services/web"), root.join("services/zlink")).unwrap();
+        let (found2, errs) = discover(&root);
+        assert_eq!(
+            errs,
+            vec![
+                "services/afile: not a bundle directory; ignored".to_string(),
+                "services/dangling: link to /nonexistent/b: No such file or directory (errno 2); ignored".into(),
+            ]
+        );
+        assert!(found2.iter().any(|f| f.config.name == "zlink"));
+        for f in ["afile", "dangling", "zlink"] {
+            std::fs::remove_file(root.join("services").join(f)).unwrap();
+        }
         let names: Vec<_> = found.iter().map(|f| (f.config.kind, f.config.name.as_str())).collect();
         assert_eq!(
             names,

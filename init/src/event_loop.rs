@@ -595,6 +595,8 @@ impl Loop {
                         self.console.keel(Level::Warn, &msg);
                     }
                     self.console.unit(ms, &name, &line);
+                    // A report held back (one per second at most) is still owed.
+                    self.suppressed_pending |= log.rate.suppressed > 0;
                 }
                 None => self.suppressed_pending = true,
             }

@@ -63,7 +63,8 @@ impl LineSplitter {
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        out(&String::from_utf8_lossy(&self.buf));
+        // Control characters made visible once here, for the console, the ring (keelctl logs) and the log file.
+        out(&crate::console::visible(&String::from_utf8_lossy(&self.buf)));
         self.buf.clear();
     }
 }
@@ -134,11 +135,17 @@ pub struct RateLimit {
     last_ms: u64,
     /// Lines held back since the last report.
     pub suppressed: u64,
+    /// When the last "N lines not shown" was handed out: at most one per [`REPORT_EVERY_MS`], so a unit flooding
+    /// without pause costs the console its steady rate of lines, not twice that (one note per line let through).
+    last_report_ms: Option<u64>,
 }
+
+/// Least time between two "N lines not shown" notes of one unit.
+pub const REPORT_EVERY_MS: u64 = 1000;
 
 impl RateLimit {
     pub fn new(burst: u64, per_sec: u64) -> RateLimit {
-        RateLimit { burst, per_sec, tokens: burst * 1000, last_ms: 0, suppressed: 0 }
+        RateLimit { burst, per_sec, tokens: burst * 1000, last_ms: 0, suppressed: 0, last_report_ms: None }
     }
 
     /// Lines were suppressed and the bucket has room again: take the count to report it (costs one token).
@@ -149,23 +156,33 @@ impl RateLimit {
         let dt = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
         self.tokens = (self.tokens + dt * self.per_sec).min(self.burst * 1000);
-        if self.tokens >= 1000 {
+        if self.tokens >= 1000 && self.report_due(now_ms) {
             self.tokens -= 1000;
+            self.last_report_ms = Some(now_ms);
             Some(std::mem::take(&mut self.suppressed))
         } else {
             None
         }
     }
 
+    fn report_due(&self, now_ms: u64) -> bool {
+        self.last_report_ms.is_none_or(|t| now_ms.saturating_sub(t) >= REPORT_EVERY_MS)
+    }
+
     /// May a line go to the console at `now_ms`? `Some(n)`: yes, and n lines were suppressed before it (report
-    /// them first); `None`: no (counted).
+    /// them first; n is 0 while a report was made less than [`REPORT_EVERY_MS`] ago: the count keeps growing in
+    /// `suppressed` until then); `None`: no (counted).
     pub fn allow(&mut self, now_ms: u64) -> Option<u64> {
         let dt = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
         self.tokens = (self.tokens + dt * self.per_sec).min(self.burst * 1000);
         if self.tokens >= 1000 {
             self.tokens -= 1000;
-            Some(std::mem::take(&mut self.suppressed))
+            if self.suppressed > 0 && self.report_due(now_ms) {
+                self.last_report_ms = Some(now_ms);
+                return Some(std::mem::take(&mut self.suppressed));
+            }
+            Some(0)
         } else {
             self.suppressed += 1;
             None
@@ -316,6 +333,23 @@ mod tests {
     }
 
     #[test]
+    fn a_steady_flood_gets_one_report_per_second() {
+        let mut rl = RateLimit::new(200, 50);
+        let (mut shown, mut reports) = (0, 0);
+        // 10 s of 10 000 lines a second, fed every millisecond.
+        for ms in 0..10_000u64 {
+            for _ in 0..10 {
+                if let Some(n) = rl.allow(ms) {
+                    shown += 1;
+                    reports += u64::from(n > 0);
+                }
+            }
+        }
+        assert!((650..=705).contains(&shown), "{shown}");
+        assert!((9..=10).contains(&reports), "{reports}");
+    }
+
+    #[test]
     fn rate_limit_bursts_then_throttles_and_reports() {
         let mut rl = RateLimit::new(200, 50);
         let mut allowed = 0;
@@ -337,7 +371,8 @@ mod tests {
         rl.allow(1100);
         assert_eq!(rl.suppressed, 2);
         assert_eq!(rl.take_report(1110), None); // 0.5 token
-        assert_eq!(rl.take_report(1120), Some(2));
+        assert_eq!(rl.take_report(1120), None); // a token, but the last report was 20 ms ago
+        assert_eq!(rl.take_report(2100), Some(2));
         assert_eq!(rl.take_report(5000), None);
         let mut n = 0;
         while rl.allow(100_000).is_some() {

@@ -1,0 +1,454 @@
+//! Root test: keel's `init` as PID 1 (sandbox mode, as in pid1.rs) booting one tree full of crashing, stubborn,
+//! broken and hostile bundles next to one well-behaved service. After boot: the good service runs, keelctl answers
+//! within 1 s, each nasty bundle is reported in a few lines naming it, PID 1's RSS stays bounded, console escape
+//! sequences from names and output are made visible (never reach the terminal raw), nothing is created on the
+//! host through a symlink in a rootfs, and power off completes within its deadline. Skips when not root.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no memory effects.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
+        return Some("no unshare(1) (util-linux)".into());
+    }
+    if busybox().is_none() {
+        return Some("no static busybox (apt-get install busybox-static)".into());
+    }
+    None
+}
+
+/// A statically linked busybox (a dynamic one cannot run in a bare rootfs).
+fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| std::fs::read(p).is_ok_and(|b| !b.windows(15).any(|w| w == b"/lib64/ld-linux")))
+}
+
+fn mknod(path: &Path, major: u32, minor: u32) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mknod with a valid NUL-terminated path.
+    unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) };
+}
+
+/// A busybox rootfs at `dir`.
+fn make_rootfs(dir: &Path) {
+    for d in ["bin", "proc", "dev", "tmp", "run"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let bb = dir.join("bin/busybox");
+    if std::fs::hard_link(busybox().unwrap(), &bb).is_err() {
+        std::fs::copy(busybox().unwrap(), &bb).unwrap();
+    }
+    mknod(&dir.join("dev/null"), 1, 3);
+    mknod(&dir.join("dev/zero"), 1, 5);
+    for app in ["sh", "echo", "sleep", "cat", "true", "false", "printf", "seq", "dd", "kill"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(app)).unwrap();
+    }
+}
+
+struct Tree {
+    dir: PathBuf,
+}
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        // Not under /tmp: sandbox mode mounts a fresh tmpfs on /tmp (and /run) inside the namespace.
+        let dir = PathBuf::from("/var/tmp").join(format!("keel-hostile-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        make_rootfs(&dir.join("rootfs"));
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        std::fs::create_dir_all(dir.join("containers/services")).unwrap();
+        Tree { dir }
+    }
+
+    fn containers(&self) -> PathBuf {
+        self.dir.join("containers")
+    }
+
+    fn rootfs(&self) -> String {
+        self.dir.join("rootfs").display().to_string()
+    }
+
+    /// The config.json of a bundle running `sh -c SCRIPT`.
+    fn config(&self, script: &str, annotations: &[(&str, &str)], pidns: bool, root: &str, mounts: &str) -> String {
+        let ns = if pidns { r#"[{"type":"pid"},{"type":"mount"}]"# } else { r#"[{"type":"mount"}]"# };
+        let ann: Vec<String> = annotations.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"args":["/bin/sh","-c",{script:?}],"cwd":"/","env":["PATH=/bin"]}},
+"root":{{"path":{root:?}}},"mounts":{mounts},"linux":{{"namespaces":{ns}}},"annotations":{{{ann}}}}}"#,
+            ann = ann.join(",")
+        )
+    }
+
+    fn sh(&self, rel: &str, script: &str, annotations: &[(&str, &str)], pidns: bool) {
+        let mounts = if pidns { r#"[{"destination":"/proc","type":"proc","source":"proc"}]"# } else { "[]" };
+        self.raw(rel, self.config(script, annotations, pidns, &self.rootfs(), mounts).as_bytes());
+    }
+
+    fn raw(&self, rel: &str, config: &[u8]) {
+        let d = self.containers().join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), config).unwrap();
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Pid1 {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    run: PathBuf,
+}
+
+impl Pid1 {
+    fn start(tree: &Tree) -> Pid1 {
+        let run = tree.dir.join("run");
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--mount-proc", "--kill-child"])
+            .arg(std::env::var("KEEL_TEST_INIT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_init").to_string()))
+            .env("KEEL_SANDBOX", "1")
+            .env("KEEL_CONTAINERS", tree.containers())
+            .env("KEEL_RUN", &run)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn unshare");
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut buf = Vec::new();
+            // Raw bytes: a raw ESC reaching the console is a failure the test must see, not a decoding error.
+            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end_matches('\n').to_string();
+                buf.clear();
+                let mut l = l2.lock().unwrap();
+                if l.len() < 200_000 {
+                    l.push(line);
+                }
+            }
+        });
+        Pid1 { child, lines, run }
+    }
+
+    fn init_pid(&self) -> i32 {
+        let p = self.child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next() {
+                return k.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "init did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| f(l)).count()
+    }
+
+    fn wait_for(&self, f: impl Fn(&str) -> bool, what: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count(&f) == 0 {
+            assert!(Instant::now() < deadline, "no {what} within {timeout:?}; output:\n{}", tail(&self.output()));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keelctl(&self, args: &[&str]) -> (i32, String, Duration) {
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_keelctl"))
+            .args(args)
+            .env("KEEL_RUN", &self.run)
+            .output()
+            .expect("run keelctl");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), t.elapsed())
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("init did not exit within {timeout:?}; output:\n{}", tail(&self.output()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// keel's own lines (but rate-limit notes), for failure messages.
+fn tail(out: &[String]) -> String {
+    let out: Vec<&str> =
+        out.iter().filter(|l| l.contains(" keel: ") && !l.contains("lines not shown")).map(|s| s.as_str()).collect();
+    out[out.len().saturating_sub(300)..].join("\n")
+}
+
+fn vm_rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A container line of NAME: `[   1.234] NAME<pad> | TEXT`.
+fn from_unit(l: &str, name: &str) -> bool {
+    l.split_once("] ").is_some_and(|(_, r)| r.starts_with(&format!("{name} ")) && r.contains(" | "))
+}
+
+/// A line of keel's own naming NAME (`keel: ... NAME ...`).
+fn keel_about(l: &str, name: &str) -> bool {
+    l.split_once(" keel: ").is_some_and(|(_, r)| r.contains(name))
+}
+
+#[test]
+fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Tree::new("boot");
+    let root = t.rootfs();
+    let proc_mount = r#"[{"destination":"/proc","type":"proc","source":"proc"}]"#;
+
+    // The well-behaved one.
+    t.sh("services/good", "echo good up; i=0; while true; do echo good $i; i=$((i+1)); sleep 0.2; done", &[], true);
+
+    // Output floods: 20 MB without a newline; 100k short lines.
+    t.sh("services/nonl", "dd if=/dev/zero bs=1M count=20 2>/dev/null; exec sleep 1000", &[], true);
+    t.sh("services/lines", "seq 1 100000; exec sleep 1000", &[], true);
+    // Closes its output and spins (with a sleep: the machine has 2 cores shared with others).
+    t.sh("services/mute", "exec >&- 2>&-; while true; do sleep 0.01; done", &[], true);
+    // Host pid namespace: double-forked orphans (and their zombies) land on PID 1.
+    t.sh(
+        "services/orphans",
+        "i=0; while [ $i -lt 50 ]; do (sleep 0.$((i % 5)) &); i=$((i+1)); done; echo orphans made; exec sleep 1000",
+        &[],
+        false,
+    );
+    // 200 children, all ignoring SIGTERM; a short stop timeout.
+    t.sh(
+        "services/bomb",
+        "trap '' TERM; i=0; while [ $i -lt 200 ]; do sleep 1000 & i=$((i+1)); done; echo bomb set; wait",
+        &[("keel.stop-timeout", "1")],
+        true,
+    );
+    // The same, in the host pid namespace (20 children): they reach kill(-1) at shutdown.
+    t.sh(
+        "services/hostbomb",
+        "trap '' TERM; i=0; while [ $i -lt 20 ]; do sleep 1000 & i=$((i+1)); done; echo hostbomb set; wait",
+        &[("keel.stop-timeout", "1")],
+        false,
+    );
+    // Stops itself.
+    t.sh("services/stopper", "echo stopping; kill -STOP $$; echo continued", &[("keel.stop-timeout", "1")], false);
+    // Crash loop with restart=always.
+    t.sh("services/crashy", "echo crash; exit 1", &[("keel.restart", "always")], true);
+    // Readiness that never comes, with a timeout; a dependent waits for it.
+    t.sh("services/neverready", "exec sleep 1000", &[("keel.ready", "fd:3"), ("keel.timeout", "1")], true);
+    t.sh("services/waiter", "echo waiter up; exec sleep 1000", &[("keel.after", "neverready")], true);
+    // Depends on itself.
+    t.sh("services/selfish", "echo selfish up; exec sleep 1000", &[("keel.after", "selfish")], true);
+    // An onboot step that never ends, with a timeout.
+    t.sh("onboot/001-hang", "echo hanging; exec sleep 1000", &[("keel.timeout", "1")], true);
+
+    // Broken configs.
+    let pad = "x".repeat(5 << 20);
+    t.sh("services/huge", "echo huge up; exec sleep 1000", &[("pad", &pad)], true);
+    // Deep nesting in an unknown field (skipped without recursion), then a type error the scanner must place.
+    let deep = format!("{{\"a\":{}1{},\"process\":5}}", "[".repeat(100_000), "]".repeat(100_000));
+    t.raw("services/deep", deep.as_bytes());
+    let mut bad = t.config("echo utf8", &[("x", "y")], true, &root, proc_mount).into_bytes();
+    let at = bad.windows(3).position(|w| w == b"\"y\"").unwrap();
+    bad[at + 1] = 0xff;
+    t.raw("services/notutf8", &bad);
+    t.raw("services/empty", b"");
+    t.raw("services/noargs", format!(r#"{{"process":{{"args":[],"cwd":"/"}},"root":{{"path":{root:?}}}}}"#).as_bytes());
+    let anns: Vec<(String, String)> =
+        (0..std::env::var("HOSTILE_ANN").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000))
+            .map(|i| (format!("a{i}"), format!("v{i}")))
+            .collect();
+    let anns: Vec<(&str, &str)> = anns.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    t.sh("services/manyann", "echo manyann up; exec sleep 1000", &anns, true);
+
+    // rootfs is a symlink to the host's /.
+    t.raw("services/hostroot", t.config("echo I see the host", &[], true, "rootfs", proc_mount).as_bytes());
+    std::os::unix::fs::symlink("/", t.containers().join("services/hostroot/rootfs")).unwrap();
+
+    // A rootfs whose /etc is a link to /etc, with a bind onto /etc/<x>: must not create or mount on the host.
+    let host_target = format!("/etc/keel-hostile-{}", std::process::id());
+    let esc = t.containers().join("services/escape");
+    make_rootfs(&esc.join("rootfs"));
+    std::os::unix::fs::symlink("/etc", esc.join("rootfs/etc")).unwrap();
+    let bind = format!(r#"[{{"destination":{host_target:?},"type":"bind","source":"/var/tmp","options":["bind"]}}]"#);
+    t.raw("services/escape", t.config("echo escape up; exec sleep 1000", &[], true, "rootfs", &bind).as_bytes());
+    // A destination climbing out with "..".
+    let dotdot = format!(
+        r#"[{{"destination":"/../../../../..{host_target}-dd","type":"bind","source":"/var/tmp","options":["bind"]}}]"#
+    );
+    t.raw("services/dotdot", t.config("echo dotdot up; exec sleep 1000", &[], false, &root, &dotdot).as_bytes());
+
+    // A bundle directory that is a file; a dangling symlink entry.
+    std::fs::write(t.containers().join("services/afile"), "not a bundle").unwrap();
+    std::os::unix::fs::symlink("/nonexistent/bundle", t.containers().join("services/dangling")).unwrap();
+
+    // Console injection: an escape sequence in the name and in the output.
+    let evil = "evil\x1b[2J\x1b]0;pwned\x07";
+    t.sh(&format!("services/{evil}"), "printf 'clear\\033[2J\\033[31mred\\r\\n'; exec sleep 1000", &[], true);
+
+    let mut p = Pid1::start(&t);
+    let init = p.init_pid();
+    // No "boot complete" wait: neverready (and so waiter) never becomes ready.
+    p.wait_for(|l| from_unit(l, "good") && l.ends_with("good 3"), "good 3", Duration::from_secs(10));
+    p.wait_for(|l| from_unit(l, "bomb") && l.ends_with("bomb set"), "bomb set", Duration::from_secs(10));
+    // Let floods, crash loop and timeouts play out.
+    let mut samples = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        samples.push(vm_rss_kib(init));
+    }
+    println!("PID 1 VmRSS every 0.5 s: {samples:?} KiB");
+
+    // keelctl answers promptly despite the floods.
+    let (code, list, took) = p.keelctl(&["list"]);
+    println!("{list}keelctl list took {took:?}");
+    assert_eq!(code, 0, "{list}");
+    assert!(took < Duration::from_secs(1), "keelctl list took {took:?}");
+    assert!(list.lines().any(|l| l.starts_with("good ") && l.contains("running")), "{list}");
+    let rss = vm_rss_kib(init);
+    let hwm = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap_or_default();
+    let hwm = hwm.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("").to_string();
+    println!("PID 1 VmRSS {rss} KiB, {hwm}");
+    assert!(rss > 0 && rss < 8 * 1024, "PID 1 VmRSS {rss} KiB");
+    // No zombie stays under PID 1.
+    std::thread::sleep(Duration::from_millis(500));
+    let zombies = zombies_of(init);
+    assert!(zombies.is_empty(), "zombies under PID 1: {zombies:?}");
+
+    let out = p.output();
+    let text = tail(&out);
+    println!("{text}");
+    // Nothing escaped onto the host.
+    assert!(!Path::new(&host_target).exists(), "escape created {host_target} on the host");
+    assert!(!Path::new(&format!("{host_target}-dd")).exists(), "dotdot created a path on the host");
+    // No raw control character reached the console.
+    for l in &out {
+        assert!(!l.chars().any(|c| c.is_control() && c != '\t'), "raw control character on the console: {l:?}");
+    }
+    // Broken bundles: at most a few lines each, an ERROR naming it.
+    for name in ["deep", "notutf8", "empty", "noargs", "hostroot", "huge", "manyann"] {
+        let lines: Vec<_> = out.iter().filter(|l| keel_about(l, &format!("{name}:"))).collect();
+        assert!(!lines.is_empty() && lines.len() <= 3, "{name}: {lines:?}\n{text}");
+        assert!(lines.iter().any(|l| l.contains("ERROR")), "{name}: {lines:?}");
+        assert_eq!(p.count(|l| from_unit(l, name)), 0, "{name} ran");
+    }
+    // The host's root was never shown to a container.
+    assert_eq!(p.count(|l| l.contains("I see the host") && from_unit(l, "hostroot")), 0);
+    // Self dependency: reported, the unit does not hang the boot.
+    assert!(out.iter().any(|l| keel_about(l, "selfish")), "{text}");
+    // Readiness timeout reported; the waiter did not start before its dependency was ready.
+    assert!(out.iter().any(|l| keel_about(l, "neverready") && l.contains("ready")), "{text}");
+    assert_eq!(p.count(|l| from_unit(l, "waiter")), 0, "waiter started without its dependency");
+    // The hanging onboot step was stopped at its timeout and the boot went on.
+    assert!(out.iter().any(|l| keel_about(l, "hang") && (l.contains("timeout") || l.contains("timed out"))), "{text}");
+    // Crash loop: backoff keeps the console calm (4+ s of restarts, at most a dozen runs).
+    let crashes = p.count(|l| from_unit(l, "crashy") && l.ends_with("crash"));
+    let crash_keel = p.count(|l| keel_about(l, "crashy"));
+    println!("crashy: {crashes} runs, {crash_keel} keel lines");
+    assert!((2..=12).contains(&crashes), "crashy ran {crashes} times");
+    assert!(crash_keel <= 3 * crashes + 3, "crashy: {crash_keel} keel lines for {crashes} runs");
+    // Floods: the console got a bounded share.
+    let nonl = p.count(|l| from_unit(l, "nonl"));
+    let lines = p.count(|l| from_unit(l, "lines"));
+    println!("console lines: nonl {nonl}, lines {lines}");
+    assert!(nonl <= 600 && lines <= 600, "nonl {nonl} lines {lines}");
+    // The well-behaved ones ran.
+    assert!(p.count(|l| from_unit(l, "orphans") && l.ends_with("orphans made")) == 1, "{text}");
+    // Escape sequences shown visibly: the name and the output.
+    assert!(out.iter().any(|l| l.contains("clear") && l.contains("red") && l.contains("\\x1b[2J")), "{text}");
+    // The bundle-is-a-file and dangling entries: one line each, the rest booted.
+    for (name, why) in [("afile", "not a bundle directory"), ("dangling", "link to /nonexistent/bundle")] {
+        let lines: Vec<_> = out.iter().filter(|l| keel_about(l, &format!("services/{name}"))).collect();
+        assert!(lines.len() == 1 && lines[0].contains("ERROR") && lines[0].contains(why), "{lines:?}");
+    }
+    // Causes, one clear line each.
+    for (name, cause) in [
+        ("deep", "config.json line 1 column 200018: process: invalid type"),
+        ("empty", "config.json line 1 column 0: EOF while parsing"),
+        ("hostroot", "root.path: rootfs is the host's / (refused)"),
+        ("huge", "config.json: larger than 1024 KiB"),
+        ("manyann", "annotations.a1024: more than 1024 annotations"),
+        ("noargs", "process.args: must not be empty"),
+        ("notutf8", "invalid unicode code point"),
+        ("escape", "cannot start: mount /etc/keel-hostile-"),
+    ] {
+        assert!(out.iter().any(|l| keel_about(l, &format!("{name}:")) && l.contains(cause)), "{name}: {cause}\n{text}");
+    }
+    // The escape sequence in the bundle's name is shown visibly, and keelctl lists it that way too.
+    assert!(out.iter().any(|l| l.contains("starting evil\\x1b[2J\\x1b]0;pwned\\x07 (pid")), "{text}");
+    assert!(list.lines().any(|l| l.starts_with("evil\\x1b[2J") && l.contains("running")), "{list}");
+    // A dotdot destination stays in the rootfs: the container runs.
+    assert!(p.count(|l| from_unit(l, "dotdot") && l.ends_with("dotdot up")) == 1, "{text}");
+
+    // Power off within the deadline: stop timeouts are 1 s, the rest 10 s default.
+    let t_stop = Instant::now();
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(init, libc::SIGUSR2) };
+    let code = p.wait_exit(Duration::from_secs(25));
+    let took = t_stop.elapsed();
+    let out = p.output();
+    assert_eq!(code, 0, "{}", tail(&out));
+    assert!(out.iter().any(|l| l.contains("keel: power off")), "{}", tail(&out));
+    println!("power off took {took:?}");
+    assert!(took < Duration::from_secs(15), "power off took {took:?}");
+    let _ = std::fs::remove_dir(&host_target);
+}
+
+/// Zombie children of `pid`.
+fn zombies_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some(rp) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
+        if f.len() > 2 && f[0] == "Z" && f[1].parse() == Ok(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
