@@ -31,10 +31,15 @@ pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(|c| c.is_control() && c != '\t') {
         return std::borrow::Cow::Borrowed(s);
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         if c.is_control() && c != '\t' {
-            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            // Controls are U+0000..=U+009F: two hex digits.
+            let b = u32::from(c) as usize & 0xff;
+            out.push_str("\\x");
+            out.push(char::from(HEX[b >> 4])); // ok: b >> 4 < 16
+            out.push(char::from(HEX[b & 15])); // ok: b & 15 < 16
         } else {
             out.push(c);
         }

@@ -337,11 +337,18 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
     p.wait_for(|l| from_unit(l, "bomb") && l.ends_with("bomb set"), "bomb set", Duration::from_secs(10));
     // Let floods, crash loop and timeouts play out.
     let mut samples = Vec::new();
+    let cpu0 = cpu_ticks(init);
     for _ in 0..8 {
         std::thread::sleep(Duration::from_millis(500));
-        samples.push(vm_rss_kib(init));
+        samples.push((vm_rss_kib(init), cpu_ticks(init)));
     }
-    println!("PID 1 VmRSS every 0.5 s: {samples:?} KiB");
+    let cpu = cpu_ticks(init) - cpu0;
+    println!("PID 1 (VmRSS KiB, CPU ticks) every 0.5 s: {samples:?}; CPU over those 4 s: {cpu} ticks");
+    // Floods cost PID 1 CPU while they last (20 MB and 100k lines through a debug build: ~2 s); once they are
+    // over (the last 2 s) it must be idle despite the crash loop, the spinner, the stopped and the stubborn ones.
+    assert!(cpu < 400, "PID 1 used {cpu} ticks of CPU in 4 s");
+    let idle = samples[7].1 - samples[3].1;
+    assert!(idle < 30, "PID 1 used {idle} ticks of CPU in the last 2 s: {samples:?}");
 
     // keelctl answers promptly despite the floods.
     let (code, list, took) = p.keelctl(&["list"]);
@@ -436,6 +443,15 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
     println!("power off took {took:?}");
     assert!(took < Duration::from_secs(15), "power off took {took:?}");
     let _ = std::fs::remove_dir(&host_target);
+}
+
+/// utime + stime of `pid`, in clock ticks (1/100 s).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(rp) = stat.rfind(')') else { return 0 };
+    let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// Zombie children of `pid`.
