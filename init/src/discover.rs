@@ -80,6 +80,29 @@ pub fn discover(root: &Path) -> (Vec<Found>, Vec<String>) {
     (out, errors)
 }
 
+/// Longest a bundle's OCI hook may run when PID 1 starts or cleans up the bundle, in seconds.
+pub const HOOK_TIMEOUT_MAX: i64 = 5;
+
+/// Give every hook of `b` a timeout of at most [`HOOK_TIMEOUT_MAX`]. The runtime runs prestart, createRuntime and
+/// poststop hooks synchronously in its caller, here PID 1, and the spec's default is no timeout at all: a hook
+/// that never returns (found by init/tests/hostile.rs) froze PID 1 for good, no reaping, no keelctl, no power
+/// off. This bounds the freeze; running hooks outside PID 1's loop is the real fix (keel-shim's spawn).
+fn bound_hooks(b: &mut Bundle) {
+    let Some(h) = b.spec.hooks.as_mut() else { return };
+    for list in [
+        &mut h.prestart,
+        &mut h.create_runtime,
+        &mut h.create_container,
+        &mut h.start_container,
+        &mut h.poststart,
+        &mut h.poststop,
+    ] {
+        for hook in list.iter_mut() {
+            hook.timeout = Some(hook.timeout.map_or(HOOK_TIMEOUT_MAX, |t| t.clamp(1, HOOK_TIMEOUT_MAX)));
+        }
+    }
+}
+
 /// `path` relative to the containers root, for messages (`services/web`).
 fn rel(root: &Path, path: &Path) -> String {
     crate::console::visible(&path.strip_prefix(root).unwrap_or(path).display().to_string()).into_owned()
@@ -97,7 +120,10 @@ pub fn unit_name(dir: &Path) -> String {
 /// Load one bundle into a unit.
 pub fn load(kind: Kind, dir: &Path) -> Found {
     let (name, bundle, broken) = match Bundle::load(dir) {
-        Ok(b) => (b.name.clone(), Some(b), None),
+        Ok(mut b) => {
+            bound_hooks(&mut b);
+            (b.name.clone(), Some(b), None)
+        }
         Err(e) => (unit_name(dir), None, Some(load_cause(dir, &e))),
     };
     // A directory name with control characters (ESC...) is shown, listed and addressed in its visible form.

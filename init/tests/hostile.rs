@@ -286,6 +286,17 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
     // An onboot step that never ends, with a timeout.
     t.sh("onboot/001-hang", "echo hanging; exec sleep 1000", &[("keel.timeout", "1")], true);
 
+    // A prestart hook that never returns (no timeout): PID 1 bounds it (HOOK_TIMEOUT_MAX, 5 s) and goes on.
+    {
+        let c = t.config("echo hooked up; exec sleep 1000", &[], true, &root, proc_mount);
+        let c = c.replacen(
+            r#""ociVersion":"1.0.2","#,
+            r#""ociVersion":"1.0.2","hooks":{"prestart":[{"path":"/bin/sleep","args":["sleep","1000"]}]},"#,
+            1,
+        );
+        t.raw("services/hooked", c.as_bytes());
+    }
+
     // Broken configs.
     let pad = "x".repeat(5 << 20);
     t.sh("services/huge", "echo huge up; exec sleep 1000", &[("pad", &pad)], true);
@@ -412,6 +423,9 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
         let lines: Vec<_> = out.iter().filter(|l| keel_about(l, &format!("services/{name}"))).collect();
         assert!(lines.len() == 1 && lines[0].contains("ERROR") && lines[0].contains(why), "{lines:?}");
     }
+    // The hanging hook was cut off at keel's bound and reported; the service did not run.
+    p.wait_for(|l| keel_about(l, "hooked:") && l.contains("prestart hook"), "hooked error", Duration::from_secs(5));
+    assert_eq!(p.count(|l| from_unit(l, "hooked")), 0);
     // Causes, one clear line each.
     for (name, cause) in [
         ("deep", "config.json line 1 column 200018: process: invalid type"),
