@@ -123,25 +123,37 @@ impl Supervisor {
         }
     }
 
-    /// Once, when every service is Running, Exited or Failed: the boot summary line.
+    /// Once, when every service has settled: Running, Exited, Failed, restarting (Backoff: it was started and
+    /// crashed; a crash loop must not hold back the summary for the ~80 s its start limit takes), or Waiting on
+    /// a restarting dependency. Then the boot summary line.
     pub(super) fn check_boot_complete(&mut self, now: Instant) {
         if self.boot_reported {
             return;
         }
+        let restarting = |id: &UnitId| self.units.get(*id).is_some_and(|d| d.state == State::Backoff);
+        let blocked = |u: &UnitState| u.state == State::Waiting && u.rt.deps.iter().any(restarting);
         let services = || self.units.iter().filter(|u| u.config.kind == Kind::Service);
-        if services().any(|u| !matches!(u.state, State::Running | State::Exited | State::Failed)) {
+        if services()
+            .any(|u| !matches!(u.state, State::Running | State::Exited | State::Failed | State::Backoff) && !blocked(u))
+        {
             return;
         }
         self.boot_reported = true;
-        let running = services().filter(|u| u.state == State::Running).count();
-        let exited = services().filter(|u| u.state == State::Exited).count();
-        let failed = services().filter(|u| u.state == State::Failed).count();
+        let count = |st: State| services().filter(|u| u.state == st).count();
+        let (running, exited, failed, backoff) =
+            (count(State::Running), count(State::Exited), count(State::Failed), count(State::Backoff));
+        let waiting = services().filter(|u| blocked(u)).count();
         let s = if running == 1 { "" } else { "s" };
-        let exited = if exited > 0 { format!(", {exited} exited") } else { String::new() };
+        let mut extra = String::new();
+        for (n, what) in [(exited, "exited"), (backoff, "restarting"), (waiting, "waiting")] {
+            if n > 0 {
+                extra.push_str(&format!(", {n} {what}"));
+            }
+        }
         let failed = if failed > 0 { format!(" ({failed} failed)") } else { String::new() };
         let ms = ms_since(now, self.boot_at);
-        let level = if failed.is_empty() { Level::Info } else { Level::Warn };
-        self.log(None, level, format!("boot complete: {running} service{s} running{exited}{failed} in {ms} ms"));
+        let level = if failed.is_empty() && backoff + waiting == 0 { Level::Info } else { Level::Warn };
+        self.log(None, level, format!("boot complete: {running} service{s} running{extra}{failed} in {ms} ms"));
     }
 
     pub(super) fn on_control(&mut self, now: Instant, cmd: Command) {

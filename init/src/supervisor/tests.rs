@@ -1338,3 +1338,24 @@ fn shutdown_while_onboot_waits_for_coldplug() {
     assert!(h.sp(|h| h.advance(COLDPLUG_WAIT)).iter().all(|n| n != "dhcp"));
     assert_eq!(h.st("dhcp"), State::Waiting);
 }
+
+#[test]
+fn crash_loop_does_not_hold_back_boot_complete() {
+    let mut crasher = svc("crasher");
+    crasher.ready = Ready::Fd(3); // never gets to say it is ready
+    let mut h = H::new(vec![svc("ok"), crasher, after(svc("api"), &["crasher"])]);
+    assert_eq!(h.sp(|h| h.boot()), ["ok", "crasher"]);
+    h.run("ok");
+    h.run("crasher");
+    assert!(!h.logged("boot complete"), "api still waits for crasher to be ready: {:?}", h.logs);
+    h.now += ms(20);
+    h.exit("crasher", Exit::Code(1));
+    assert_eq!(h.st("crasher"), State::Backoff);
+    assert_eq!(h.st("api"), State::Waiting);
+    assert!(
+        h.logged("boot complete: 1 service running, 1 restarting, 1 waiting in 20 ms"),
+        "a crash-looping service and its dependents must not hold back the summary: {:?}",
+        h.logs
+    );
+    assert_eq!(h.count_logged("boot complete"), 1);
+}
