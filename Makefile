@@ -32,14 +32,14 @@ build:
 	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
 	@mkdir -p build/bin
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
-	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init"; \
-	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init && \
-	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(INIT_BIN); \
+	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-shim --bin keel-runc"; \
+	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-shim --bin keel-runc && \
+	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(TARGET_DIR)/$(MUSL)/release/keel-runc build/bin/; \
 	else \
 	  echo "make build: target $(MUSL) not available: the image uses the glibc build"; \
-	  cp -f $(REL)/init $(INIT_BIN); \
+	  cp -f $(REL)/init $(REL)/keel-runc build/bin/; \
 	fi
-	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) $(INIT_BIN)
+	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) build/bin/init build/bin/keel-runc
 
 # Install only what is missing; `apt-get update` only when a package is not known yet.
 deps:

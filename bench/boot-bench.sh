@@ -99,7 +99,9 @@ fi
 
 echo
 echo "== sizes"
-printf '  in-image binary (init/keelctl/keel-runc/modprobe): %d KiB (%s)\n' $(( $(stat -c %s "$INIT") / 1024 )) "$INIT"
+printf '  in-image binary init (PID 1, keelctl, modprobe): %d KiB (%s)\n' $(( $(stat -c %s "$INIT") / 1024 )) "$INIT"
+RUNC_BIN="$(dirname "$INIT")/keel-runc"
+[ -f "$RUNC_BIN" ] && printf '  in-image binary keel-runc:                        %d KiB (%s)\n' $(( $(stat -c %s "$RUNC_BIN") / 1024 )) "$RUNC_BIN"
 for n in demo services30; do
     printf '  %-11s initrd.img %6d KiB gz, kernel %6d KiB\n' "$n" $(( $(stat -c %s "$OUT/$n/initrd.img") / 1024 )) $(( $(stat -c %s "$OUT/$n/kernel") / 1024 ))
 done

@@ -1,5 +1,6 @@
-//! keel's in-image layout: /sbin/init (the static multi-call binary; /init, /usr/bin/keelctl, /usr/bin/keel-runc
-//! and /sbin/modprobe link to it), busybox with its applets in the host root (emergency and debug shells), a
+//! keel's in-image layout: /sbin/init (the static multi-call binary; /init, /usr/bin/keelctl and /sbin/modprobe
+//! link to it), /usr/bin/keel-runc (the runc-compatible CLI, a static binary of its own, taken from beside the init
+//! binary when there is one), busybox with its applets in the host root (emergency and debug shells), a
 //! minimal /etc, the mount points rc uses, and the LinuxKit bundle directories under /containers.
 
 use std::path::Path;
@@ -8,12 +9,8 @@ use crate::tree::{Kind, Node, Tree};
 use crate::{io, Error};
 
 /// Names the multi-call binary answers to, and where they live.
-pub const LINKS: &[(&str, &str)] = &[
-    ("init", "/sbin/init"),
-    ("usr/bin/keelctl", "/sbin/init"),
-    ("usr/bin/keel-runc", "/sbin/init"),
-    ("sbin/modprobe", "/sbin/init"),
-];
+pub const LINKS: &[(&str, &str)] =
+    &[("init", "/sbin/init"), ("usr/bin/keelctl", "/sbin/init"), ("sbin/modprobe", "/sbin/init")];
 
 /// The base tree: everything but the containers, files and modules.
 pub fn base(init_binary: &Path, hostname: &str) -> Result<Tree, Error> {
@@ -46,6 +43,10 @@ pub fn base(init_binary: &Path, hostname: &str) -> Result<Tree, Error> {
         err: e,
     })?;
     t.insert("sbin/init", Node::file(init, 0o755));
+    // keel-runc: `make build` puts it next to the image's init (build/bin/); without one the image has none.
+    if let Ok(runc) = std::fs::read(init_binary.with_file_name("keel-runc")) {
+        t.insert("usr/bin/keel-runc", Node::file(runc, 0o755));
+    }
     crate::sources::add_busybox(&mut t)?;
     for (link, target) in LINKS {
         t.insert(link, Node::symlink(target));

@@ -17,6 +17,7 @@ fn builds_layout_without_network() {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("bzImage"), b"not really a kernel").unwrap();
     std::fs::write(d.join("init"), b"\x7fELF stand-in").unwrap();
+    std::fs::write(d.join("keel-runc"), b"\x7fELF keel-runc stand-in").unwrap(); // taken from beside init
     let yaml = d.join("img.yml");
     std::fs::write(
         &yaml,
