@@ -13,8 +13,8 @@
 
 use crate::sys;
 
-/// Signals forwarded to the real process.
-const FORWARD: [libc::c_int; 8] = [
+/// Signals forwarded to the real process (also by a foreground `keel-runc run`, with SIGALRM: cli/run.rs).
+pub(crate) const FORWARD: [libc::c_int; 8] = [
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGHUP,

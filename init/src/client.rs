@@ -414,19 +414,17 @@ mod tests {
         assert_eq!(lines[2], "dhcpcd-long  onboot   exited   -    0         -       -");
     }
 
+    /// An analysis started 812 ms after kernel boot, complete after 140 ms, with no spawn statistics.
+    fn analyze(units: Vec<UnitInfo>) -> Analyze {
+        Analyze { spawns: 0, spawn_avg_us: 0, spawn_max_us: 0, start_boot_ms: 812, complete_ms: Some(140), units }
+    }
+
     #[test]
     fn analyze_text_is_sorted_by_spawn() {
-        let a = Analyze {
-            spawns: 0,
-            spawn_avg_us: 0,
-            spawn_max_us: 0,
-            start_boot_ms: 812,
-            complete_ms: Some(140),
-            units: vec![
-                unit("web", "service", "running", Some(100), Some(130)),
-                unit("net", "onboot", "exited", Some(5), None),
-            ],
-        };
+        let a = analyze(vec![
+            unit("web", "service", "running", Some(100), Some(130)),
+            unit("net", "onboot", "exited", Some(5), None),
+        ]);
         let t = render_analyze(&a);
         assert!(t.starts_with("PID 1 started 0.812s after kernel boot; boot complete after 0.140s\n"));
         let net = t.find("\nnet").unwrap();
@@ -473,18 +471,11 @@ mod tests {
 
     #[test]
     fn svg_is_well_formed_with_one_bar_per_started_unit() {
-        let a = Analyze {
-            spawns: 0,
-            spawn_avg_us: 0,
-            spawn_max_us: 0,
-            start_boot_ms: 812,
-            complete_ms: Some(140),
-            units: vec![
-                unit("web<&>", "service", "running", Some(100), Some(130)),
-                unit("net", "onboot", "exited", Some(5), None),
-                unit("never", "service", "failed", None, None),
-            ],
-        };
+        let a = analyze(vec![
+            unit("web<&>", "service", "running", Some(100), Some(130)),
+            unit("net", "onboot", "exited", Some(5), None),
+            unit("never", "service", "failed", None, None),
+        ]);
         let s = render_svg(&a);
         well_formed(&s).unwrap();
         assert!(s.starts_with("<?xml"));

@@ -4,209 +4,29 @@
 //! sequences from names and output are made visible (never reach the terminal raw), nothing is created on the
 //! host through a symlink in a rootfs, and power off completes within its deadline. Skips when not root.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no memory effects.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        return Some("no unshare(1) (util-linux)".into());
-    }
-    if busybox().is_none() {
-        return Some("no static busybox (apt-get install busybox-static)".into());
-    }
-    None
-}
+mod common;
 
-/// A statically linked busybox (a dynamic one cannot run in a bare rootfs).
-fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| std::fs::read(p).is_ok_and(|b| !b.windows(15).any(|w| w == b"/lib64/ld-linux")))
-}
+use common::{mknod, raw_lines, skip_reason, vm_rss_kib, zombies_of, Pid1, Tree};
 
-fn mknod(path: &Path, major: u32, minor: u32) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: mknod with a valid NUL-terminated path.
-    unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) };
-}
-
-/// A busybox rootfs at `dir`.
+/// A busybox rootfs at `dir`, with /dev/zero.
 fn make_rootfs(dir: &Path) {
-    for d in ["bin", "proc", "dev", "tmp", "run"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let bb = dir.join("bin/busybox");
-    if std::fs::hard_link(busybox().unwrap(), &bb).is_err() {
-        std::fs::copy(busybox().unwrap(), &bb).unwrap();
-    }
-    mknod(&dir.join("dev/null"), 1, 3);
+    common::make_rootfs(dir, &["sh", "echo", "sleep", "cat", "true", "false", "printf", "seq", "dd", "kill"]);
     mknod(&dir.join("dev/zero"), 1, 5);
-    for app in ["sh", "echo", "sleep", "cat", "true", "false", "printf", "seq", "dd", "kill"] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(app)).unwrap();
-    }
 }
 
-struct Tree {
-    dir: PathBuf,
+/// A temporary bundle tree /var/tmp/keel-hostile-TAG-PID with containers/services.
+fn tree(tag: &str) -> Tree {
+    let t = Tree::new("hostile", tag, make_rootfs);
+    std::fs::create_dir_all(t.containers().join("services")).unwrap();
+    t
 }
 
-impl Tree {
-    fn new(tag: &str) -> Tree {
-        // Not under /tmp: sandbox mode mounts a fresh tmpfs on /tmp (and /run) inside the namespace.
-        let dir = PathBuf::from("/var/tmp").join(format!("keel-hostile-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        make_rootfs(&dir.join("rootfs"));
-        std::fs::create_dir_all(dir.join("run")).unwrap();
-        std::fs::create_dir_all(dir.join("containers/services")).unwrap();
-        Tree { dir }
-    }
-
-    fn containers(&self) -> PathBuf {
-        self.dir.join("containers")
-    }
-
-    fn rootfs(&self) -> String {
-        self.dir.join("rootfs").display().to_string()
-    }
-
-    /// The config.json of a bundle running `sh -c SCRIPT`.
-    fn config(&self, script: &str, annotations: &[(&str, &str)], pidns: bool, root: &str, mounts: &str) -> String {
-        let ns = if pidns { r#"[{"type":"pid"},{"type":"mount"}]"# } else { r#"[{"type":"mount"}]"# };
-        let ann: Vec<String> = annotations.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-        format!(
-            r#"{{"ociVersion":"1.0.2","process":{{"args":["/bin/sh","-c",{script:?}],"cwd":"/","env":["PATH=/bin"]}},
-"root":{{"path":{root:?}}},"mounts":{mounts},"linux":{{"namespaces":{ns}}},"annotations":{{{ann}}}}}"#,
-            ann = ann.join(",")
-        )
-    }
-
-    fn sh(&self, rel: &str, script: &str, annotations: &[(&str, &str)], pidns: bool) {
-        let mounts = if pidns { r#"[{"destination":"/proc","type":"proc","source":"proc"}]"# } else { "[]" };
-        self.raw(rel, self.config(script, annotations, pidns, &self.rootfs(), mounts).as_bytes());
-    }
-
-    fn raw(&self, rel: &str, config: &[u8]) {
-        let d = self.containers().join(rel);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("config.json"), config).unwrap();
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Pid1 {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    run: PathBuf,
-}
-
-impl Pid1 {
-    fn start(tree: &Tree) -> Pid1 {
-        let run = tree.dir.join("run");
-        let mut child = Command::new("unshare")
-            .args(["--pid", "--fork", "--mount", "--mount-proc", "--kill-child"])
-            .arg(std::env::var("KEEL_TEST_INIT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_init").to_string()))
-            .env("KEEL_SANDBOX", "1")
-            .env("KEEL_CONTAINERS", tree.containers())
-            .env("KEEL_RUN", &run)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn unshare");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(out);
-            let mut buf = Vec::new();
-            // Raw bytes: a raw ESC reaching the console is a failure the test must see, not a decoding error.
-            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches('\n').to_string();
-                buf.clear();
-                let mut l = l2.lock().unwrap();
-                if l.len() < 200_000 {
-                    l.push(line);
-                }
-            }
-        });
-        Pid1 { child, lines, run }
-    }
-
-    fn init_pid(&self) -> i32 {
-        let p = self.child.id();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
-            if let Some(k) = kids.split_whitespace().next() {
-                return k.parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "init did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| f(l)).count()
-    }
-
-    fn wait_for(&self, f: impl Fn(&str) -> bool, what: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.count(&f) == 0 {
-            assert!(Instant::now() < deadline, "no {what} within {timeout:?}; output:\n{}", tail(&self.output()));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn keelctl(&self, args: &[&str]) -> (i32, String, Duration) {
-        let t = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_keelctl"))
-            .args(args)
-            .env("KEEL_RUN", &self.run)
-            .output()
-            .expect("run keelctl");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), t.elapsed())
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("init did not exit within {timeout:?}; output:\n{}", tail(&self.output()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pid1 {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A sandboxed init keeping raw console lines; failure messages show keel's own lines.
+fn start(tree: &Tree) -> Pid1 {
+    Pid1::spawn(tree, &[], raw_lines, tail, Duration::from_millis(100))
 }
 
 /// keel's own lines (but rate-limit notes), for failure messages.
@@ -214,15 +34,6 @@ fn tail(out: &[String]) -> String {
     let out: Vec<&str> =
         out.iter().filter(|l| l.contains(" keel: ") && !l.contains("lines not shown")).map(|s| s.as_str()).collect();
     out[out.len().saturating_sub(300)..].join("\n")
-}
-
-fn vm_rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A container line of NAME: `[   1.234] NAME<pad> | TEXT`.
@@ -237,11 +48,11 @@ fn keel_about(l: &str, name: &str) -> bool {
 
 #[test]
 fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(false) {
         eprintln!("skipped: {why}");
         return;
     }
-    let t = Tree::new("boot");
+    let t = tree("boot");
     let root = t.rootfs();
     let proc_mount = r#"[{"destination":"/proc","type":"proc","source":"proc"}]"#;
 
@@ -341,11 +152,11 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
     let evil = "evil\x1b[2J\x1b]0;pwned\x07";
     t.sh(&format!("services/{evil}"), "printf 'clear\\033[2J\\033[31mred\\r\\n'; exec sleep 1000", &[], true);
 
-    let mut p = Pid1::start(&t);
+    let mut p = start(&t);
     let init = p.init_pid();
     // No "boot complete" wait: neverready (and so waiter) never becomes ready.
-    p.wait_for(|l| from_unit(l, "good") && l.ends_with("good 3"), "good 3", Duration::from_secs(10));
-    p.wait_for(|l| from_unit(l, "bomb") && l.ends_with("bomb set"), "bomb set", Duration::from_secs(10));
+    p.wait_line(|l| from_unit(l, "good") && l.ends_with("good 3"), "good 3", Duration::from_secs(10));
+    p.wait_line(|l| from_unit(l, "bomb") && l.ends_with("bomb set"), "bomb set", Duration::from_secs(10));
     // Let floods, crash loop and timeouts play out.
     let mut samples = Vec::new();
     let cpu0 = cpu_ticks(init);
@@ -362,7 +173,7 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
     assert!(idle < 30, "PID 1 used {idle} ticks of CPU in the last 2 s: {samples:?}");
 
     // keelctl answers promptly despite the floods.
-    let (code, list, took) = p.keelctl(&["list"]);
+    let (code, list, took) = p.keelctl_timed(&["list"]);
     println!("{list}keelctl list took {took:?}");
     assert_eq!(code, 0, "{list}");
     assert!(took < Duration::from_secs(1), "keelctl list took {took:?}");
@@ -424,7 +235,7 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
         assert!(lines.len() == 1 && lines[0].contains("ERROR") && lines[0].contains(why), "{lines:?}");
     }
     // The hanging hook was cut off at keel's bound and reported; the service did not run.
-    p.wait_for(|l| keel_about(l, "hooked:") && l.contains("prestart hook"), "hooked error", Duration::from_secs(5));
+    p.wait_line(|l| keel_about(l, "hooked:") && l.contains("prestart hook"), "hooked error", Duration::from_secs(5));
     assert_eq!(p.count(|l| from_unit(l, "hooked")), 0);
     // Causes, one clear line each.
     for (name, cause) in [
@@ -466,19 +277,4 @@ fn cpu_ticks(pid: i32) -> u64 {
     let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
     f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-/// Zombie children of `pid`.
-fn zombies_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        let Some(rp) = stat.rfind(')') else { continue };
-        let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
-        if f.len() > 2 && f[0] == "Z" && f[1].parse() == Ok(pid) {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -3,218 +3,19 @@
 //! with busybox bundles. They skip (pass, saying why) when not root or without unshare/busybox.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no memory effects.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        return Some("no unshare(1) (util-linux)".into());
-    }
-    if busybox().is_none() {
-        let _ = Command::new("apt-get").args(["install", "-y", "busybox-static"]).status();
-        if busybox().is_none() {
-            return Some("no static busybox (apt-get install busybox-static)".into());
-        }
-    }
-    None
-}
+mod common;
 
-/// A statically linked busybox (a dynamic one cannot run in a bare rootfs).
-fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| std::fs::read(p).is_ok_and(|b| !b.windows(15).any(|w| w == b"/lib64/ld-linux")))
-}
+use common::{make_rootfs, processes, skip_reason, vm_rss_kib, Pid1, Tree};
 
-/// A temporary bundle tree: TMP/containers/{onboot,services,onshutdown}, TMP/rootfs shared by all bundles.
-struct Tree {
-    dir: PathBuf,
-}
+/// Busybox applets in the shared rootfs.
+const APPS: [&str; 10] = ["sh", "echo", "sleep", "cat", "ls", "ps", "true", "false", "printf", "seq"];
 
-impl Tree {
-    fn new(tag: &str) -> Tree {
-        // Not under /tmp: rc's sandbox mode mounts a fresh tmpfs on /tmp (and /run) inside the namespace.
-        let dir = PathBuf::from("/var/tmp").join(format!("keel-pid1-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for d in ["bin", "proc", "dev", "tmp", "run"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        let bb = rootfs.join("bin/busybox");
-        if std::fs::hard_link(busybox().unwrap(), &bb).is_err() {
-            std::fs::copy(busybox().unwrap(), &bb).unwrap();
-        }
-        let devnull = std::ffi::CString::new(rootfs.join("dev/null").to_str().unwrap()).unwrap();
-        // SAFETY: mknod with a valid NUL-terminated path; makes /dev/null for containers without a /dev mount.
-        unsafe { libc::mknod(devnull.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
-        for app in ["sh", "echo", "sleep", "cat", "ls", "ps", "true", "false", "printf", "seq"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).unwrap();
-        }
-        std::fs::create_dir_all(dir.join("run")).unwrap();
-        Tree { dir }
-    }
-
-    fn containers(&self) -> PathBuf {
-        self.dir.join("containers")
-    }
-
-    /// A bundle at containers/REL running `sh -c SCRIPT`.
-    fn sh(&self, rel: &str, script: &str, annotations: &[(&str, &str)], pidns: bool) {
-        let ns = if pidns { r#"[{"type":"pid"},{"type":"mount"}]"# } else { r#"[{"type":"mount"}]"# };
-        let mounts = if pidns { r#"[{"destination":"/proc","type":"proc","source":"proc"}]"# } else { "[]" };
-        let ann: Vec<String> = annotations.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-        let config = format!(
-            r#"{{"ociVersion":"1.0.2","process":{{"args":["/bin/sh","-c",{script:?}],"cwd":"/","env":["PATH=/bin"]}},
-"root":{{"path":{root:?}}},"mounts":{mounts},"linux":{{"namespaces":{ns}}},"annotations":{{{ann}}}}}"#,
-            root = self.dir.join("rootfs").display().to_string(),
-            ann = ann.join(",")
-        );
-        self.raw(rel, &config);
-    }
-
-    fn raw(&self, rel: &str, config: &str) {
-        let d = self.containers().join(rel);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("config.json"), config).unwrap();
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running sandboxed init with its captured stdout.
-struct Pid1 {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    run: PathBuf,
-}
-
-impl Pid1 {
-    fn start(tree: &Tree) -> Pid1 {
-        Pid1::start_with(tree, &[])
-    }
-
-    fn start_with(tree: &Tree, env: &[(&str, &str)]) -> Pid1 {
-        let run = tree.dir.join("run");
-        let mut child = Command::new("unshare")
-            .args(["--pid", "--fork", "--mount", "--mount-proc", "--kill-child"])
-            // KEEL_TEST_INIT: run another build (e.g. the static release binary) for measurements.
-            .arg(std::env::var("KEEL_TEST_INIT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_init").to_string()))
-            .env("KEEL_SANDBOX", "1")
-            .env("KEEL_CONTAINERS", tree.containers())
-            .env("KEEL_RUN", &run)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn unshare");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                println!("pid1> {line}");
-                l2.lock().unwrap().push(line);
-            }
-        });
-        Pid1 { child, lines, run }
-    }
-
-    /// Host pid of init (the child of unshare).
-    fn init_pid(&self) -> i32 {
-        let p = self.child.id();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
-            if let Some(k) = kids.split_whitespace().next() {
-                return k.parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "init did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, pat: &str, timeout: Duration) -> String {
-        self.wait_line(|l| l.contains(pat), pat, timeout)
-    }
-
-    fn wait_line(&self, f: impl Fn(&str) -> bool, pat: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.output().into_iter().find(|l| f(l)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {pat:?} within {timeout:?}; output:\n{}",
-                self.output().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn keelctl(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_keelctl"))
-            .args(args)
-            .env("KEEL_RUN", &self.run)
-            .output()
-            .expect("run keelctl");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill has no memory effects.
-        unsafe { libc::kill(self.init_pid(), sig) };
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50)); // let the reader thread catch up
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("init did not exit within {timeout:?}; output:\n{}", self.output().join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pid1 {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn vm_rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// A temporary bundle tree /var/tmp/keel-pid1-TAG-PID.
+fn tree(tag: &str) -> Tree {
+    Tree::new("pid1", tag, |d| make_rootfs(d, &APPS))
 }
 
 /// A container line: `[   1.234] NAME<pad> | TEXT...`.
@@ -222,28 +23,13 @@ fn unit_line(l: &str, name: &str, text: &str) -> bool {
     l.split_once("] ").is_some_and(|(_, r)| r.starts_with(&format!("{name} ")) && r.contains(&format!(" | {text}")))
 }
 
-/// (pid, state, ppid) of every process on the host.
-fn processes() -> Vec<(i32, char, i32)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rp) = stat.rfind(')') else { continue };
-        let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
-        if f.len() > 2 {
-            out.push((pid, f[0].chars().next().unwrap_or('?'), f[1].parse().unwrap_or(0)));
-        }
-    }
-    out
-}
-
 #[test]
 fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(true) {
         eprintln!("skipped: {why}");
         return;
     }
-    let t = Tree::new("boot");
+    let t = tree("boot");
     t.sh("onboot/001-first", "echo first step; echo to stderr >&2", &[], true);
     t.sh("onboot/002-second", "echo second step; exit 3", &[], true);
     t.sh("services/ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done", &[], true);
@@ -258,7 +44,7 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
     std::fs::write(&nr, c).unwrap();
     t.raw(
         "services/nobinary",
-        &format!(
+        format!(
             r#"{{"process":{{"args":["/bin/no-such-binary"],"cwd":"/"}},"root":{{"path":{:?}}}}}"#,
             t.dir.join("rootfs").display().to_string()
         ),
@@ -367,12 +153,12 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
 
 #[test]
 fn per_service_start_cost_and_rss() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(true) {
         eprintln!("skipped: {why}");
         return;
     }
     let n = 20;
-    let t = Tree::new("cost");
+    let t = tree("cost");
     for i in 0..n {
         t.sh(&format!("services/svc{i:02}"), "exec sleep 100", &[], true);
     }
@@ -406,11 +192,11 @@ fn per_service_start_cost_and_rss() {
 
 #[test]
 fn restart_readiness_ordering_stop_timeout_and_keelctl() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(true) {
         eprintln!("skipped: {why}");
         return;
     }
-    let t = Tree::new("sup");
+    let t = tree("sup");
     t.sh("services/crasher", "echo crash run; exit 1", &[], true);
     t.sh(
         "services/db",
@@ -509,11 +295,11 @@ fn restart_readiness_ordering_stop_timeout_and_keelctl() {
 
 #[test]
 fn required_onboot_failure_stops_the_boot_and_power_still_works() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(true) {
         eprintln!("skipped: {why}");
         return;
     }
-    let t = Tree::new("emerg");
+    let t = tree("emerg");
     t.sh("onboot/001-must", "echo cannot do it; exit 2", &[("keel.required", "true")], true);
     t.sh("onboot/002-later", "echo later step", &[], true);
     t.sh("services/web", "echo web up; exec sleep 100", &[], true);
@@ -532,11 +318,11 @@ fn required_onboot_failure_stops_the_boot_and_power_still_works() {
 
 #[test]
 fn a_panic_is_reported_and_pid1_keeps_reaping_and_honours_power_signals() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(true) {
         eprintln!("skipped: {why}");
         return;
     }
-    let t = Tree::new("panic");
+    let t = tree("panic");
     t.sh("services/web", "echo web up; exec sleep 100", &[], true);
     let mut p = Pid1::start_with(&t, &[("KEEL_TEST_PANIC", "1")]);
     p.wait_for("keel: ERROR PANIC", Duration::from_secs(10));
@@ -562,11 +348,11 @@ fn sd_notify(addr: &str, msg: &str) {
 
 #[test]
 fn notify_readiness_orders_dependents() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(true) {
         eprintln!("skipped: {why}");
         return;
     }
-    let t = Tree::new("notify");
+    let t = tree("notify");
     // Shares our network namespace: an abstract NOTIFY_SOCKET.
     t.sh("services/n1", "echo \"sock=$NOTIFY_SOCKET\"; exec sleep 100", &[("keel.ready", "notify")], true);
     // Own network namespace: a socket file bind-mounted into the container.

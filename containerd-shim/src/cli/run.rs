@@ -22,18 +22,17 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-/// Signals a foreground `run` passes on to the container (runc forwards all it can catch).
-const FORWARDED: [libc::c_int; 9] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-    libc::SIGALRM,
-];
+/// Signals a foreground `run` passes on to the container (runc forwards all it can catch): the reaper's list
+/// ([`crate::reaper::FORWARD`]) and SIGALRM.
+const FORWARDED: [libc::c_int; 9] = {
+    let mut all = [libc::SIGALRM; 9];
+    let mut i = 0;
+    while i < crate::reaper::FORWARD.len() {
+        all[i] = crate::reaper::FORWARD[i];
+        i += 1;
+    }
+    all
+};
 
 /// Install the forwarding handlers (the target is set with [`set_forward_target`]).
 pub fn install_forwarding() {
