@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_keel-runc");
 
 /// Container ids are unique per test process: they also name cgroups, which are global.
@@ -36,10 +38,10 @@ impl T {
             eprintln!("skipped: needs root");
             return None;
         }
-        let Some(bb) = busybox() else {
+        if busybox().is_none() {
             eprintln!("skipped: no busybox (apt-get install busybox-static)");
             return None;
-        };
+        }
         let dir = std::env::temp_dir().join(format!("keel-cli-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let bundle = dir.join("bundle");
@@ -47,7 +49,7 @@ impl T {
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        std::fs::copy(&bb, rootfs.join("bin/busybox")).unwrap();
+        common::install_busybox(&rootfs.join("bin/busybox"));
         for l in ["sh", "true", "false", "sleep", "cat", "echo", "ls", "id", "mkdir", "grep", "kill"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(l)).unwrap();
         }

@@ -381,7 +381,11 @@ fn spawn_latency() {
             call.push(t.elapsed());
             let st = wait(s.pid);
             total.push(t.elapsed());
-            assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0);
+            assert!(
+                libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                "{name}: wait status {st:#x}, setup status {:?}",
+                s.poll_status()
+            );
         }
         call.sort();
         total.sort();

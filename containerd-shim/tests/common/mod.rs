@@ -28,6 +28,27 @@ pub fn busybox() -> PathBuf {
     PathBuf::from("/bin/busybox")
 }
 
+/// Put busybox at `dst` without ever holding it open for writing while other test threads fork: a file open for
+/// writing in a forked child (between its fork and its exec or close_range) makes exec of that file fail with
+/// ETXTBSY in another test. So: one copy per test process, made once (before this process's first spawn: every
+/// test builds its bundle first), in the temp dir; every rootfs gets a hard link to it.
+pub fn install_busybox(dst: &Path) {
+    static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        let t = std::env::temp_dir().join(format!("keel-shim-test-busybox-{}", std::process::id()));
+        std::fs::copy(busybox(), &t).unwrap();
+        extern "C" fn remove_template() {
+            let _ = std::fs::remove_file(
+                std::env::temp_dir().join(format!("keel-shim-test-busybox-{}", std::process::id())),
+            );
+        }
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        unsafe { libc::atexit(remove_template) };
+        t
+    });
+    std::fs::hard_link(template, dst).unwrap();
+}
+
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "hostname", "ls", "sleep", "true", "false", "id", "touch", "env", "pwd", "grep", "head",
     "readlink", "stat", "mkdir", "kill", "ps", "wc", "cut", "tty",
@@ -46,7 +67,7 @@ impl TestBundle {
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "ro", "data"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        std::fs::copy(busybox(), root.join("bin/busybox")).unwrap();
+        install_busybox(&root.join("bin/busybox"));
         for a in APPLETS {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
         }

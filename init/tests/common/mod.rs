@@ -51,8 +51,25 @@ pub fn make_rootfs(dir: &Path, apps: &[&str]) {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     let bb = dir.join("bin/busybox");
+    // A hard link, never a copy made while other test threads fork: a copy's write fd, inherited by a forked child
+    // until its exec, makes exec of the file fail with ETXTBSY. Across file systems: one copy per process, made
+    // once, beside the trees, then links to it.
     if std::fs::hard_link(busybox().unwrap(), &bb).is_err() {
-        std::fs::copy(busybox().unwrap(), &bb).unwrap();
+        static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let t = TEMPLATE.get_or_init(|| {
+            // The trees live in /var/tmp (rc's sandbox mounts a fresh /tmp): keep the template there, outside any
+            // one tree (trees are removed when their test ends).
+            let base = if dir.starts_with("/var/tmp") { Path::new("/var/tmp") } else { dir.parent().unwrap_or(dir) };
+            let t = base.join(format!("keel-test-busybox-{}", std::process::id()));
+            std::fs::copy(busybox().unwrap(), &t).unwrap();
+            extern "C" fn remove_template() {
+                let _ = std::fs::remove_file(format!("/var/tmp/keel-test-busybox-{}", std::process::id()));
+            }
+            // SAFETY: registering a plain extern "C" fn with no captured state.
+            unsafe { libc::atexit(remove_template) };
+            t
+        });
+        std::fs::hard_link(t, &bb).unwrap();
     }
     mknod(&dir.join("dev/null"), 1, 3);
     for app in apps {
