@@ -420,17 +420,18 @@ mod tests {
     }
 
     #[test]
-    fn analyze_text_is_sorted_by_spawn() {
+    fn analyze_text_is_sorted_by_spawn() -> Result<(), Box<dyn std::error::Error>> {
         let a = analyze(vec![
             unit("web", "service", "running", Some(100), Some(130)),
             unit("net", "onboot", "exited", Some(5), None),
         ]);
         let t = render_analyze(&a);
         assert!(t.starts_with("PID 1 started 0.812s after kernel boot; boot complete after 0.140s\n"));
-        let net = t.find("\nnet").unwrap();
-        let web = t.find("\nweb").unwrap();
+        let net = t.find("\nnet").ok_or("no net line")?;
+        let web = t.find("\nweb").ok_or("no web line")?;
         assert!(net < web);
         assert!(t.contains("30ms"));
+        Ok(())
     }
 
     /// A minimal well-formedness check: tags balance, attributes are quoted, no raw '<' or '&' in text.
@@ -470,17 +471,18 @@ mod tests {
     }
 
     #[test]
-    fn svg_is_well_formed_with_one_bar_per_started_unit() {
+    fn svg_is_well_formed_with_one_bar_per_started_unit() -> Result<(), Box<dyn std::error::Error>> {
         let a = analyze(vec![
             unit("web<&>", "service", "running", Some(100), Some(130)),
             unit("net", "onboot", "exited", Some(5), None),
             unit("never", "service", "failed", None, None),
         ]);
         let s = render_svg(&a);
-        well_formed(&s).unwrap();
+        well_formed(&s)?;
         assert!(s.starts_with("<?xml"));
         assert_eq!(s.matches("<rect x=").count(), 2);
         assert!(s.contains("web&lt;&amp;&gt;"));
         assert!(well_formed("<svg><g></svg>").is_err());
+        Ok(())
     }
 }

@@ -171,8 +171,8 @@ mod tests {
 
     /// A real pipe: split writes, a partial last line at EOF.
     #[test]
-    fn pipe_reading() {
-        let (rd, wr) = sys::pipe().unwrap();
+    fn pipe_reading() -> Result<(), Box<dyn std::error::Error>> {
+        let (rd, wr) = sys::pipe()?;
         let mut c = Coldplug { pid: 0, rd: Some(rd), buf: Vec::new() };
         send(wr.as_raw_fd(), keel_rc::Level::Warn, "coldplug: module a: failed");
         let _ = sys::write(wr.as_raw_fd(), b"I coldplug: 2 mod");
@@ -184,5 +184,6 @@ mod tests {
         let (l, closed) = c.read_lines();
         assert_eq!(l, vec![(Level::Info, "coldplug: 2 modules in 5 ms".to_string())]);
         assert!(closed && c.rd.is_none());
+        Ok(())
     }
 }

@@ -279,10 +279,10 @@ mod tests {
     }
 
     #[test]
-    fn drops_and_reports_when_the_device_is_stuck() {
-        let (r, w) = sys::pipe().unwrap();
+    fn drops_and_reports_when_the_device_is_stuck() -> Result<(), Box<dyn std::error::Error>> {
+        let (r, w) = sys::pipe()?;
         // Fill the pipe so writes would block.
-        sys::set_nonblock(w.as_raw_fd(), true).unwrap();
+        sys::set_nonblock(w.as_raw_fd(), true)?;
         let filler = vec![b'x'; 4096];
         while let Io::Done(_) = sys::write(w.as_raw_fd(), &filler) {}
         let mut c = Console::empty();
@@ -305,6 +305,7 @@ mod tests {
         assert!(got.contains("keel: WARN 5 console lines dropped\n"), "{got}");
         assert!(got.ends_with("after\n"));
         assert_eq!(c.dropped(), 0);
+        Ok(())
     }
 
     #[test]

@@ -186,40 +186,40 @@ pub fn io_cause(err: &std::io::Error) -> String {
 mod tests {
     use super::*;
 
-    fn bundle(root: &Path, rel: &str, config: &str, with_sh: bool) {
+    fn bundle(root: &Path, rel: &str, config: &str, with_sh: bool) -> std::io::Result<()> {
         let d = root.join(rel);
-        std::fs::create_dir_all(d.join("rootfs/bin")).unwrap();
+        std::fs::create_dir_all(d.join("rootfs/bin"))?;
         if with_sh {
-            std::fs::write(d.join("rootfs/bin/sh"), b"").unwrap();
+            std::fs::write(d.join("rootfs/bin/sh"), b"")?;
         }
-        std::fs::write(d.join("config.json"), config).unwrap();
+        std::fs::write(d.join("config.json"), config)
     }
 
     const OK: &str = r#"{"ociVersion":"1.0.2","process":{"args":["/bin/sh"],"cwd":"/"},"root":{"path":"rootfs"}}"#;
 
     #[test]
-    fn finds_sorted_units_and_marks_broken_ones() {
+    fn finds_sorted_units_and_marks_broken_ones() -> Result<(), Box<dyn std::error::Error>> {
         let root = std::env::temp_dir().join(format!("keel-discover-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        bundle(&root, "onboot/002-second", OK, true);
-        bundle(&root, "onboot/001-first", OK, true);
-        bundle(&root, "services/web", "{\n  \"process\": {\n    \"args\": 5\n  }\n}", true);
-        bundle(&root, "services/syntax", "{\n  \"process\": {\n    \"args\": [\"/bin/sh\"\n  }\n}", true);
-        bundle(&root, "services/nobin", &OK.replace("/bin/sh", "/bin/nope"), true);
-        bundle(&root, "services/pathbin", &OK.replace("/bin/sh", "sh"), true);
+        bundle(&root, "onboot/002-second", OK, true)?;
+        bundle(&root, "onboot/001-first", OK, true)?;
+        bundle(&root, "services/web", "{\n  \"process\": {\n    \"args\": 5\n  }\n}", true)?;
+        bundle(&root, "services/syntax", "{\n  \"process\": {\n    \"args\": [\"/bin/sh\"\n  }\n}", true)?;
+        bundle(&root, "services/nobin", &OK.replace("/bin/sh", "/bin/nope"), true)?;
+        bundle(&root, "services/pathbin", &OK.replace("/bin/sh", "sh"), true)?;
         // LinuxKit layout: rootfs/ is empty until runtime.json's mount puts the image there.
-        bundle(&root, "services/lkit", &OK.replace("/bin/sh", "/usr/bin/app"), false);
+        bundle(&root, "services/lkit", &OK.replace("/bin/sh", "/usr/bin/app"), false)?;
         let rt = r#"{"mounts":[{"source":"/var/lib/app","destination":"/","type":"bind","options":["rbind"]}]}"#;
-        std::fs::write(root.join("services/lkit/runtime.json"), rt).unwrap();
-        bundle(&root, "services/norootfs", OK, true);
-        std::fs::remove_dir_all(root.join("services/norootfs/rootfs")).unwrap();
-        bundle(&root, "onshutdown/001-bye", OK, true);
+        std::fs::write(root.join("services/lkit/runtime.json"), rt)?;
+        bundle(&root, "services/norootfs", OK, true)?;
+        std::fs::remove_dir_all(root.join("services/norootfs/rootfs"))?;
+        bundle(&root, "onshutdown/001-bye", OK, true)?;
         let (found, errs) = discover(&root);
         assert!(errs.is_empty());
         // A file and a dangling link are said once and skipped; a link to a bundle directory is followed.
-        std::fs::write(root.join("services/afile"), "x").unwrap();
-        std::os::unix::fs::symlink("/nonexistent/b", root.join("services/dangling")).unwrap();
-        std::os::unix::fs::symlink(root.join("services/web"), root.join("services/zlink")).unwrap();
+        std::fs::write(root.join("services/afile"), "x")?;
+        std::os::unix::fs::symlink("/nonexistent/b", root.join("services/dangling"))?;
+        std::os::unix::fs::symlink(root.join("services/web"), root.join("services/zlink"))?;
         let (found2, errs) = discover(&root);
         assert_eq!(
             errs,
@@ -230,7 +230,7 @@ mod tests {
         );
         assert!(found2.iter().any(|f| f.config.name == "zlink"));
         for f in ["afile", "dangling", "zlink"] {
-            std::fs::remove_file(root.join("services").join(f)).unwrap();
+            std::fs::remove_file(root.join("services").join(f))?;
         }
         let names: Vec<_> = found.iter().map(|f| (f.config.kind, f.config.name.as_str())).collect();
         assert_eq!(
@@ -247,23 +247,29 @@ mod tests {
                 (Kind::Onshutdown, "bye"),
             ]
         );
-        let broken = |n: &str| found.iter().find(|f| f.config.name == n).unwrap().config.broken.clone();
+        let broken = |n: &str| {
+            found.iter().find(|f| f.config.name == n).unwrap_or_else(|| panic!("no unit {n}")).config.broken.clone()
+        };
         assert_eq!(broken("first"), None);
         assert_eq!(broken("pathbin"), None);
-        let web = broken("web").unwrap();
+        let web = broken("web").ok_or("web not marked broken")?;
         assert!(web.starts_with("config.json line 3 column "), "{web}");
         assert!(web.contains(": process.args: invalid type"), "{web}");
         assert!(!web.contains(" at line ") && !web.contains(&root.display().to_string()), "{web}");
         assert!(!web.contains('\n'));
-        let syntax = broken("syntax").unwrap();
+        let syntax = broken("syntax").ok_or("syntax not marked broken")?;
         assert!(syntax.starts_with("config.json line 4 column 3: expected `,` or `]`"), "{syntax}");
-        assert_eq!(found.iter().find(|f| f.config.name == "web").unwrap().config.bundle, root.join("services/web"));
+        assert_eq!(
+            found.iter().find(|f| f.config.name == "web").ok_or("no unit web")?.config.bundle,
+            root.join("services/web")
+        );
         // Not checked at discovery (see the top of this file): the runtime reports it at exec.
         assert_eq!(broken("nobin"), None);
         assert_eq!(broken("lkit"), None);
-        assert!(found.iter().find(|f| f.config.name == "lkit").unwrap().bundle.is_some());
-        let norootfs = broken("norootfs").unwrap();
+        assert!(found.iter().find(|f| f.config.name == "lkit").ok_or("no unit lkit")?.bundle.is_some());
+        let norootfs = broken("norootfs").ok_or("norootfs not marked broken")?;
         assert_eq!(norootfs, "rootfs/: No such file or directory (errno 2)");
-        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_dir_all(&root)?;
+        Ok(())
     }
 }

@@ -314,13 +314,13 @@ mod tests {
     }
 
     #[test]
-    fn ring_is_bounded_in_lines_and_bytes() {
+    fn ring_is_bounded_in_lines_and_bytes() -> Result<(), Box<dyn std::error::Error>> {
         let mut r = Ring::new(1000, 10);
         for i in 0..100 {
             r.push(i, &format!("line {i}"));
         }
         assert_eq!(r.len(), 10);
-        assert_eq!(r.iter().next().unwrap().1, "line 90");
+        assert_eq!(r.iter().next().ok_or("ring is empty")?.1, "line 90");
         let mut r = Ring::new(1000, 500);
         for i in 0..100 {
             r.push(i, &"x".repeat(99));
@@ -330,6 +330,7 @@ mod tests {
         r.push(0, &"é".repeat(2000));
         assert!(r.bytes() <= 1000);
         assert_eq!(r.len(), 1);
+        Ok(())
     }
 
     #[test]
@@ -382,18 +383,19 @@ mod tests {
     }
 
     #[test]
-    fn log_file_rotates_once() {
+    fn log_file_rotates_once() -> Result<(), Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!("keel-logs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut f = LogFile::open(&dir, "web", 100).unwrap();
+        std::fs::create_dir_all(&dir)?;
+        let mut f = LogFile::open(&dir, "web", 100).ok_or("LogFile::open failed")?;
         for i in 0..10 {
             f.write("[   0.000]", &format!("line number {i}"));
         }
-        let cur = std::fs::read_to_string(dir.join("web.log")).unwrap();
-        let old = std::fs::read_to_string(dir.join("web.log.1")).unwrap();
+        let cur = std::fs::read_to_string(dir.join("web.log"))?;
+        let old = std::fs::read_to_string(dir.join("web.log.1"))?;
         assert!(cur.len() <= 100 && old.len() <= 100);
         assert!(cur.ends_with("line number 9\n"));
         assert!(!dir.join("web.log.1.1").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 }

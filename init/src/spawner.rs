@@ -194,7 +194,7 @@ mod tests {
         let mut spec = keel_shim::spec::Spec::default();
         if netns {
             let json = r#"{"namespaces":[{"type":"network"}]}"#;
-            spec.linux = Some(serde_json::from_str(json).unwrap());
+            spec.linux = Some(serde_json::from_str(json).unwrap_or_else(|e| panic!("linux spec {json}: {e}")));
         }
         Bundle { dir: "/x".into(), name: "web".into(), spec, runtime: None, rootfs: "/x/rootfs".into() }
     }
@@ -203,7 +203,8 @@ mod tests {
         // SAFETY: plain socket calls on a fresh fd with a valid address.
         unsafe {
             let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-            let (a, len) = crate::control::sockaddr_un(addr.as_bytes()).unwrap();
+            let (a, len) =
+                crate::control::sockaddr_un(addr.as_bytes()).unwrap_or_else(|| panic!("no address for {addr}"));
             let n = libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, (&a as *const libc::sockaddr_un).cast(), len);
             assert_eq!(n, msg.len() as isize, "sendto {addr}: {}", std::io::Error::last_os_error());
             libc::close(fd);
@@ -211,10 +212,10 @@ mod tests {
     }
 
     #[test]
-    fn notify_socket_abstract_when_sharing_the_net_ns_else_a_bound_file() {
+    fn notify_socket_abstract_when_sharing_the_net_ns_else_a_bound_file() -> Result<(), Box<dyn std::error::Error>> {
         let run = std::env::temp_dir().join(format!("keel-notify-{}", std::process::id()));
         let prefix = format!("@keel-test-{}/notify/", std::process::id());
-        let n = notify_socket("web", &bundle(false), &run, &prefix).unwrap();
+        let n = notify_socket("web", &bundle(false), &run, &prefix)?;
         assert_eq!(n.env, format!("{prefix}web"));
         assert!(n.bind.is_none());
         assert_eq!(read_notify(n.fd.as_raw_fd()), (false, None));
@@ -222,16 +223,17 @@ mod tests {
         send(&n.env, b"READY=1\nSTATUS=serving");
         assert_eq!(read_notify(n.fd.as_raw_fd()), (true, Some("serving".into())));
 
-        let f = notify_socket("web", &bundle(true), &run, &prefix).unwrap();
+        let f = notify_socket("web", &bundle(true), &run, &prefix)?;
         assert_eq!(f.env, NOTIFY_IN_CONTAINER);
-        let (host, inside) = f.bind.clone().unwrap();
+        let (host, inside) = f.bind.clone().ok_or("no bound notify file")?;
         assert_eq!(host, run.join("notify/web"));
         assert_eq!(inside, PathBuf::from(NOTIFY_IN_CONTAINER));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&host).unwrap().permissions().mode() & 0o777, 0o666);
-        send(host.to_str().unwrap(), b"READY=1");
+        assert_eq!(std::fs::metadata(&host)?.permissions().mode() & 0o777, 0o666);
+        send(host.to_str().ok_or("notify path is not UTF-8")?, b"READY=1");
         assert_eq!(read_notify(f.fd.as_raw_fd()), (true, None));
         let _ = std::fs::remove_dir_all(&run);
+        Ok(())
     }
 
     #[test]

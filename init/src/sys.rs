@@ -284,13 +284,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pipe_read_end_is_nonblocking() {
-        let (r, w) = pipe().unwrap();
+    fn pipe_read_end_is_nonblocking() -> Result<(), Box<dyn std::error::Error>> {
+        let (r, w) = pipe()?;
         let mut b = [0u8; 8];
         assert_eq!(read(r.as_raw_fd(), &mut b), Io::WouldBlock);
         assert_eq!(write(w.as_raw_fd(), b"hi"), Io::Done(2));
         assert_eq!(read(r.as_raw_fd(), &mut b), Io::Done(2));
         drop(w);
         assert_eq!(read(r.as_raw_fd(), &mut b), Io::Closed);
+        Ok(())
     }
 }

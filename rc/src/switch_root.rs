@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_and_unlinks_a_tree() {
+    fn copies_and_unlinks_a_tree() -> Result<(), Box<dyn std::error::Error>> {
         let base = std::env::temp_dir().join(format!("keel-rc-copytree-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let (src, dst) = (base.join("src"), base.join("dst"));
@@ -274,12 +274,13 @@ mod tests {
         if root {
             let _ = std::os::unix::fs::lchown(src.join("etc/deep/er/conf"), Some(1234), Some(5678));
             let _ = std::os::unix::fs::lchown(src.join("etc/link"), Some(42), Some(43));
-            sys::mknod(&src.join("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3)).expect("mknod char");
-            sys::chmod(&src.join("null"), 0o666).expect("chmod null");
-            sys::mknod(&src.join("fifo"), libc::S_IFIFO | 0o600, 0).expect("mknod fifo");
+            sys::mknod(&src.join("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3))
+                .map_err(|e| format!("mknod char: {e}"))?;
+            sys::chmod(&src.join("null"), 0o666).map_err(|e| format!("chmod null: {e}"))?;
+            sys::mknod(&src.join("fifo"), libc::S_IFIFO | 0o600, 0).map_err(|e| format!("mknod fifo: {e}"))?;
         }
         let _ = std::fs::create_dir_all(&dst);
-        let st = copy_tree(&src, &dst, &[src.join("skipme")], true).expect("copy_tree");
+        let st = copy_tree(&src, &dst, &[src.join("skipme")], true).map_err(|e| format!("copy_tree: {e}"))?;
         assert_eq!(std::fs::read(dst.join("bin/tool")).ok(), Some(big.clone()));
         assert_eq!(std::fs::read(dst.join("bin/hard")).ok(), Some(big), "hard link becomes a copy");
         let mode = |p: &str| std::fs::symlink_metadata(dst.join(p)).map(|m| m.mode() & 0o7777).unwrap_or(0);
@@ -300,21 +301,22 @@ mod tests {
         assert_eq!(st.bytes, 400_004);
         assert!(st.errors.is_empty(), "{:?}", st.errors);
         if root {
-            let m = std::fs::symlink_metadata(dst.join("etc/deep/er/conf")).expect("conf");
+            let m = std::fs::symlink_metadata(dst.join("etc/deep/er/conf")).map_err(|e| format!("conf: {e}"))?;
             assert_eq!((m.uid(), m.gid()), (1234, 5678));
-            let l = std::fs::symlink_metadata(dst.join("etc/link")).expect("link");
+            let l = std::fs::symlink_metadata(dst.join("etc/link")).map_err(|e| format!("link: {e}"))?;
             assert_eq!((l.uid(), l.gid()), (42, 43), "symlink owner (lchown)");
-            let n = std::fs::symlink_metadata(dst.join("null")).expect("null");
+            let n = std::fs::symlink_metadata(dst.join("null")).map_err(|e| format!("null: {e}"))?;
             assert!(std::os::unix::fs::FileTypeExt::is_char_device(&n.file_type()));
             assert_eq!(n.rdev(), libc::makedev(1, 3));
             assert_eq!(n.mode() & 0o7777, 0o666);
-            let f = std::fs::symlink_metadata(dst.join("fifo")).expect("fifo");
+            let f = std::fs::symlink_metadata(dst.join("fifo")).map_err(|e| format!("fifo: {e}"))?;
             assert!(std::os::unix::fs::FileTypeExt::is_fifo(&f.file_type()));
             assert_eq!(st.nodes, 2);
         } else {
             eprintln!("device node and owner checks skipped: not root");
         }
         let _ = std::fs::remove_dir_all(&base);
+        Ok(())
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl H {
         }
     }
     fn id(&self, name: &str) -> UnitId {
-        self.s.units.iter().position(|u| u.config.name == name).unwrap()
+        self.s.units.iter().position(|u| u.config.name == name).unwrap_or_else(|| panic!("no unit {name}"))
     }
     fn st(&self, name: &str) -> State {
         self.s.units[self.id(name)].state
@@ -265,7 +265,7 @@ fn onboot_signal_exit_is_named() {
 }
 
 #[test]
-fn onboot_timeout_term_then_kill_then_next_step() {
+fn onboot_timeout_term_then_kill_then_next_step() -> Result<(), Box<dyn std::error::Error>> {
     let mut a = onboot("a");
     a.timeout = 2 * S;
     let mut h = H::new(vec![a, onboot("b")]);
@@ -280,7 +280,8 @@ fn onboot_timeout_term_then_kill_then_next_step() {
     let acts = h.exit("a", Exit::Signal(libc::SIGKILL));
     assert_eq!(h.spawns(&acts), ["b"]);
     assert_eq!(h.st("a"), State::Failed);
-    assert!(h.s.units[h.id("a")].reason.as_deref().unwrap().contains("timed out after 2 s"));
+    assert!(h.s.units[h.id("a")].reason.as_deref().ok_or("a has no failure reason")?.contains("timed out after 2 s"));
+    Ok(())
 }
 
 #[test]
@@ -460,7 +461,7 @@ fn unknown_after_name_is_reported_and_fails_only_that_service() {
 }
 
 #[test]
-fn cycles_are_reported_with_names_and_never_hang() {
+fn cycles_are_reported_with_names_and_never_hang() -> Result<(), Box<dyn std::error::Error>> {
     let mut h = H::new(vec![
         after(svc("a"), &["b"]),
         after(svc("b"), &["a"]),
@@ -476,13 +477,14 @@ fn cycles_are_reported_with_names_and_never_hang() {
     for n in ["a", "b", "c", "self"] {
         assert_eq!(h.st(n), State::Failed, "{n}");
     }
-    assert!(h.s.units[0].reason.as_deref().unwrap().contains("a -> b -> a"));
+    assert!(h.s.units[0].reason.as_deref().ok_or("unit 0 has no failure reason")?.contains("a -> b -> a"));
     h.run("free");
     assert!(h.logged("boot complete: 1 service running (4 failed)"), "{:?}", h.logs);
+    Ok(())
 }
 
 #[test]
-fn larger_cycle_reports_shortest_path_and_other_members() {
+fn larger_cycle_reports_shortest_path_and_other_members() -> Result<(), Box<dyn std::error::Error>> {
     // a -> b -> c -> a, plus d in the same component (d -> a, b -> d).
     let mut h = H::new(vec![
         after(svc("a"), &["b"]),
@@ -491,10 +493,11 @@ fn larger_cycle_reports_shortest_path_and_other_members() {
         after(svc("d"), &["a"]),
     ]);
     h.boot();
-    let line = h.logs.iter().find(|l| l.starts_with("cycle:")).unwrap().clone();
+    let line = h.logs.iter().find(|l| l.starts_with("cycle:")).ok_or("no cycle: line logged")?.clone();
     assert!(line.starts_with("cycle: a -> b -> c -> a") || line.starts_with("cycle: a -> b -> d -> a"), "{line}");
     assert!(line.contains("also caught in it"), "{line}");
     assert_eq!(h.count_logged("cycle:"), 1);
+    Ok(())
 }
 
 #[test]
@@ -740,13 +743,13 @@ fn backoff_resets_after_a_10_s_run() {
 }
 
 #[test]
-fn start_limit_gives_up_with_one_line_and_keelctl_start_retries() {
+fn start_limit_gives_up_with_one_line_and_keelctl_start_retries() -> Result<(), Box<dyn std::error::Error>> {
     let mut h = booted(svc("web"));
     let d = crash_loop(&mut h, 20);
     assert_eq!(d.len(), START_LIMIT as usize, "the 11th failure gives up");
     assert_eq!(h.st("web"), State::Failed);
     assert_eq!(h.count_logged("giving up"), 1);
-    let line = h.logs.iter().find(|l| l.contains("giving up")).unwrap();
+    let line = h.logs.iter().find(|l| l.contains("giving up")).ok_or("no giving up line logged")?;
     assert!(line.starts_with("web: failed: 11 exits in "), "{line}");
     assert!(line.contains("last exited 1; giving up (keelctl start web to retry)"), "{line}");
     assert!(h.advance(600 * S).is_empty(), "no timer left");
@@ -754,7 +757,8 @@ fn start_limit_gives_up_with_one_line_and_keelctl_start_retries() {
     assert_eq!(h.spawns(&acts), ["web"]);
     h.run("web");
     h.exit("web", FAIL);
-    assert!(h.logs.last().unwrap().contains("restart 1 in 100 ms"), "{:?}", h.logs.last());
+    assert!(h.logs.last().ok_or("nothing logged")?.contains("restart 1 in 100 ms"), "{:?}", h.logs.last());
+    Ok(())
 }
 
 #[test]

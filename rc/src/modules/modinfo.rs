@@ -300,7 +300,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn writes_index_for_a_synthetic_tree() {
+    fn writes_index_for_a_synthetic_tree() -> Result<(), Box<dyn std::error::Error>> {
         let d = std::env::temp_dir().join(format!("keel-rc-index-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         w(&d, "kernel/net/failover.ko", b"name=failover\0depends=\0");
@@ -312,7 +312,7 @@ pub(crate) mod tests {
         );
         w(&d, "kernel/fs/overlay.ko", b"name=overlay\0depends=\0alias=fs-overlay\0");
         let _ = std::fs::write(d.join("modules.builtin"), "kernel/lib/crc-x.ko\n");
-        write_index(&d).expect("write_index");
+        write_index(&d).map_err(|e| format!("write_index: {e}"))?;
         let dep = std::fs::read_to_string(d.join("modules.dep")).unwrap_or_default();
         assert!(
             dep.contains("kernel/drivers/virtio_net.ko: kernel/net/net_failover.ko kernel/net/failover.ko\n"),
@@ -329,5 +329,6 @@ pub(crate) mod tests {
         let e = write_index(&d).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("ghost") && e.contains("bad"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
+        Ok(())
     }
 }
