@@ -5,7 +5,7 @@
 //! Order (runc/youki, see field-notes): cgroup, join namespaces, fds, wait for the parent (user ns maps), make `/`
 //! rslave, bind the rootfs, spec mounts, extra binds, devices, createRuntime sync, createContainer hooks, sysctls,
 //! readonly and masked paths, deferred read-only tmpfs remounts, pivot_root, readonly root, hostname, ns reaper fork, rlimits, personality, umask, cwd,
-//! ids, capabilities, no_new_privs, startContainer hooks, resolve the program, exec fifo, seccomp, signals, exec.
+//! ids, capabilities, no_new_privs, resolve the program, exec fifo, startContainer hooks, seccomp, signals, exec.
 
 use std::ffi::{c_char, CString};
 use std::fmt::Write;
@@ -413,9 +413,6 @@ pub fn run(p: &Plan) -> ! {
     if p.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         fail(status, "prctl(PR_SET_NO_NEW_PRIVS)", "", sys::errno());
     }
-    for h in &p.start_container {
-        write_state(h, "startContainer");
-    }
     if sync >= 0 {
         // SAFETY: our fd.
         unsafe { libc::close(sync) };
@@ -438,6 +435,11 @@ pub fn run(p: &Plan) -> ! {
         sys::write_all(fd, b"0");
         // SAFETY: our fd.
         unsafe { libc::close(fd) };
+    }
+    // startContainer hooks are part of `start` (runtime-spec: called as part of the start operation, before the
+    // user program): after the exec fifo, so `keel-runc create` does not run them.
+    for h in &p.start_container {
+        write_state(h, "startContainer");
     }
     if p.no_new_privs {
         install_seccomp(p, status);

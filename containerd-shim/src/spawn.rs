@@ -430,7 +430,10 @@ fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> 
             None => env.push(e.clone()),
         }
     }
-    let arg0 = &process.args[0];
+    // Bundle::load checks this too, but Bundle's fields are public: never index on faith in PID 1.
+    let Some(arg0) = process.args.first() else {
+        return Err(invalid("process.args", "must not be empty".into()));
+    };
     let exec_paths: Vec<CString> = if arg0.contains('/') {
         vec![cstr(arg0)]
     } else {

@@ -244,7 +244,8 @@ impl Server {
         let mut out = Vec::new();
         let Some(Some(c)) = self.clients.get_mut(i) else { return out };
         let mut buf = [0u8; 1024];
-        loop {
+        // At most 64 KiB per wake-up and client (epoll is level-triggered: the rest comes on the next wake-up).
+        for _ in 0..64 {
             match sys::read(c.fd.as_raw_fd(), &mut buf) {
                 Io::Done(n) => {
                     c.rbuf.extend_from_slice(&buf[..n]);

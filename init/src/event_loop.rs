@@ -629,7 +629,9 @@ impl Loop {
         let mut buf = [0u8; 256];
         let mut done = false;
         let mut ready = false;
-        loop {
+        // At most 16 KiB per wake-up: a writer that keeps the fd full must not hold PID 1 here (epoll is
+        // level-triggered: the rest comes on the next wake-up).
+        for _ in 0..64 {
             match sys::read(fd.as_raw_fd(), &mut buf) {
                 Io::Done(n) => {
                     if buf[..n].contains(&b'\n') {

@@ -91,12 +91,13 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
     Ok(Notify { fd, env, bind })
 }
 
-/// Read every pending datagram. Returns (ready, status) seen.
+/// Read the pending datagrams, at most 64 per wake-up (a flood must not hold PID 1 here; epoll is level-triggered,
+/// the rest comes on the next wake-up). Returns (ready, status) seen.
 pub fn read_notify(fd: RawFd) -> (bool, Option<String>) {
     let mut ready = false;
     let mut status = None;
     let mut buf = [0u8; 4096];
-    loop {
+    for _ in 0..64 {
         // SAFETY: buf is writable for its length.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         if n < 0 {

@@ -48,8 +48,13 @@ pub fn write(fd: RawFd, buf: &[u8]) -> Io {
     loop {
         // SAFETY: buf is a valid, readable slice of buf.len() bytes for the duration of the call.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n >= 0 {
+        if n > 0 {
             return Io::Done(n as usize);
+        }
+        if n == 0 {
+            // Nothing taken from a non-empty buffer: treat as "try later", or a caller looping until the buffer
+            // drains would spin forever.
+            return Io::WouldBlock;
         }
         match errno() {
             libc::EINTR => continue,
