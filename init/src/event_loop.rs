@@ -659,12 +659,23 @@ impl Loop {
     fn notify_input(&mut self, u: UnitId) {
         let Some(rt) = self.rt.get_mut(u) else { return };
         let Some(n) = rt.notify.as_ref() else { return };
-        let (ready, status) = spawner::read_notify(n.fd.as_raw_fd());
-        if status.is_some() {
-            rt.status_text = status;
+        // Only the unit's main process and its descendants may speak for it (see spawner::read_notify).
+        let got = spawner::read_notify(n.fd.as_raw_fd(), rt.pid);
+        if got.status.is_some() {
+            rt.status_text = got.status;
         }
-        if ready && rt.pid.is_some() {
+        if got.ready && rt.pid.is_some() {
             self.queue.push_back(Event::Ready { unit: u });
+        }
+        if got.rejected > 0 {
+            rt.notify_rejected += u64::from(got.rejected);
+            if !rt.notify_warned {
+                rt.notify_warned = true;
+                let from =
+                    got.rejected_pid.map_or_else(|| "a sender without credentials".to_string(), |p| format!("pid {p}"));
+                let n = self.name(u);
+                self.keel_line(Level::Warn, &format!("{n}: ignored sd_notify message from {from} (not part of {n})"));
+            }
         }
     }
 

@@ -7,6 +7,9 @@
 //! - `keel.ready=notify`: one SOCK_DGRAM unix socket per unit. When the container shares our network namespace
 //!   the abstract address `@keel/notify/NAME` reaches it; otherwise the socket file $KEEL_RUN/notify/NAME is
 //!   bind-mounted into the container at /run/keel-notify.sock. NOTIFY_SOCKET tells the service which.
+//!   Anyone in the host network namespace can reach an abstract address, so (like systemd) the socket has
+//!   SO_PASSCRED and a datagram counts only if the sender's pid (in PID 1's pid namespace) is the unit's main
+//!   pid or one of its descendants; everything else is dropped and counted.
 //! - `ns_reaper`: a tiny reaper as pid 1 of the container's pid namespace (forwards TERM, reaps orphans).
 //! - cgroup `keel/NAME` (not in sandbox mode, where we must not touch the host's cgroup tree).
 
@@ -49,6 +52,10 @@ pub struct UnitRt {
     pub pid: Option<i32>,
     /// Last STATUS= from sd_notify.
     pub status_text: Option<String>,
+    /// sd_notify datagrams dropped because the sender was not part of the unit (or sent no credentials).
+    pub notify_rejected: u64,
+    /// The one WARN line about rejected sd_notify senders was logged.
+    pub notify_warned: bool,
 }
 
 /// Does the container get its own network namespace (then abstract sockets do not reach us)?
@@ -83,6 +90,20 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
     if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
         return Err(format!("bind notify socket {addr_str}: {}", std::io::Error::last_os_error()));
     }
+    let on: libc::c_int = 1;
+    // SAFETY: fd is a valid socket; the option value is a c_int that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("SO_PASSCRED on notify socket {addr_str}: {}", std::io::Error::last_os_error()));
+    }
     if let Some((host, _)) = &bind {
         // Services running as another uid must be able to send to it (abstract sockets have no permissions).
         use std::os::unix::fs::PermissionsExt;
@@ -91,28 +112,127 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
     Ok(Notify { fd, env, bind })
 }
 
+/// What one wake-up read from a notify socket.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NotifyRead {
+    /// READY=1 seen in an accepted datagram.
+    pub ready: bool,
+    /// Last STATUS= of an accepted datagram.
+    pub status: Option<String>,
+    /// Datagrams dropped: no credentials, or the sender is not `main_pid` or a descendant of it.
+    pub rejected: u32,
+    /// Sender pid of the first dropped datagram (None: it carried no credentials).
+    pub rejected_pid: Option<i32>,
+}
+
 /// Read the pending datagrams, at most 64 per wake-up (a flood must not hold PID 1 here; epoll is level-triggered,
-/// the rest comes on the next wake-up). Returns (ready, status) seen.
-pub fn read_notify(fd: RawFd) -> (bool, Option<String>) {
-    let mut ready = false;
-    let mut status = None;
+/// the rest comes on the next wake-up). Only datagrams whose sender is `main_pid` or one of its descendants count.
+pub fn read_notify(fd: RawFd, main_pid: Option<i32>) -> NotifyRead {
+    let mut out = NotifyRead::default();
     let mut buf = [0u8; 4096];
     for _ in 0..64 {
-        // SAFETY: buf is writable for its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
+        let (n, pid) = match recv_with_pid(fd, &mut buf) {
+            Ok(x) => x,
+            Err(e) if e == libc::EINTR => continue,
+            Err(_) => break,
+        };
+        let ok = match (pid, main_pid) {
+            (Some(p), Some(m)) if p > 0 => is_descendant(p, m, proc_ppid),
+            _ => false,
+        };
+        if !ok {
+            if out.rejected == 0 {
+                out.rejected_pid = pid;
             }
-            break;
+            out.rejected += 1;
+            continue;
         }
-        let (r, s) = parse_notify(&buf[..n as usize]);
-        ready |= r;
+        let (r, s) = parse_notify(buf.get(..n).unwrap_or(&[]));
+        out.ready |= r;
         if s.is_some() {
-            status = s;
+            out.status = s;
         }
     }
-    (ready, status)
+    out
+}
+
+/// One datagram into `buf` with the sender's pid from SCM_CREDENTIALS (None if none came). Err: errno.
+/// File descriptors passed along (SCM_RIGHTS) are closed at once.
+fn recv_with_pid(fd: RawFd, buf: &mut [u8]) -> Result<(usize, Option<i32>), i32> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // u64 elements: the control buffer must be aligned for cmsghdr.
+    let mut cbuf = [0u64; 32];
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: msg points at iov (-> buf) and cbuf, both live and writable for the lengths given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    }
+    let mut pid = None;
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within msg_control/msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: c is non-null and points at a cmsghdr inside cbuf (checked by the CMSG macros).
+        let h = unsafe { &*c };
+        let len = h.cmsg_len as usize;
+        // SAFETY: CMSG_LEN is pure arithmetic.
+        let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
+        let data_len = len.saturating_sub(hdr);
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS {
+            if data_len >= std::mem::size_of::<libc::ucred>() {
+                // SAFETY: the data holds at least one ucred (length checked); read_unaligned needs no alignment.
+                let cred: libc::ucred = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+                pid = Some(cred.pid);
+            }
+        } else if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
+            let count = data_len / std::mem::size_of::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: i < count ints lie within this cmsg's data; read_unaligned needs no alignment.
+                let passed: libc::c_int =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>().add(i)) };
+                // SAFETY: the kernel just installed this fd for us and nobody else knows it.
+                unsafe { libc::close(passed) };
+            }
+        }
+        // SAFETY: msg and c are as above.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    Ok((n as usize, pid))
+}
+
+/// Is `pid` the process `root` or one of its descendants? Walks the parent chain through `ppid_of` (at most 64
+/// hops; stops at pid 1 or 0 or an unknown pid). A `root` of 0 or 1 never matches.
+pub fn is_descendant(pid: i32, root: i32, ppid_of: impl Fn(i32) -> Option<i32>) -> bool {
+    if root <= 1 {
+        return false;
+    }
+    let mut cur = pid;
+    for _ in 0..64 {
+        if cur == root {
+            return true;
+        }
+        if cur <= 1 {
+            return false;
+        }
+        match ppid_of(cur) {
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Parent pid of `pid` from /proc/PID/stat (in the pid namespace of our /proc).
+fn proc_ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (comm) STATE PPID ..."; comm may hold spaces and parentheses: split after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// sd_notify message: newline-separated KEY=VALUE.
@@ -219,10 +339,22 @@ mod tests {
         let n = notify_socket("web", &bundle(false), &run, &prefix)?;
         assert_eq!(n.env, format!("{prefix}web"));
         assert!(n.bind.is_none());
-        assert_eq!(read_notify(n.fd.as_raw_fd()), (false, None));
+        let me = Some(std::process::id() as i32);
+        assert_eq!(read_notify(n.fd.as_raw_fd(), me), NotifyRead::default());
         send(&n.env, b"STATUS=loading");
         send(&n.env, b"READY=1\nSTATUS=serving");
-        assert_eq!(read_notify(n.fd.as_raw_fd()), (true, Some("serving".into())));
+        let got = read_notify(n.fd.as_raw_fd(), me);
+        assert_eq!((got.ready, got.status, got.rejected), (true, Some("serving".into()), 0));
+        // From a process that is not part of the unit (we are not a descendant of this child): dropped.
+        let mut child = std::process::Command::new("sleep").arg("10").spawn()?;
+        send(&n.env, b"READY=1\nSTATUS=forged");
+        send(&n.env, b"STATUS=forged again");
+        let got = read_notify(n.fd.as_raw_fd(), Some(child.id() as i32));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(got, NotifyRead { ready: false, status: None, rejected: 2, rejected_pid: me });
+        send(&n.env, b"READY=1");
+        assert_eq!(read_notify(n.fd.as_raw_fd(), None).rejected, 1);
 
         let f = notify_socket("web", &bundle(true), &run, &prefix)?;
         assert_eq!(f.env, NOTIFY_IN_CONTAINER);
@@ -232,9 +364,37 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&host)?.permissions().mode() & 0o777, 0o666);
         send(host.to_str().ok_or("notify path is not UTF-8")?, b"READY=1");
-        assert_eq!(read_notify(f.fd.as_raw_fd()), (true, None));
+        assert_eq!(read_notify(f.fd.as_raw_fd(), me), NotifyRead { ready: true, ..Default::default() });
         let _ = std::fs::remove_dir_all(&run);
         Ok(())
+    }
+
+    #[test]
+    fn descendants_by_parent_chain() {
+        // 10 <- 20 <- 30 <- 40; 50 is a child of 1; 60 has an unknown parent; 70 and 71 form a loop.
+        let tree = |p: i32| match p {
+            20 => Some(10),
+            30 => Some(20),
+            40 => Some(30),
+            10 | 50 => Some(1),
+            70 => Some(71),
+            71 => Some(70),
+            _ => None,
+        };
+        assert!(is_descendant(10, 10, tree));
+        assert!(is_descendant(40, 10, tree));
+        assert!(is_descendant(40, 30, tree));
+        assert!(!is_descendant(20, 30, tree));
+        assert!(!is_descendant(50, 10, tree));
+        assert!(!is_descendant(60, 10, tree));
+        assert!(!is_descendant(70, 10, tree));
+        assert!(!is_descendant(40, 1, tree));
+        assert!(!is_descendant(0, 10, tree));
+        // A chain longer than 64 hops is not followed to the end.
+        let long = |p: i32| if p > 1000 { Some(p - 1) } else { None };
+        assert!(is_descendant(1050, 1000, long));
+        assert!(!is_descendant(1100, 1000, long));
+        assert_eq!(proc_ppid(std::process::id() as i32), Some(std::os::unix::process::parent_id() as i32));
     }
 
     #[test]

@@ -346,6 +346,74 @@ fn sd_notify(addr: &str, msg: &str) {
     sock.send_to_addr(msg.as_bytes(), &a).unwrap();
 }
 
+/// Send one datagram to an abstract or path address with SCM_CREDENTIALS naming `pid` (a pid in our namespace;
+/// root may name any process): keel accepts notifications only from the unit's own processes.
+fn sd_notify_as(addr: &str, msg: &str, pid: i32) {
+    // SAFETY: sockaddr_un is plain old data; all-zero is valid.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (bytes, off) = match addr.strip_prefix('@') {
+        Some(n) => (n.as_bytes(), 1),
+        None => (addr.as_bytes(), 0),
+    };
+    for (i, b) in bytes.iter().enumerate() {
+        sa.sun_path[off + i] = *b as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + off + bytes.len() + (1 - off);
+    let cred = libc::ucred { pid, uid: 0, gid: 0 };
+    let mut cbuf = [0u64; 8];
+    let mut iov = libc::iovec { iov_base: msg.as_ptr() as *mut libc::c_void, iov_len: msg.len() };
+    // SAFETY: test-only plain socket calls; every pointer refers to a live local of the stated size.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut m: libc::msghdr = std::mem::zeroed();
+        m.msg_name = (&mut sa as *mut libc::sockaddr_un).cast();
+        m.msg_namelen = len as libc::socklen_t;
+        m.msg_iov = &mut iov;
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf.as_mut_ptr().cast();
+        m.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&m);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_CREDENTIALS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), cred);
+        let n = libc::sendmsg(fd, &m, 0);
+        assert_eq!(n, msg.len() as isize, "sendmsg {addr} as pid {pid}: {}", std::io::Error::last_os_error());
+        libc::close(fd);
+    }
+}
+
+/// The process under PID 1 `init` whose environment holds `needle` (e.g. its NOTIFY_SOCKET).
+fn pid_with_env(init: i32, needle: &str) -> i32 {
+    let procs = processes();
+    let parent = |p: i32| procs.iter().find(|&&(q, _, _)| q == p).map(|&(_, _, pp)| pp);
+    let under_init = |mut p: i32| {
+        for _ in 0..64 {
+            if p == init {
+                return true;
+            }
+            match parent(p) {
+                Some(pp) if pp > 1 => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let found: Vec<i32> = procs
+        .iter()
+        .map(|&(p, _, _)| p)
+        .filter(|&p| p != init && under_init(p))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|e| e.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "processes with {needle}: {found:?}");
+    found[0]
+}
+
 #[test]
 fn notify_readiness_orders_dependents() {
     if let Some(why) = skip_reason(true) {
@@ -375,11 +443,24 @@ fn notify_readiness_orders_dependents() {
     p.wait_line(|l| unit_line(l, "n2", "bound /run/keel-notify.sock"), "n2 bound", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     assert!(!p.output().iter().any(|l| unit_line(l, "after", "after up")), "after started before n1/n2 were ready");
-    sd_notify(&addr, "STATUS=warming up");
+    // Anyone in the host network namespace reaches the abstract address, but a sender that is not part of n1
+    // (this test process) is ignored: n1 stays not ready, its status unset, one WARN line.
+    sd_notify(&addr, "STATUS=forged");
     sd_notify(&addr, "READY=1");
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, st) = p.keelctl(&["status", "n1"]);
+    assert!(st.starts_with("n1 (service): starting") && !st.contains("forged"), "{st}");
+    let warns: Vec<_> = p.output().into_iter().filter(|l| l.contains("ignored sd_notify message")).collect();
+    assert!(warns.len() == 1 && warns[0].contains("WARN") && warns[0].contains("(not part of n1)"), "{warns:?}");
+    // From n1's own process it counts.
+    let init = p.init_pid();
+    let n1 = pid_with_env(init, &format!("NOTIFY_SOCKET={addr}"));
+    sd_notify_as(&addr, "STATUS=warming up", n1);
+    sd_notify_as(&addr, "READY=1", n1);
     std::thread::sleep(Duration::from_millis(200));
     assert!(!p.output().iter().any(|l| unit_line(l, "after", "after up")), "after started before n2 was ready");
-    sd_notify(p.run.join("notify/n2").to_str().unwrap(), "STATUS=serving\nREADY=1");
+    let n2 = pid_with_env(init, "NOTIFY_SOCKET=/run/keel-notify.sock");
+    sd_notify_as(p.run.join("notify/n2").to_str().unwrap(), "STATUS=serving\nREADY=1", n2);
     p.wait_line(|l| unit_line(l, "after", "after up"), "after up", Duration::from_secs(5));
     let (_, st) = p.keelctl(&["status", "n2"]);
     assert!(st.contains("status     serving") && st.contains("ready      notify"), "{st}");
