@@ -47,15 +47,18 @@ pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// keel's own line.
-pub fn format_keel(ms: u64, level: Level, msg: &str) -> String {
-    let msg = visible(msg);
-    let tag = match level {
+/// The severity tag of keel's lines: "", "WARN ", "ERROR ".
+pub fn level_tag(level: Level) -> &'static str {
+    match level {
         Level::Info => "",
         Level::Warn => "WARN ",
         Level::Error => "ERROR ",
-    };
-    format!("{} keel: {tag}{msg}\n", time::stamp(ms))
+    }
+}
+
+/// keel's own line.
+pub fn format_keel(ms: u64, level: Level, msg: &str) -> String {
+    format!("{} keel: {}{}\n", time::stamp(ms), level_tag(level), visible(msg))
 }
 
 /// A container's line, name padded to `width`.

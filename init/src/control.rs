@@ -293,6 +293,11 @@ impl Server {
     }
 
     /// Send a new log line of `unit` to every follower.
+    /// Whether any client follows `unit`'s log (so the caller formats a line only when someone reads it).
+    pub fn follows(&self, unit: usize) -> bool {
+        self.clients.iter().any(|c| c.as_ref().is_some_and(|c| c.follow == Some(unit)))
+    }
+
     pub fn broadcast(&mut self, unit: usize, line: &str) {
         let followers: Vec<usize> = self
             .clients

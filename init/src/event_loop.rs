@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use keel_shim::spawn::Status;
 
-use crate::console::Console;
+use crate::console::{self, Console};
 use crate::control::{Analyze, Incoming, Request, Response, Server, UnitInfo};
 use crate::logs::{Ring, UnitLog};
 use crate::spawner::{self, UnitRt};
 use crate::supervisor::{
-    Action, Command, Event, Exit, Kind, Level, PowerAction, Ready, Restart, State, Supervisor, UnitId,
+    signal_name, Action, Command, Event, Exit, Kind, Level, PowerAction, Ready, Restart, State, Supervisor, UnitId,
 };
 use crate::sys::{self, Io};
 use crate::{emergency, shutdown, time};
@@ -233,12 +233,7 @@ impl Loop {
 
     fn keel_line(&mut self, level: Level, msg: &str) {
         self.console.keel(level, msg);
-        let tag = match level {
-            Level::Info => "",
-            Level::Warn => "WARN ",
-            Level::Error => "ERROR ",
-        };
-        self.keel_ring.push(time::boot_ms(), &format!("{tag}{msg}"));
+        self.keel_ring.push(time::boot_ms(), &format!("{}{msg}", console::level_tag(level)));
     }
 
     fn name(&self, u: UnitId) -> String {
@@ -255,7 +250,7 @@ impl Loop {
                             let n = self.name(unit);
                             self.keel_line(
                                 Level::Warn,
-                                &format!("kill {n} (pid {pid}) {}: errno {e}", sys::signame(signal)),
+                                &format!("kill {n} (pid {pid}) {}: errno {e}", signal_name(signal)),
                             );
                         }
                     }
@@ -466,7 +461,7 @@ impl Loop {
                 _ => None, // SIGHUP: ignored
             };
             if let Some(p) = power {
-                self.request_shutdown(p, &sys::signame(sig));
+                self.request_shutdown(p, &signal_name(sig));
             }
         }
     }
@@ -526,7 +521,7 @@ impl Loop {
             sys::Reaped::Code(0) => {}
             _ if self.shutdown_requested => {} // the kill-all took it: expected
             sys::Reaped::Code(c) => self.keel_line(Level::Warn, &format!("coldplug: exited {c}")),
-            sys::Reaped::Signal(s) => self.keel_line(Level::Warn, &format!("coldplug: killed by {}", sys::signame(s))),
+            sys::Reaped::Signal(s) => self.keel_line(Level::Warn, &format!("coldplug: killed by {}", signal_name(s))),
         }
         self.queue.push_back(Event::ColdplugDone);
     }
@@ -585,14 +580,13 @@ impl Loop {
             if let Some(f) = log.file.as_mut() {
                 f.write(&stamp, &line);
             }
-            if let Some(c) = self.control.as_mut() {
+            if let Some(c) = self.control.as_mut().filter(|c| c.follows(u)) {
                 c.broadcast(u, &format!("{stamp} {line}"));
             }
             match log.rate.allow(ms) {
                 Some(suppressed) => {
                     if suppressed > 0 {
-                        let msg = format!("{name}: {suppressed} lines not shown (rate limit; keelctl logs {name})");
-                        self.console.keel(Level::Warn, &msg);
+                        self.console.keel(Level::Warn, &not_shown(&name, suppressed));
                     }
                     self.console.unit(ms, &name, &line);
                     // A report held back (one per second at most) is still owed.
@@ -614,8 +608,7 @@ impl Loop {
             let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
             if let Some(n) = log.rate.take_report(now) {
                 let name = self.name(u);
-                self.console
-                    .keel(Level::Warn, &format!("{name}: {n} lines not shown (rate limit; keelctl logs {name})"));
+                self.console.keel(Level::Warn, &not_shown(&name, n));
             } else if let Some(log) = self.rt.get(u).and_then(|r| r.log.as_ref()) {
                 pending |= log.rate.suppressed > 0;
             }
@@ -763,7 +756,7 @@ impl Loop {
             },
             last_exit: s.last_exit.map(|e| match e {
                 Exit::Code(c) => format!("exit {c}"),
-                Exit::Signal(sig) => sys::signame(sig),
+                Exit::Signal(sig) => signal_name(sig),
             }),
             reason: s.reason.clone().or(s.config.broken.clone()),
             status: rt.and_then(|r| r.status_text.clone()),
@@ -881,4 +874,9 @@ pub fn state_str(s: State) -> &'static str {
         State::Exited => "exited",
         State::Failed => "failed",
     }
+}
+
+/// The note for lines a unit's console rate limit held back.
+fn not_shown(name: &str, n: u64) -> String {
+    format!("{name}: {n} lines not shown (rate limit; keelctl logs {name})")
 }

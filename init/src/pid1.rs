@@ -132,7 +132,7 @@ pub fn main() -> ! {
     let banner = format!(
         "keel {} starting (kernel {}, {n_onboot} onboot, {n_services} services{})",
         env!("CARGO_PKG_VERSION"),
-        kernel_release(),
+        keel_rc::modules::kernel_release(),
         if sandbox { ", sandbox" } else { "" }
     );
     say(&mut console, &mut keel_ring, Level::Info, &banner, true);
@@ -182,17 +182,6 @@ pub fn main() -> ! {
         }
         Err(e) => fallback_loop(&format!("event loop: {e}")),
     }
-}
-
-fn kernel_release() -> String {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: u is a valid utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return "?".into();
-    }
-    let bytes: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn write_fd(fd: i32, s: &str) {
