@@ -32,8 +32,8 @@ build:
 	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
 	@mkdir -p build/bin
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
-	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-shim --bin keel-runc"; \
-	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-shim --bin keel-runc && \
+	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-runtime --bin keel-runc"; \
+	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-runtime --bin keel-runc && \
 	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(TARGET_DIR)/$(MUSL)/release/keel-runc build/bin/; \
 	else \
 	  echo "make build: target $(MUSL) not available: the image uses the glibc build"; \

@@ -37,7 +37,7 @@ if [[ -z "${KEEL_BENCH_INNER:-}" ]]; then
         TGT=${CARGO_TARGET_DIR:-$REPO/target}
         echo "containerd-bench: building keel-runc (release, static)" >&2
         (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" \
-            cargo build -q --release -p keel-shim --bin keel-runc --target $TRIPLE)
+            cargo build -q --release -p keel-runtime --bin keel-runc --target $TRIPLE)
         KEEL_RUNC=$TGT/$TRIPLE/release/keel-runc
     fi
     KEEL_RUNC=$(realpath "$KEEL_RUNC")

@@ -27,7 +27,7 @@ if [[ "${1:-}" != "--inner" && -z "${KEEL_BENCH_INNER:-}" ]]; then
     if [[ -z "${KEEL_RUNC:-}" ]]; then
         TGT=${CARGO_TARGET_DIR:-$REPO/target}
         echo "runc-bench: building keel-runc (release, static)" >&2
-        (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p keel-shim --target $TRIPLE)
+        (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p keel-runtime --target $TRIPLE)
         KEEL_RUNC=$TGT/$TRIPLE/release/keel-runc
     fi
     export KEEL_RUNC ROUNDS

@@ -20,8 +20,8 @@ use crate::tree::{Kind, Tree};
 use crate::yaml::{Container, Id, Mount};
 use crate::Error;
 
-/// Every capability Linux 6.1 knows, in number order (what `capabilities: [all]` means): keel-shim's table.
-pub const ALL_CAPS: &[&str] = &keel_shim::caps::NAMES;
+/// Every capability Linux 6.1 knows, in number order (what `capabilities: [all]` means): keel-runtime's table.
+pub const ALL_CAPS: &[&str] = &keel_runtime::caps::NAMES;
 
 const RLIMITS: &[&str] = &[
     "RLIMIT_CPU",
@@ -395,7 +395,7 @@ pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Val
 pub fn runtime_json(c: &Container, bundle: &str, lower: &str, readonly: bool) -> Value {
     let rootfs = format!("{bundle}/rootfs");
     let mut ms: Vec<Value> = if readonly {
-        // Bind the rootfs onto itself (or from the shared copy): runc and keel-shim want a mount point.
+        // Bind the rootfs onto itself (or from the shared copy): runc and keel-runtime want a mount point.
         vec![json!({"source": lower, "destination": rootfs, "options": ["bind"]})]
     } else {
         let tmp = format!("{bundle}/tmp");

@@ -161,7 +161,7 @@ pub struct Container {
     pub oom_score_adj: Option<i32>,
     pub rootfs_propagation: Option<String>,
     pub cgroups_path: Option<String>,
-    /// OCI `linux.resources`, passed through as given (keel-shim validates it).
+    /// OCI `linux.resources`, passed through as given (keel-runtime validates it).
     pub resources: Option<serde_json::Value>,
     pub sysctl: Option<BTreeMap<String, String>>,
     pub rlimits: Option<Vec<String>>,

@@ -86,7 +86,7 @@ pub struct Analyze {
     pub start_boot_ms: u64,
     /// Boot complete, ms after PID 1's start.
     pub complete_ms: Option<u64>,
-    /// Spawns done by PID 1 so far, and the time each took inside PID 1 (keel_shim::spawn), in µs.
+    /// Spawns done by PID 1 so far, and the time each took inside PID 1 (keel_runtime::spawn), in µs.
     pub spawns: u64,
     pub spawn_avg_us: u64,
     pub spawn_max_us: u64,

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use keel_shim::Bundle;
+use keel_runtime::Bundle;
 
 use crate::supervisor::{Kind, UnitConfig};
 
@@ -86,7 +86,7 @@ pub const HOOK_TIMEOUT_MAX: i64 = 5;
 /// Give every hook of `b` a timeout of at most [`HOOK_TIMEOUT_MAX`]. The runtime runs prestart, createRuntime and
 /// poststop hooks synchronously in its caller, here PID 1, and the spec's default is no timeout at all: a hook
 /// that never returns (found by init/tests/hostile.rs) froze PID 1 for good, no reaping, no keelctl, no power
-/// off. This bounds the freeze; running hooks outside PID 1's loop is the real fix (keel-shim's spawn).
+/// off. This bounds the freeze; running hooks outside PID 1's loop is the real fix (keel-runtime's spawn).
 fn bound_hooks(b: &mut Bundle) {
     let Some(h) = b.spec.hooks.as_mut() else { return };
     for list in [
@@ -139,8 +139,8 @@ pub fn load(kind: Kind, dir: &Path) -> Found {
 /// relative to the bundle: `config.json line 4 column 3: expected `,` or `]``,
 /// `config.json line 3 column 14: process.args: invalid type: integer `5`, expected a sequence`,
 /// `rootfs /nonexistent/rootfs: No such file or directory (errno 2)`.
-pub fn load_cause(dir: &Path, e: &keel_shim::Error) -> String {
-    use keel_shim::Error;
+pub fn load_cause(dir: &Path, e: &keel_runtime::Error) -> String {
+    use keel_runtime::Error;
     let rel =
         |p: &Path| p.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     let field = |f: &str| if f.is_empty() { String::new() } else { format!(" {f}:") };

@@ -17,7 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use keel_shim::spawn::Status;
+use keel_runtime::spawn::Status;
 
 use crate::console::{self, Console};
 use crate::control::{Analyze, Incoming, Request, Response, Server, UnitInfo};
@@ -90,7 +90,7 @@ pub struct Loop {
     shutdown_requested: bool,
     emergency: Option<emergency::Emergency>,
     abstract_prefix: String,
-    /// Cost of keel_shim::spawn calls (the time PID 1 spends per start): count, total and max in µs.
+    /// Cost of keel_runtime::spawn calls (the time PID 1 spends per start): count, total and max in µs.
     spawn_stats: (u64, u64, u64),
     /// Some unit has console lines held back by its rate limit, not yet reported.
     suppressed_pending: bool,
@@ -103,7 +103,7 @@ impl Loop {
     pub fn new(
         cfg: Config,
         sup: Supervisor,
-        bundles: Vec<Option<keel_shim::Bundle>>,
+        bundles: Vec<Option<keel_runtime::Bundle>>,
         mut console: Console,
         keel_ring: Ring,
     ) -> Result<Loop, String> {

@@ -1,5 +1,5 @@
 //! keel's PID 1: owns time and processes (event loop, the one reaper, supervisor, console and logs,
-//! control socket, shutdown). Asks keel-shim to spawn and keel-rc to set up; never mounts or unshares itself.
+//! control socket, shutdown). Asks keel-runtime to spawn and keel-rc to set up; never mounts or unshares itself.
 //! Also the keelctl client (`client`), which shares the control protocol types.
 
 // PID 1 must never panic: no unwrap/expect/panic! outside tests (enforced by clippy; CI runs it).

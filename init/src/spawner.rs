@@ -1,4 +1,4 @@
-//! Turning `Action::Spawn` into `keel_shim::spawn`: the unit's wiring.
+//! Turning `Action::Spawn` into `keel_runtime::spawn`: the unit's wiring.
 //!
 //! - stdout and stderr: the write end of the unit's log pipe (one pipe per unit, created once, kept across
 //!   restarts so output written by a dying process or its leftovers is never lost).
@@ -16,8 +16,8 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use keel_shim::spec::NamespaceType;
-use keel_shim::{Bundle, SpawnOptions, Spawned};
+use keel_runtime::spec::NamespaceType;
+use keel_runtime::{Bundle, SpawnOptions, Spawned};
 
 use crate::logs::UnitLog;
 use crate::supervisor::Ready;
@@ -290,17 +290,17 @@ pub fn spawn(
         }
         Ready::Started => {}
     }
-    let spawned = keel_shim::spawn(bundle, &opts).map_err(|e| cause(&e))?;
+    let spawned = keel_runtime::spawn(bundle, &opts).map_err(|e| cause(&e))?;
     // Our copy of the readiness write end closes here: EOF on the read end then means the container closed it.
     let ready_rd = ready_pipe.map(|(r, _w)| r);
     Ok(Started { spawned, ready_rd })
 }
 
 /// The cause of a spawn error, without the "bundle NAME: " prefix (the console line names unit and bundle).
-pub fn cause(e: &keel_shim::Error) -> String {
+pub fn cause(e: &keel_runtime::Error) -> String {
     match e {
-        keel_shim::Error::Setup { msg, .. } => msg.clone(),
-        keel_shim::Error::Rootfs { path, err, .. } => {
+        keel_runtime::Error::Setup { msg, .. } => msg.clone(),
+        keel_runtime::Error::Rootfs { path, err, .. } => {
             format!("rootfs {}: {}", path.display(), crate::discover::io_cause(err))
         }
         e => e.to_string(),
@@ -312,7 +312,7 @@ mod tests {
     use super::*;
 
     fn bundle(netns: bool) -> Bundle {
-        let mut spec = keel_shim::spec::Spec::default();
+        let mut spec = keel_runtime::spec::Spec::default();
         if netns {
             let json = r#"{"namespaces":[{"type":"network"}]}"#;
             spec.linux = Some(serde_json::from_str(json).unwrap_or_else(|e| panic!("linux spec {json}: {e}")));

@@ -245,7 +245,7 @@ fn setup(tag: &str) -> Option<(Containerd, PathBuf)> {
     }
     ensure_containerd()?;
     let Some(runc) = keel_runc() else {
-        skip("keel-runc not built (make build, or cargo build -p keel-shim; or set KEEL_RUNC)")?;
+        skip("keel-runc not built (make build, or cargo build -p keel-runtime; or set KEEL_RUNC)")?;
         return None;
     };
     if !Path::new("/bin/busybox").is_file() {
@@ -327,11 +327,11 @@ fn containerd_runc_shim_drives_keel_runc() {
     eprintln!("containerd test: all passed with {} in {:.1} s", runc.display(), t0.elapsed().as_secs_f64());
 }
 
-// Differences from runc this test found, now fixed in keel-runc (containerd-shim/): kept as regression tests.
+// Differences from runc this test found, now fixed in keel-runc (runtime/): kept as regression tests.
 
 /// ctr (like containerd's CRI and Docker) always puts `linux.resources.cpu.shares` (1024 by default) in the spec.
 /// runc on this hybrid host applies it in the cgroup v1 cpu hierarchy; keel-runc once refused the container because
-/// the v2 mount has no cpu controller; it now uses v1 there too (containerd-shim/src/cgroups/v1.rs).
+/// the v2 mount has no cpu controller; it now uses v1 there too (runtime/src/cgroups/v1.rs).
 #[test]
 fn default_cpu_shares_are_accepted() {
     let Some((mut cd, _)) = setup("shares") else { return };
@@ -342,7 +342,7 @@ fn default_cpu_shares_are_accepted() {
 /// runc's init looks process.args[0] up in the container before it blocks on the exec fifo, so `create` fails
 /// (containerd: "OCI runtime create failed: ... exec: \"/bin/nope\": stat /bin/nope: no such file or directory")
 /// and ctr run exits 1 with that message. keel-runc's child once resolved it only at execve after `start` (the task
-/// exited 127 silently); it now resolves it before the fifo too (containerd-shim/src/child.rs, `run`).
+/// exited 127 silently); it now resolves it before the fifo too (runtime/src/child.rs, `run`).
 #[test]
 fn missing_binary_fails_create() {
     let Some((mut cd, _)) = setup("nope") else { return };

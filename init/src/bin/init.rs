@@ -1,7 +1,7 @@
 //! The in-image multi-call binary: PID 1 (`init`, or anything started as PID 1), `keelctl` and `modprobe`,
 //! chosen by argv[0]'s basename, or by the first argument (`init keelctl list`).
 //!
-//! keel-runc (the runc-compatible CLI) is a binary of its own (containerd-shim/src/bin/keel-runc.rs), also in the
+//! keel-runc (the runc-compatible CLI) is a binary of its own (runtime/src/bin/keel-runc.rs), also in the
 //! image: its ~120 KiB of CLI code are never run by PID 1, but would still count in PID 1's RSS (the kernel maps
 //! the pages around every page touched), which must stay under 1.5 MiB.
 

@@ -1,4 +1,4 @@
-//! keel's OCI runtime ("containerd-shim" in the house plan).
+//! keel's OCI runtime (`runtime/`, crate keel-runtime): the library every bundle runs through, and keel-runc.
 //!
 //! Knows the OCI runtime spec and Linux; knows nothing of PID 1, restart policies or the console.
 //!

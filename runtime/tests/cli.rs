@@ -60,7 +60,7 @@ impl T {
 
     /// Write config.json: runc's default spec (from `keel-runc spec`), no terminal, writable root, `args`.
     fn config(&self, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
-        let mut c: serde_json::Value = serde_json::from_str(keel_shim::cli::spec::DEFAULT_CONFIG).unwrap();
+        let mut c: serde_json::Value = serde_json::from_str(keel_runtime::cli::spec::DEFAULT_CONFIG).unwrap();
         c["process"]["terminal"] = false.into();
         c["process"]["args"] = serde_json::json!(args);
         c["root"]["readonly"] = false.into();
@@ -128,7 +128,7 @@ impl T {
     /// Nothing of container `id` is left: no state dir, no cgroup, no mount under the test dir.
     fn assert_clean(&self, id: &str) {
         assert!(!self.root.join(id).exists(), "state dir of {id} left behind");
-        let cg = keel_shim::cgroups::default_root().join(id);
+        let cg = keel_runtime::cgroups::default_root().join(id);
         assert!(!cg.exists(), "cgroup {} left behind", cg.display());
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let d = self.dir.to_string_lossy().to_string();
@@ -394,9 +394,9 @@ fn resources_are_written_to_the_container_cgroup() {
     });
     let d = id("r1");
     t.ok(&["run", "-d", d.as_str()]);
-    let cg = keel_shim::cgroups::default_root().join(&d);
+    let cg = keel_runtime::cgroups::default_root().join(&d);
     let pid = t.state(&d)["pid"].as_i64().unwrap() as i32;
-    assert!(keel_shim::cgroups::procs(&cg).contains(&pid), "container not in {}", cg.display());
+    assert!(keel_runtime::cgroups::procs(&cg).contains(&pid), "container not in {}", cg.display());
     assert_eq!(std::fs::read_to_string(cg.join("cgroup.max.descendants")).unwrap().trim(), "3");
     t.ok(&["delete", "--force", d.as_str()]);
     t.assert_clean(&d);
@@ -404,9 +404,9 @@ fn resources_are_written_to_the_container_cgroup() {
 
 #[test]
 fn hybrid_host_v1_limits_and_membership() {
-    let hs = keel_shim::cgroups::v1::hierarchies();
-    let v2 = std::fs::read_to_string(keel_shim::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
-    let v1_of = |c: &str| keel_shim::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
+    let hs = keel_runtime::cgroups::v1::hierarchies();
+    let v2 = std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
+    let v1_of = |c: &str| keel_runtime::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
     let (Some(cpu), Some(mem)) = (v1_of("cpu"), v1_of("memory")) else {
         eprintln!("skipped: not a hybrid host with v1 cpu and memory");
         return;

@@ -5,7 +5,7 @@ mod common;
 use std::os::fd::AsRawFd;
 
 use common::*;
-use keel_shim::{spawn, SpawnOptions, Status};
+use keel_runtime::{spawn, SpawnOptions, Status};
 use serde_json::json;
 
 #[test]
@@ -316,7 +316,7 @@ fn hooks_get_state_and_run_in_order() {
     let b = tb.write(&c);
     let r = run(&b, SpawnOptions { id: "hk".into(), ..Default::default() });
     assert_eq!(r.status, Status::Started, "{}", r.out);
-    keel_shim::run_poststart(&b, r.spawned.pid).unwrap();
+    keel_runtime::run_poststart(&b, r.spawned.pid).unwrap();
     assert!(r.spawned.cleanup(&b).is_empty());
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();

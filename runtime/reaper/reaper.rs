@@ -1,5 +1,5 @@
 //! keel-reaper: the pid 1 of a container's pid namespace (`SpawnOptions::ns_reaper`), as a tiny freestanding
-//! program. containerd-shim/build.rs compiles it (no std, no libc, static, non-PIE, a few KiB) and the runtime
+//! program. runtime/build.rs compiles it (no std, no libc, static, non-PIE, a few KiB) and the runtime
 //! execs it from a sealed memfd, so each container pays ~10-20 KiB of RSS instead of a copy of its caller.
 //!
 //! Usage: `keel-reaper PID` where PID (in this pid namespace) is the real process, our child. The runtime blocks

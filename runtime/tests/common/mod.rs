@@ -1,4 +1,4 @@
-//! Shared helpers for keel-shim's root tests: a busybox rootfs in a temp dir, config.json writing, spawning with a
+//! Shared helpers for keel-runtime's root tests: a busybox rootfs in a temp dir, config.json writing, spawning with a
 //! stdout pipe and reaping in the test (the test is the reaper).
 #![allow(dead_code)]
 
@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use keel_shim::{spawn, Bundle, SpawnOptions, Spawned, Status};
+use keel_runtime::{spawn, Bundle, SpawnOptions, Spawned, Status};
 use serde_json::{json, Value};
 
 pub fn is_root() -> bool {
@@ -35,11 +35,11 @@ pub fn busybox() -> PathBuf {
 pub fn install_busybox(dst: &Path) {
     static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let template = TEMPLATE.get_or_init(|| {
-        let t = std::env::temp_dir().join(format!("keel-shim-test-busybox-{}", std::process::id()));
+        let t = std::env::temp_dir().join(format!("keel-runtime-test-busybox-{}", std::process::id()));
         std::fs::copy(busybox(), &t).unwrap();
         extern "C" fn remove_template() {
             let _ = std::fs::remove_file(
-                std::env::temp_dir().join(format!("keel-shim-test-busybox-{}", std::process::id())),
+                std::env::temp_dir().join(format!("keel-runtime-test-busybox-{}", std::process::id())),
             );
         }
         // SAFETY: registering a plain extern "C" fn with no captured state.
@@ -61,7 +61,7 @@ pub struct TestBundle {
 
 impl TestBundle {
     pub fn new(name: &str) -> TestBundle {
-        let dir = std::env::temp_dir().join(format!("keel-shim-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("keel-runtime-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let root = dir.join("rootfs");
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "ro", "data"] {

@@ -1,6 +1,6 @@
 //! Real seccomp: compile a filter, install it in a forked child, and observe the errno the kernel returns.
 
-use keel_shim::seccomp::{compile, install, LinuxSeccomp};
+use keel_runtime::seccomp::{compile, install, LinuxSeccomp};
 
 /// Fork; in the child set no_new_privs, install `prog`, run `f` and exit with its result. Returns the exit code.
 fn in_child(prog: &[libc::sock_filter], flags: &[String], f: impl Fn() -> i32) -> i32 {

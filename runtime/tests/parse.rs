@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use keel_shim::{Bundle, Error};
+use keel_runtime::{Bundle, Error};
 
 fn bundle(name: &str, config: &str, runtime: Option<&str>) -> PathBuf {
     let dir = std::env::temp_dir()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use keel_shim::cgroups::{self, LinuxResources};
+use keel_runtime::cgroups::{self, LinuxResources};
 
 fn root_or_skip() -> Option<std::path::PathBuf> {
     if !nix::unistd::geteuid().is_root() {
