@@ -249,7 +249,11 @@ fn detached_list_ps_exec_pause_resume_kill() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("exec failed"), "{o:?}");
     // The error names the path, as runc's does.
-    assert!(String::from_utf8_lossy(&o.stderr).contains("exec /no/such/binary: No such file"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("exec: \"/no/such/binary\": stat /no/such/binary: no such file or directory"),
+        "{o:?}"
+    );
 
     t.ok(&["pause", id("d1").as_str()]);
     assert_eq!(t.status(id("d1").as_str()), "paused");
@@ -298,7 +302,10 @@ fn failures_leave_nothing_behind() {
     let o = t.run(&["create", id("f2").as_str()]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("exec /bin/no-such-binary: No such file or directory"), "{err}");
+    assert!(
+        err.contains("exec: \"/bin/no-such-binary\": stat /bin/no-such-binary: no such file or directory"),
+        "{err}"
+    );
     t.assert_clean(id("f2").as_str());
 
     // A failing mount.
@@ -405,7 +412,8 @@ fn resources_are_written_to_the_container_cgroup() {
 #[test]
 fn hybrid_host_v1_limits_and_membership() {
     let hs = keel_runtime::cgroups::v1::hierarchies();
-    let v2 = std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
+    let v2 =
+        std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
     let v1_of = |c: &str| keel_runtime::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
     let (Some(cpu), Some(mem)) = (v1_of("cpu"), v1_of("memory")) else {
         eprintln!("skipped: not a hybrid host with v1 cpu and memory");
