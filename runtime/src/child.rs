@@ -150,7 +150,9 @@ pub fn run(p: &Plan) -> ! {
     if let (Some(root), Some(proc)) = (&root, &proc_fd) {
         finish_tree(p, &fds, root.as_fd(), proc.as_fd());
         enter_root(p, &fds, root, proc.as_fd());
-    } else if p.chroot_only {
+    }
+    drop(root);
+    if !p.setup_root && p.chroot_only {
         chroot(p, &fds);
     }
     setup_console(&fds, p.console_size);
@@ -500,7 +502,7 @@ fn open_null(status: i32) -> OwnedFd {
 
 /// pivot_root into the rootfs (or move + chroot), the configured propagation on the new "/", readonly root.
 fn enter_root(p: &Plan, fds: &Fds, root: &OwnedFd, proc: BorrowedFd) {
-    if let Err((what, e)) = rootfs::switch_root(root.as_fd(), p.no_pivot) {
+    if let Err((what, e)) = rootfs::switch_root(root.as_fd(), proc, p.no_pivot) {
         fail_at(fds.status, what, &p.rootfs, e);
     }
     if let Some(flags) = p.reapply_propagation {

@@ -7,7 +7,7 @@
 //! again, so remounts and propagation changes reach the new mount, not what it covers.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 
 use crate::inroot::{self, Kind};
 use crate::procfs::FdPath;
@@ -174,15 +174,21 @@ pub fn readonly(root: BorrowedFd, path: &CStr) -> Result<(), i32> {
     remount_at(root, path, libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
 }
 
-/// Switch to the new root `root` (an fd of the rootfs mount). pivot_root(".", ".") then detach the old root
+/// Switch to the new root `root` (an fd of the rootfs mount): pivot_root(".", ".") then detach the old root
 /// (runc's trick: no put_old directory), or MS_MOVE + chroot for `no_pivot`. Returns (what, errno).
-pub fn switch_root(root: BorrowedFd, no_pivot: bool) -> Result<(), (&'static str, i32)> {
-    // SAFETY: root is our fd; these calls change only this process's root/cwd and its mount namespace.
+///
+/// Before the old root is detached it is made rslave so the unmounts do not propagate to the host. Only the old
+/// root's own tree: after pivot_root "." names the new root, of which the old one is a child, and a recursive
+/// change there would also turn the container's own `rshared` binds into slaves (mounts made inside the container
+/// would then never reach the host, which LinuxKit's mount/format packages need). So the old root is held as an fd
+/// from before the pivot and changed and detached through `self/fd/N` of the private procfs `proc`.
+pub fn switch_root(root: BorrowedFd, proc: BorrowedFd, no_pivot: bool) -> Result<(), (&'static str, i32)> {
+    // SAFETY: root and proc are our fds; these calls change only this process's root/cwd and its mount namespace.
     unsafe {
-        if libc::fchdir(root.as_raw_fd()) != 0 {
-            return Err(("chdir to", sys::errno()));
-        }
         if no_pivot {
+            if libc::fchdir(root.as_raw_fd()) != 0 {
+                return Err(("chdir to", sys::errno()));
+            }
             if libc::mount(c".".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) != 0 {
                 return Err(("move rootfs to /", sys::errno()));
             }
@@ -190,13 +196,24 @@ pub fn switch_root(root: BorrowedFd, no_pivot: bool) -> Result<(), (&'static str
                 return Err(("chroot", sys::errno()));
             }
         } else {
+            let old = libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+            if old < 0 {
+                return Err(("open old root", sys::errno()));
+            }
+            let old = std::os::fd::OwnedFd::from_raw_fd(old);
+            if libc::fchdir(root.as_raw_fd()) != 0 {
+                return Err(("chdir to", sys::errno()));
+            }
             if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
                 return Err(("pivot_root", sys::errno()));
             }
-            // The old root is stacked under "."; keep its unmount from propagating to the host.
+            if libc::fchdir(proc.as_raw_fd()) != 0 {
+                return Err(("chdir to private procfs", sys::errno()));
+            }
+            let at = FdPath::new(old.as_raw_fd());
             if libc::mount(
                 std::ptr::null(),
-                c".".as_ptr(),
+                at.as_cstr().as_ptr(),
                 std::ptr::null(),
                 libc::MS_SLAVE | libc::MS_REC,
                 std::ptr::null(),
@@ -204,7 +221,7 @@ pub fn switch_root(root: BorrowedFd, no_pivot: bool) -> Result<(), (&'static str
             {
                 return Err(("make old root rslave", sys::errno()));
             }
-            if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            if libc::umount2(at.as_cstr().as_ptr(), libc::MNT_DETACH) != 0 {
                 return Err(("unmount old root", sys::errno()));
             }
         }

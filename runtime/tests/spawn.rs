@@ -580,3 +580,66 @@ fn personality_linux32_and_flags() {
     let Err(e) = spawn(&b, &SpawnOptions::default()) else { panic!("an unknown flag must be an error") };
     assert!(e.to_string().contains("linux.personality.flags"), "{e}");
 }
+
+/// LinuxKit's mount/format packages: `rootfsPropagation: shared` and an `rshared` bind make a mount done inside the
+/// container appear on the host.
+#[test]
+fn shared_propagation_reaches_the_host() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let tb = TestBundle::new("propagation");
+    let host = tb.dir.join("hostmnt");
+    std::fs::create_dir_all(&host).unwrap();
+    let h = host.to_str().unwrap();
+    let sh =
+        |cmd: &str| assert!(std::process::Command::new("sh").args(["-c", cmd]).status().unwrap().success(), "{cmd}");
+    sh(&format!("mount --bind {h} {h} && mount --make-shared {h}"));
+    let mut c = config(&[
+        "sh",
+        "-c",
+        "mkdir -p /mnt/sub && mount -t tmpfs tmpfs /mnt/sub && echo hi > /mnt/sub/x && echo mounted",
+    ]);
+    c["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/mnt", "type": "bind", "source": h, "options": ["rbind", "rshared"]}));
+    c["linux"]["rootfsPropagation"] = json!("shared");
+    let caps = json!(["CAP_SYS_ADMIN"]);
+    c["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let r = run(&tb.write(&c), SpawnOptions::default());
+    let seen = std::fs::read_to_string(host.join("sub/x"));
+    let _ = std::process::Command::new("umount").args(["-R", "-l", h]).status();
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert!(r.out.contains("mounted"), "{}", r.out);
+    assert_eq!(seen.ok().as_deref(), Some("hi\n"), "the container's mount did not reach the host: {}", r.out);
+}
+
+/// `binds: /sys:/sys` (31 of LinuxKit's 33 examples) with a cgroup mount below it: the cgroup view is made on top of
+/// the bound sysfs (on a cgroup2-only host the fresh mount meets the host's cgroup2 there: EBUSY, and falls back to
+/// a bind of the container's own cgroup, as runc does).
+#[test]
+fn cgroup_mount_below_a_bind_of_sys() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let tb = TestBundle::new("sysbind");
+    let mut c = config(&["sh", "-c", "ls /sys/fs/cgroup | head -3; echo listed"]);
+    let m = c["mounts"].as_array_mut().unwrap();
+    m.retain(|m| m["destination"] != "/sys");
+    m.push(json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "rw"]}));
+    m.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}));
+    let r = run(
+        &tb.write(&c),
+        SpawnOptions {
+            default_cgroup: Some(format!("keel-test-sysbind-{}", std::process::id())),
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.status, Status::Started, "{}", r.out);
+    assert!(r.out.contains("listed"), "{}", r.out);
+    let errs = r.spawned.cleanup(&tb.write(&c));
+    assert!(errs.is_empty(), "cleanup: {errs:?}");
+}
