@@ -136,6 +136,7 @@ const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
 const BPF_PROG_DETACH: libc::c_int = 9;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_PROG_QUERY: libc::c_int = 16;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
@@ -177,6 +178,22 @@ struct QueryAttr {
     prog_ids: u64,
     prog_cnt: u32,
     pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// The head of `struct bpf_prog_info` (the kernel fills only info_len bytes).
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfo {
+    prog_type: u32,
+    id: u32,
 }
 
 #[repr(C)]
@@ -295,6 +312,26 @@ pub fn attached(dir: &Path) -> Result<Vec<u32>, Error> {
     })
 }
 
+/// The kernel's id of a loaded program.
+fn prog_id(fd: &OwnedFd) -> Result<u32, Errno> {
+    let mut info = ProgInfo::default();
+    let mut a = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<ProgInfo>() as u32,
+        info: &mut info as *mut ProgInfo as u64,
+    };
+    // SAFETY: a is BPF_OBJ_GET_INFO_BY_FD's attr; info outlives the call and is info_len bytes.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut a)? };
+    Ok(info.id)
+}
+
+/// Programs loaded by this process, by instructions, with their ids. A process that spawns many containers (as
+/// PID 1 does) verifies each distinct program once and attaches it to every cgroup that needs it (the kernel's own
+/// model: one program, many cgroups; a program stays loaded while a cgroup holds it). Bounded.
+type Loaded = (Vec<Insn>, OwnedFd, u32);
+static LOADED: std::sync::Mutex<Vec<Loaded>> = std::sync::Mutex::new(Vec::new());
+const LOADED_MAX: usize = 8;
+
 /// Build, load and attach the device program of `e` to the cgroup2 directory `dir`, then detach whatever device
 /// programs were attached there before. Errors name the cgroup, the rules and carry the errno.
 pub fn attach(e: &Emulator, dir: &Path) -> Result<(), Error> {
@@ -313,31 +350,46 @@ pub fn attach(e: &Emulator, dir: &Path) -> Result<(), Error> {
     let dir_fd = open_dir(dir)?;
     let old = query(&dir_fd).map_err(|e| fail("bpf(BPF_PROG_QUERY, BPF_CGROUP_DEVICE)", e))?;
     let insns = program(e);
-    let prog = load(&insns).map_err(|(errno, log)| {
-        fail(
-            &format!("bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {} insns) [verifier: {log}]", insns.len()),
-            errno,
-        )
-    })?;
-    let mut a = AttachAttr {
-        target_fd: dir_fd.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        ..Default::default()
+    let mut cache = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    let i = match cache.iter().position(|(p, _, _)| *p == insns) {
+        Some(i) => i,
+        None => {
+            let n = insns.len();
+            let fd = load(&insns).map_err(|(errno, log)| {
+                fail(&format!("bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {n} insns) [verifier: {log}]"), errno)
+            })?;
+            let id = prog_id(&fd).map_err(|e| fail("bpf(BPF_OBJ_GET_INFO_BY_FD) of the new program", e))?;
+            if cache.len() >= LOADED_MAX {
+                cache.remove(0);
+            }
+            cache.push((insns, fd, id));
+            cache.len() - 1
+        }
     };
-    // SAFETY: a is BPF_PROG_ATTACH's attr with two fds we hold.
-    unsafe { bpf(BPF_PROG_ATTACH, &mut a) }
-        .map_err(|e| fail("bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)", e))?;
-    for id in old {
-        let mut g = GetFdAttr { prog_id: id, ..Default::default() };
-        // SAFETY: a is BPF_PROG_GET_FD_BY_ID's attr.
+    let (prog, id) = (&cache[i].1, cache[i].2);
+    // A reused cgroup may hold this very program already: it stays, only the others go.
+    if !old.contains(&id) {
+        let mut a = AttachAttr {
+            target_fd: dir_fd.as_raw_fd() as u32,
+            attach_bpf_fd: prog.as_raw_fd() as u32,
+            attach_type: BPF_CGROUP_DEVICE,
+            attach_flags: BPF_F_ALLOW_MULTI,
+            ..Default::default()
+        };
+        // SAFETY: a is BPF_PROG_ATTACH's attr with two fds we hold.
+        unsafe { bpf(BPF_PROG_ATTACH, &mut a) }
+            .map_err(|e| fail("bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)", e))?;
+    }
+    drop(cache);
+    for &old_id in old.iter().filter(|&&o| o != id) {
+        let mut g = GetFdAttr { prog_id: old_id, ..Default::default() };
+        // SAFETY: g is BPF_PROG_GET_FD_BY_ID's attr.
         let fd = match unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut g) } {
             // SAFETY: a new fd we own.
             Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd as i32) },
             // Gone meanwhile, or hidden by an LSM (runc skips those too: extra programs only restrict).
             Err(Errno::ENOENT | Errno::EPERM | Errno::EACCES) => continue,
-            Err(e) => return Err(fail(&format!("bpf(BPF_PROG_GET_FD_BY_ID, {id})"), e)),
+            Err(e) => return Err(fail(&format!("bpf(BPF_PROG_GET_FD_BY_ID, {old_id})"), e)),
         };
         let mut d = AttachAttr {
             target_fd: dir_fd.as_raw_fd() as u32,
@@ -345,10 +397,10 @@ pub fn attach(e: &Emulator, dir: &Path) -> Result<(), Error> {
             attach_type: BPF_CGROUP_DEVICE,
             ..Default::default()
         };
-        // SAFETY: a is BPF_PROG_DETACH's attr with two fds we hold.
+        // SAFETY: d is BPF_PROG_DETACH's attr with two fds we hold.
         match unsafe { bpf(BPF_PROG_DETACH, &mut d) } {
             Ok(_) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(fail(&format!("bpf(BPF_PROG_DETACH, old program {id})"), e)),
+            Err(e) => return Err(fail(&format!("bpf(BPF_PROG_DETACH, old program {old_id})"), e)),
         }
     }
     Ok(())

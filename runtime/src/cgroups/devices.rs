@@ -281,13 +281,30 @@ pub fn in_user_namespace() -> bool {
 /// Write the policy into the v1 devices cgroup `dir` (one rule per write(2), as the kernel parses them), then read
 /// devices.list back and check the kernel holds exactly that policy (runc's final check).
 pub fn apply_v1(e: &Emulator, dir: &Path) -> Result<(), Error> {
+    use std::io::Write;
+    let sys = |what: String, err: std::io::Error| Error::Sys {
+        what,
+        errno: Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    // Each file opened once; every write(2) is one rule.
+    let mut files: Vec<(&str, std::fs::File)> = Vec::with_capacity(2);
     for (file, rule) in e.v1_writes() {
         let f = dir.join(file);
-        std::fs::write(&f, &rule).map_err(|err| Error::Sys {
-            what: format!("device cgroup v1: write {rule:?} to {}", f.display()),
-            errno: Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
+        let fd = match files.iter_mut().find(|(n, _)| *n == file) {
+            Some((_, fd)) => fd,
+            None => {
+                let fd = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .map_err(|err| sys(format!("device cgroup v1: open {} for {rule:?}", f.display()), err))?;
+                files.push((file, fd));
+                &mut files.last_mut().expect("just pushed").1
+            }
+        };
+        fd.write_all(rule.as_bytes())
+            .map_err(|err| sys(format!("device cgroup v1: write {rule:?} to {}", f.display()), err))?;
     }
+    drop(files);
     let list = dir.join("devices.list");
     let text = std::fs::read_to_string(&list).map_err(|err| Error::Io { what: "read", path: list.clone(), err })?;
     let got = Emulator::from_v1_list(&text).map_err(|msg| Error::Invalid {
