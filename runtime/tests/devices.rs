@@ -224,7 +224,10 @@ impl Drop for V2Root {
     }
 }
 
-fn run_attack(name: &str, rules: Value, opts: SpawnOptions) -> Option<(Attack, String, Option<PathBuf>)> {
+/// What a run left to check: the attack, the container's output, its cgroup, and its v1 devices.list (hybrid).
+type Ran = (Attack, String, Option<PathBuf>, Option<String>);
+
+fn run_attack(name: &str, rules: Value, opts: SpawnOptions) -> Option<Ran> {
     let (a, b) = attack_bundle(name, rules)?;
     let r = run(&b, opts);
     // Whatever fails below, the cgroups go (v1 ones too).
@@ -244,9 +247,16 @@ fn run_attack(name: &str, rules: Value, opts: SpawnOptions) -> Option<(Attack, S
     if let Some(c) = &cg {
         assert_eq!(bpf::attached(c).unwrap().len(), 1, "one device program on {}", c.display());
     }
+    let v1_list = cg
+        .as_deref()
+        .map(cgroups::v1_leaves)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|d| d.join("devices.list").exists())
+        .map(|d| std::fs::read_to_string(d.join("devices.list")).unwrap());
     let errs = r.spawned.cleanup(&b);
     assert!(errs.is_empty(), "{errs:?}");
-    Some((a, r.out, cg))
+    Some((a, r.out, cg, v1_list))
 }
 
 /// Production path: the default cgroup root (hybrid: v1 devices controller + BPF on the v2 cgroup).
@@ -257,8 +267,13 @@ fn docker_rules_contain_the_container_on_the_default_root() {
     }
     let rel = format!("keel-test-{}-devcg-default", std::process::id());
     let opts = SpawnOptions { default_cgroup: Some(rel.clone()), ..Default::default() };
-    let Some((a, out, cg)) = run_attack("default", docker_rules(), opts) else { return };
+    let Some((a, out, cg, v1_list)) = run_attack("default", docker_rules(), opts) else { return };
     assert_contained(&a, &out);
+    if cgroups::v1::hierarchy_of(cgroups::v1::hierarchies(), "devices").is_some() {
+        let list = v1_list.expect("the container's v1 devices cgroup");
+        assert_eq!(list.lines().count(), 12, "{list}");
+        assert!(list.lines().any(|l| l == "c 136:* rwm") && !list.contains("a *:*"), "{list}");
+    }
     assert_eq!(cg.as_deref(), Some(cgroups::default_root().join(&rel).as_path()));
     assert!(!cgroups::default_root().join(&rel).exists());
 }
@@ -272,7 +287,8 @@ fn docker_rules_contain_the_container_with_the_bpf_program_alone() {
     let Some(v2) = V2Root::new("devcg-bpf") else { return };
     let opts =
         SpawnOptions { cgroup_root: Some(v2.mnt.clone()), default_cgroup: Some("c".into()), ..Default::default() };
-    let Some((a, out, cg)) = run_attack("bpf", docker_rules(), opts) else { return };
+    let Some((a, out, cg, v1_list)) = run_attack("bpf", docker_rules(), opts) else { return };
+    assert_eq!(v1_list, None, "no v1 cgroup on this path");
     assert_eq!(cg.as_deref(), Some(v2.mnt.join("c").as_path()));
     assert_contained(&a, &out);
 }
@@ -286,7 +302,12 @@ fn allow_all_rules_let_the_same_attacks_through() {
     }
     let rel = format!("keel-test-{}-devcg-control", std::process::id());
     let opts = SpawnOptions { default_cgroup: Some(rel), ..Default::default() };
-    let Some((a, out, _)) = run_attack("control", json!([{"allow": true, "access": "rwm"}]), opts) else { return };
+    let Some((a, out, _, v1_list)) = run_attack("control", json!([{"allow": true, "access": "rwm"}]), opts) else {
+        return;
+    };
+    if let Some(list) = v1_list {
+        assert_eq!(list.trim(), "a *:* rwm");
+    }
     // (/dev/mem, c 1:1, is not compared: kernels without CONFIG_DEVMEM answer ENXIO once the cgroup lets it by.)
     for ok in ["kmsg-write-ok", "disk-write-ok", "disk-read-ok", "null-ok"] {
         assert!(out.lines().any(|l| l == ok), "{ok} missing:\n{out}");
