@@ -366,6 +366,11 @@ fn a_bad_rule_fails_create_naming_path_and_rule_and_leaves_nothing() {
     let e = cgroups::create(&root, &rel, Some(&res)).unwrap_err().to_string();
     assert!(e.contains(&rel) && e.contains("devices[2]") && e.contains("c 4:1 w"), "{e}");
     assert!(!root.join(&rel).exists());
+    // A bpf(2) failure (here: not a cgroup directory) names the directory, the rules and the errno.
+    let emu = devices::Emulator::for_container(&[], Path::new("/tmp")).unwrap();
+    let e = bpf::attach(&emu, Path::new("/tmp")).unwrap_err().to_string();
+    assert!(e.contains("/tmp") && e.contains("allow c 1:3 rwm") && e.contains("(errno "), "{e}");
+    eprintln!("{e}");
 }
 
 /// A reused cgroup (create again after the container is gone) ends with exactly one device program: the same one
