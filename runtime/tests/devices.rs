@@ -350,6 +350,76 @@ fn v1_writer_alone_denies() {
     assert!(null.status.success(), "{null:?}");
 }
 
+/// The emulator is v1's own model: random rule sequences written raw, in order, to a real v1 devices cgroup leave
+/// exactly the exceptions the emulator computes (sequences the emulator refuses, hole punches, are skipped: v1
+/// ignores them silently).
+#[test]
+fn the_emulator_agrees_with_the_v1_kernel() {
+    if !root_ok() {
+        return;
+    }
+    let Some(h) = cgroups::v1::hierarchy_of(cgroups::v1::hierarchies(), "devices") else {
+        eprintln!("SKIPPED: no v1 devices hierarchy on this host (cgroup2-only)");
+        return;
+    };
+    let dir = h.mount.join(format!("keel-test-{}-devcg-emu", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let (mut compared, mut refused) = (0, 0);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..300 {
+            let n = 1 + rnd(8);
+            let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+            for _ in 0..n {
+                let access = ["r", "w", "m", "rw", "rm", "wm", "rwm"][rnd(7) as usize];
+                let mut r = json!({"allow": rnd(2) == 0, "access": access});
+                if rnd(12) != 0 {
+                    r["type"] = json!(["b", "c"][rnd(2) as usize]);
+                    if let Some(m) = [None, Some(1), Some(5)][rnd(3) as usize] {
+                        r["major"] = json!(m);
+                    }
+                    if let Some(m) = [None, Some(3), Some(9)][rnd(3) as usize] {
+                        r["minor"] = json!(m);
+                    }
+                }
+                rules.push(r);
+            }
+            let spec: Vec<cgroups::LinuxDeviceCgroup> = serde_json::from_value(json!(rules)).unwrap();
+            let mut emu = devices::Emulator::default();
+            let ok = spec.iter().all(|d| emu.apply(&devices::Rule::from_spec(d).unwrap()).is_ok());
+            if !ok {
+                refused += 1;
+                continue;
+            }
+            for d in &spec {
+                let r = devices::Rule::from_spec(d).unwrap();
+                let file = if r.allow { "devices.allow" } else { "devices.deny" };
+                std::fs::write(dir.join(file), r.cgroup_string()).unwrap_or_else(|e| panic!("{file} {r}: {e}"));
+            }
+            let list = std::fs::read_to_string(dir.join("devices.list")).unwrap();
+            let kernel = devices::Emulator::from_v1_list(&list).unwrap();
+            if emu.default_allow {
+                assert!(kernel.default_allow, "{rules:?}: kernel {list:?}");
+            } else {
+                assert_eq!(kernel, emu, "{rules:?}: kernel {list:?}");
+            }
+            compared += 1;
+        }
+    }));
+    let _ = std::fs::remove_dir(&dir);
+    if let Err(p) = r {
+        std::panic::resume_unwind(p);
+    }
+    eprintln!("emulator vs v1 kernel: {compared} rule sequences agree, {refused} refused (hole punches)");
+    assert!(compared > 100);
+}
+
 /// Errors name the cgroup and the rule.
 #[test]
 fn a_bad_rule_fails_create_naming_path_and_rule_and_leaves_nothing() {
