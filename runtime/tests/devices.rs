@@ -420,6 +420,121 @@ fn the_emulator_agrees_with_the_v1_kernel() {
     assert!(compared > 100);
 }
 
+/// The BPF program, run by the kernel, decides as the emulator does: random rule sets attached to a cgroup2
+/// directory, a shell in that cgroup (and in no restricted v1 cgroup) opening nodes of unassigned majors (240, 241:
+/// no driver, so an allowed open fails ENXIO and a denied one EPERM) for read, write and both, and mknod'ing them.
+#[test]
+fn the_bpf_program_in_the_kernel_agrees_with_the_emulator() {
+    use std::os::unix::process::CommandExt;
+    if !root_ok() {
+        return;
+    }
+    let v2 = cgroups::default_root();
+    if !cgroups::is_cgroup2(&v2) {
+        skipped(&format!("no cgroup2 mount at {}", v2.display()));
+        return;
+    }
+    let pid = std::process::id();
+    let dir = v2.join(format!("keel-test-{pid}-devcg-bpfk"));
+    let nodes = std::env::temp_dir().join(format!("keel-devcg-nodes-{pid}"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir_all(&nodes).unwrap();
+    let mut probes = Vec::new(); // (kind, major, minor, access, name)
+    let mut script = String::from("d=\"$1\"\n");
+    for (k, kind, ifmt) in [("b", devices::Kind::Block, libc::S_IFBLK), ("c", devices::Kind::Char, libc::S_IFCHR)] {
+        for ma in [240u32, 241] {
+            for mi in [0u32, 1] {
+                let name = format!("{k}{ma}_{mi}");
+                let p = std::ffi::CString::new(nodes.join(&name).to_str().unwrap()).unwrap();
+                // SAFETY: valid C string; a node in the test's temp dir.
+                assert_eq!(unsafe { libc::mknod(p.as_ptr(), ifmt | 0o666, libc::makedev(ma, mi)) }, 0);
+                for (mode, redir, acc) in [
+                    ("r", "<", devices::ACC_READ),
+                    ("w", ">", devices::ACC_WRITE),
+                    ("rw", "<>", devices::ACC_READ | devices::ACC_WRITE),
+                ] {
+                    script += &format!("echo \"{name} {mode} $( (exec 3{redir}\"$d/{name}\") 2>&1)\"\n");
+                    probes.push((kind, ma, mi, acc, format!("{name} {mode} ")));
+                }
+                script +=
+                    &format!("echo \"{name} m $(mknod \"$d/m{name}\" {k} {ma} {mi} 2>&1)\"; rm -f \"$d/m{name}\"\n");
+                probes.push((kind, ma, mi, devices::ACC_MKNOD, format!("{name} m ")));
+            }
+        }
+    }
+    let procs = std::ffi::CString::new(dir.join("cgroup.procs").to_str().unwrap()).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut counts = [0; 2]; // allowed, denied
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for round in 0..30 {
+            let mut emu = devices::Emulator::default();
+            let mut rules = Vec::new();
+            if round % 5 == 4 {
+                rules.push(devices::Rule {
+                    allow: true,
+                    kind: devices::Kind::All,
+                    major: None,
+                    minor: None,
+                    access: devices::ACC_ALL,
+                });
+            }
+            for _ in 0..1 + rnd(6) {
+                let r = devices::Rule {
+                    allow: rnd(2) == 0,
+                    kind: [devices::Kind::Block, devices::Kind::Char][rnd(2) as usize],
+                    major: [None, Some(240), Some(241)][rnd(3) as usize],
+                    minor: [None, Some(0), Some(1)][rnd(3) as usize],
+                    access: 1 + rnd(7) as u8,
+                };
+                rules.push(r);
+            }
+            if !rules.iter().all(|r| emu.apply(r).is_ok()) {
+                continue;
+            }
+            bpf::attach(&emu, &dir).unwrap();
+            let mut cmd = std::process::Command::new("sh");
+            cmd.args(["-c", &script, "sh", nodes.to_str().unwrap()]);
+            let procs = procs.clone();
+            // SAFETY: only open/write/close between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                    Ok(())
+                })
+            };
+            let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+            for (kind, ma, mi, acc, prefix) in &probes {
+                let l =
+                    out.lines().find(|l| l.starts_with(prefix.as_str())).unwrap_or_else(|| panic!("{prefix}: {out}"));
+                let denied = l.contains("not permitted");
+                assert_eq!(!denied, emu.allows(*kind, *ma, *mi, *acc), "{l:?} with {rules:?} ({emu:?})");
+                // Allowed: the open reaches the (absent) driver; mknod just works.
+                let allowed_ok =
+                    if *acc == devices::ACC_MKNOD { l.len() == prefix.len() } else { l.contains("No such device") };
+                assert!(denied || allowed_ok, "{l:?}");
+                counts[usize::from(denied)] += 1;
+            }
+        }
+    }));
+    let _ = std::fs::remove_dir_all(&nodes);
+    let _ = cgroups::remove(&dir);
+    if let Err(p) = r {
+        std::panic::resume_unwind(p);
+    }
+    eprintln!("BPF program in the kernel vs emulator: {} allowed and {} denied decisions agree", counts[0], counts[1]);
+    assert!(counts[0] > 100 && counts[1] > 100, "{counts:?}");
+}
+
 /// Errors name the cgroup and the rule.
 #[test]
 fn a_bad_rule_fails_create_naming_path_and_rule_and_leaves_nothing() {
