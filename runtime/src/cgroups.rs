@@ -1,6 +1,8 @@
 //! cgroup v2: the spec's `linux.resources` types, creating a container's cgroup, writing its limits, removing it.
 //! On hybrid hosts the v1 hierarchies are handled alongside (v1.rs).
 
+pub mod bpf;
+pub mod devices;
 pub mod v1;
 
 use std::collections::BTreeMap;
@@ -302,7 +304,9 @@ fn controllers(dir: &Path) -> Result<Vec<String>, Error> {
 /// Create the cgroup `rel` (relative to `root`; a leading '/' is ignored) and write the limits of `res`.
 /// Parents are created as needed and get the needed controllers enabled in their cgroup.subtree_control. A
 /// limit whose controller the host lacks is an error naming the controller and file; with no limit asked, a
-/// missing controller does not matter. On error, every directory this call created is removed again.
+/// missing controller does not matter. With `res`, the device rules (`res.devices` then runc's defaults) are
+/// enforced before this returns: v1 devices controller on hybrid hosts, a BPF device program on the v2 cgroup
+/// (devices.rs, bpf.rs). On error, every directory this call created is removed again.
 pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<PathBuf, Error> {
     let rel_path = Path::new(rel.trim_start_matches('/'));
     if rel_path.as_os_str().is_empty() || rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -344,6 +348,9 @@ pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<Pa
         }
         lims.retain(|l| l.3 == "linux.resources.unified" || !l.0.as_ref().is_some_and(|c| moved.contains(c)));
     }
+    // Device rules (with resources at all): checked now, written once the directories exist.
+    let dev = res.map(|r| devices::Emulator::for_container(&r.devices, &leaf)).transpose()?;
+    let dev_v1 = v1::hierarchy_of(hs, "devices").map(|h| h.mount.join(rel_path));
     let mut needed: Vec<&str> = lims.iter().filter_map(|l| l.0.as_deref()).collect();
     needed.sort();
     needed.dedup();
@@ -407,6 +414,9 @@ pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<Pa
                 }
                 return Err(sys(format!("write {value:?} to {} ({field})", f.display()), e));
             }
+        }
+        if let Some(d) = &dev {
+            devices::apply(d, &leaf, dev_v1.as_deref())?;
         }
         Ok(())
     })();
