@@ -320,7 +320,11 @@ pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
     // the plan: mount targets are resolved against the rootfs as the container will see it.
     let cg_root = opts.cgroup_root.clone().unwrap_or_else(cg::default_root);
     let cgroup = match cgroup_rel(bundle, opts) {
-        Some(rel) => Some(cg::create(&cg_root, &rel, linux.and_then(|l| l.resources.as_ref()))?),
+        // No linux.resources still gets the device rules' defaults (deny, then runc's allowed list), as with runc.
+        Some(rel) => {
+            let none = cg::LinuxResources::default();
+            Some(cg::create(&cg_root, &rel, Some(linux.and_then(|l| l.resources.as_ref()).unwrap_or(&none)))?)
+        }
         None => None,
     };
     let mut rt_mounts = Vec::new();
