@@ -196,46 +196,43 @@ pub fn syscall_names() -> impl Iterator<Item = &'static str> {
 const X86_SOCKETCALL: u32 = 102;
 const X86_IPC: u32 = 117;
 fn x86_mux(name: &str) -> Option<(u32, u64)> {
-    const SOCK: [&str; 20] = [
-        "socket",
-        "bind",
-        "connect",
-        "listen",
-        "accept",
-        "getsockname",
-        "getpeername",
-        "socketpair",
-        "send",
-        "recv",
-        "sendto",
-        "recvfrom",
-        "shutdown",
-        "setsockopt",
-        "getsockopt",
-        "sendmsg",
-        "recvmsg",
-        "accept4",
-        "recvmmsg",
-        "sendmmsg",
+    // sorted by name for binary search: (name, multiplexer, call number)
+    const MUX: [(&str, u32, u64); 32] = [
+        ("accept", X86_SOCKETCALL, 5),
+        ("accept4", X86_SOCKETCALL, 18),
+        ("bind", X86_SOCKETCALL, 2),
+        ("connect", X86_SOCKETCALL, 3),
+        ("getpeername", X86_SOCKETCALL, 7),
+        ("getsockname", X86_SOCKETCALL, 6),
+        ("getsockopt", X86_SOCKETCALL, 15),
+        ("listen", X86_SOCKETCALL, 4),
+        ("msgctl", X86_IPC, 14),
+        ("msgget", X86_IPC, 13),
+        ("msgrcv", X86_IPC, 12),
+        ("msgsnd", X86_IPC, 11),
+        ("recv", X86_SOCKETCALL, 10),
+        ("recvfrom", X86_SOCKETCALL, 12),
+        ("recvmmsg", X86_SOCKETCALL, 19),
+        ("recvmsg", X86_SOCKETCALL, 17),
+        ("semctl", X86_IPC, 3),
+        ("semget", X86_IPC, 2),
+        ("semop", X86_IPC, 1),
+        ("semtimedop", X86_IPC, 4),
+        ("send", X86_SOCKETCALL, 9),
+        ("sendmmsg", X86_SOCKETCALL, 20),
+        ("sendmsg", X86_SOCKETCALL, 16),
+        ("sendto", X86_SOCKETCALL, 11),
+        ("setsockopt", X86_SOCKETCALL, 14),
+        ("shmat", X86_IPC, 21),
+        ("shmctl", X86_IPC, 24),
+        ("shmdt", X86_IPC, 22),
+        ("shmget", X86_IPC, 23),
+        ("shutdown", X86_SOCKETCALL, 13),
+        ("socket", X86_SOCKETCALL, 1),
+        ("socketpair", X86_SOCKETCALL, 8),
     ];
-    const IPC: [(&str, u64); 12] = [
-        ("semop", 1),
-        ("semget", 2),
-        ("semctl", 3),
-        ("semtimedop", 4),
-        ("msgsnd", 11),
-        ("msgrcv", 12),
-        ("msgget", 13),
-        ("msgctl", 14),
-        ("shmat", 21),
-        ("shmdt", 22),
-        ("shmget", 23),
-        ("shmctl", 24),
-    ];
-    if let Some(i) = SOCK.iter().position(|s| *s == name) {
-        return Some((X86_SOCKETCALL, i as u64 + 1));
-    }
-    IPC.iter().find(|(s, _)| *s == name).map(|(_, n)| (X86_IPC, *n))
+    let i = MUX.binary_search_by(|m| m.0.cmp(name)).ok()?;
+    Some((MUX[i].1, MUX[i].2))
 }
 
 fn invalid(field: String, msg: impl Into<String>) -> Error {
@@ -244,6 +241,10 @@ fn invalid(field: String, msg: impl Into<String>) -> Error {
 
 /// The SECCOMP_RET_* value of a spec action; `errno` is errnoRet (default EPERM) for ERRNO and TRACE.
 pub fn action(name: &str, errno: Option<u32>, field: &str) -> Result<u32, Error> {
+    action_value(name, errno).map_err(|m| invalid(field.into(), m))
+}
+
+fn action_value(name: &str, errno: Option<u32>) -> Result<u32, String> {
     let data = errno.unwrap_or(libc::EPERM as u32) & libc::SECCOMP_RET_DATA;
     Ok(match name {
         "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => libc::SECCOMP_RET_KILL_THREAD,
@@ -253,10 +254,8 @@ pub fn action(name: &str, errno: Option<u32>, field: &str) -> Result<u32, Error>
         "SCMP_ACT_TRACE" => libc::SECCOMP_RET_TRACE | data,
         "SCMP_ACT_ALLOW" => libc::SECCOMP_RET_ALLOW,
         "SCMP_ACT_LOG" => libc::SECCOMP_RET_LOG,
-        "SCMP_ACT_NOTIFY" => {
-            return Err(invalid(field.into(), "SCMP_ACT_NOTIFY is not supported by keel (no seccomp agent)"))
-        }
-        other => return Err(invalid(field.into(), format!("unknown seccomp action {other:?}"))),
+        "SCMP_ACT_NOTIFY" => return Err("SCMP_ACT_NOTIFY is not supported by keel (no seccomp agent)".into()),
+        other => return Err(format!("unknown seccomp action {other:?}")),
     })
 }
 
@@ -315,22 +314,31 @@ struct Rule {
     action: u32,
 }
 
-/// The rules of one syscall on one arch, merged as libseccomp's db does.
+/// The rules of one syscall on one arch, merged as libseccomp's db does (`Cond`: indices of rules, in order).
 #[derive(Debug, Clone)]
 enum Entry {
     Always(u32),
-    Cond(Vec<Rule>),
+    Cond(Vec<u32>),
 }
 
-fn add_rule(map: &mut BTreeMap<u32, Entry>, nr: u32, rule: Rule) {
-    match map.get_mut(&nr) {
-        None => {
-            map.insert(nr, if rule.conds.is_empty() { Entry::Always(rule.action) } else { Entry::Cond(vec![rule]) });
+/// Merge the rule hits of one arch (nr, file order, index in `store`) as libseccomp's db does, per number: the
+/// first unconditional rule wins; an unconditional rule replaces earlier conditional ones; conditional rules
+/// are kept in file order. Returns entries sorted by number.
+fn merge_rules(mut hits: Vec<(u32, u32, u32)>, store: &[Rule]) -> Vec<(u32, Entry)> {
+    hits.sort_unstable();
+    let mut out: Vec<(u32, Entry)> = Vec::new();
+    for (nr, _, r) in hits {
+        let rule = &store[r as usize];
+        match out.last_mut() {
+            Some((n, e)) if *n == nr => match e {
+                Entry::Always(_) => {}
+                Entry::Cond(_) if rule.conds.is_empty() => *e = Entry::Always(rule.action),
+                Entry::Cond(v) => v.push(r),
+            },
+            _ => out.push((nr, if rule.conds.is_empty() { Entry::Always(rule.action) } else { Entry::Cond(vec![r]) })),
         }
-        Some(Entry::Always(_)) => {}
-        Some(e @ Entry::Cond(_)) if rule.conds.is_empty() => *e = Entry::Always(rule.action),
-        Some(Entry::Cond(v)) => v.push(rule),
     }
+    out
 }
 
 /// Where a syscall number goes: a return value, or the rule block of a syscall with conditional rules.
@@ -343,7 +351,8 @@ enum Target {
 /// The filter section of one `seccomp_data.arch` value (x86_64 and x32 share one).
 struct Section {
     audit: u32,
-    rules: BTreeMap<u32, Entry>,
+    /// Sorted by number.
+    rules: Vec<(u32, Entry)>,
     /// nr ranges (inclusive) with a fixed answer, applied in order before the rules (first wins).
     pre: Vec<(u32, u32, u32)>,
     /// nr ranges (inclusive) with a fixed answer when no rule matches the number.
@@ -358,7 +367,7 @@ impl Section {
             cuts.push(lo);
             cuts.extend(hi.checked_add(1));
         }
-        for &nr in self.rules.keys() {
+        for &(nr, _) in &self.rules {
             cuts.push(nr);
             cuts.extend(nr.checked_add(1));
         }
@@ -366,14 +375,18 @@ impl Section {
         cuts.dedup();
         let find = |ranges: &[(u32, u32, u32)], n: u32| ranges.iter().find(|r| r.0 <= n && n <= r.1).map(|r| r.2);
         let mut out: Vec<(u32, Target)> = Vec::with_capacity(cuts.len());
+        let mut next = 0;
         for n in cuts {
             let t = if let Some(k) = find(&self.pre, n) {
                 Target::Ret(k)
             } else {
-                match self.rules.get(&n) {
-                    Some(Entry::Always(k)) => Target::Ret(*k),
-                    Some(Entry::Cond(_)) => Target::Block(n),
-                    None => Target::Ret(find(&self.post, n).unwrap_or(default)),
+                while next < self.rules.len() && self.rules[next].0 < n {
+                    next += 1;
+                }
+                match self.rules.get(next) {
+                    Some((r, Entry::Always(k))) if *r == n => Target::Ret(*k),
+                    Some((r, Entry::Cond(_))) if *r == n => Target::Block(n),
+                    _ => Target::Ret(find(&self.post, n).unwrap_or(default)),
                 }
             };
             if out.last().map(|l| l.1) != Some(t) {
@@ -384,7 +397,7 @@ impl Section {
     }
 }
 
-fn parse_op(op: &str, field: &str) -> Result<Op, Error> {
+fn parse_op(op: &str) -> Result<Op, String> {
     Ok(match op {
         "SCMP_CMP_NE" => Op::Ne,
         "SCMP_CMP_LT" => Op::Lt,
@@ -393,7 +406,7 @@ fn parse_op(op: &str, field: &str) -> Result<Op, Error> {
         "SCMP_CMP_GE" => Op::Ge,
         "SCMP_CMP_GT" => Op::Gt,
         "SCMP_CMP_MASKED_EQ" => Op::MaskedEq,
-        other => return Err(invalid(field.into(), format!("unknown seccomp operator {other:?}"))),
+        other => return Err(format!("unknown seccomp operator {other:?}")),
     })
 }
 
@@ -417,58 +430,74 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, Error> {
         }
     }
 
-    // Rules per arch, and the largest number each arch's names reach (runc's ENOSYS stub).
-    let mut rules: Vec<BTreeMap<u32, Entry>> = vec![BTreeMap::new(); arches.len()];
+    // Rule hits per arch (nr, file order, rule), and the largest number each arch's names reach (runc's stub).
+    let mut store: Vec<Rule> = Vec::new();
+    let names: usize = s.syscalls.iter().map(|c| c.names.len()).sum();
+    let mut hits: Vec<Vec<(u32, u32, u32)>> = vec![Vec::with_capacity(names + 8); arches.len()];
     let mut largest: Vec<u32> = vec![0; arches.len()];
+    let has_x86 = arches.contains(&Arch::X86);
+    let mut seq = 0u32;
     for (i, sc) in s.syscalls.iter().enumerate() {
-        let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(&sc.action, sc.errno_ret, &format!("{field}.action"))?;
+        let field = || format!("linux.seccomp.syscalls[{i}]");
+        let act = action_value(&sc.action, sc.errno_ret).map_err(|m| invalid(format!("{}.action", field()), m))?;
         let mut conds = Vec::with_capacity(sc.args.len());
         for (j, arg) in sc.args.iter().enumerate() {
-            let af = format!("{field}.args[{j}]");
             if arg.index > 5 {
-                return Err(invalid(format!("{af}.index"), format!("argument index {} is not 0..5", arg.index)));
+                let msg = format!("argument index {} is not 0..5", arg.index);
+                return Err(invalid(format!("{}.args[{j}].index", field()), msg));
             }
-            let op = parse_op(&arg.op, &format!("{af}.op"))?;
+            let op = parse_op(&arg.op).map_err(|m| invalid(format!("{}.args[{j}].op", field()), m))?;
             conds.push(Cond { index: arg.index, op, value: arg.value, value_two: arg.value_two });
         }
+        if let Some(j) = sc.names.iter().position(String::is_empty) {
+            return Err(invalid(format!("{}.names[{j}]", field()), "empty syscall name"));
+        }
         // runc: conditions on one argument index twice -> one rule per condition (ORed); else one rule (ANDed).
+        // Each group is lowered once per argument width: store[first..] holds (64-bit, 32-bit) pairs.
         let repeated = conds.iter().enumerate().any(|(j, c)| conds[..j].iter().any(|d| d.index == c.index));
-        let groups: Vec<&[Cond]> =
-            if repeated { conds.iter().map(std::slice::from_ref).collect() } else { vec![&conds[..]] };
-        for (j, name) in sc.names.iter().enumerate() {
-            if name.is_empty() {
-                return Err(invalid(format!("{field}.names[{j}]"), "empty syscall name"));
+        let first = store.len() as u32;
+        if act != default {
+            let groups: Vec<&[Cond]> =
+                if repeated { conds.iter().map(std::slice::from_ref).collect() } else { vec![&conds[..]] };
+            for g in groups {
+                for args32 in [false, true] {
+                    let conds = g.iter().filter_map(|c| c.lower(args32)).collect();
+                    store.push(Rule { conds, action: act });
+                }
             }
+        }
+        let last = store.len() as u32;
+        for name in &sc.names {
             let Ok(ti) = tables::SYSCALLS.binary_search_by(|e| e.0.cmp(name)) else {
                 continue; // unknown to the table: skipped, as runc does with libseccomp
             };
+            let mux = if has_x86 { x86_mux(name) } else { None };
             for (ai, arch) in arches.iter().enumerate() {
                 let nr = arch.nr_at(ti);
-                let mux = if *arch == Arch::X86 { x86_mux(name) } else { None };
-                if let Some(n) = nr {
+                let mux = if *arch == Arch::X86 { mux } else { None };
+                if let (Some(n), None) = (nr, mux) {
                     // libseccomp resolves i386 socket/ipc names to pseudo numbers: runc's stub does not count them.
-                    if mux.is_none() {
-                        largest[ai] = largest[ai].max(n);
-                    }
+                    largest[ai] = largest[ai].max(n);
                 }
-                if act == default {
-                    continue; // runc skips rules that repeat the default action
-                }
-                for g in &groups {
-                    let lowered: Vec<ArchCond> = g.iter().filter_map(|c| c.lower(arch.args32())).collect();
+                // (no rules when the action repeats the default: runc skips those)
+                for r in (first..last).step_by(2) {
+                    let r = r + arch.args32() as u32;
                     if let Some((mux_nr, call)) = mux {
-                        let mut mc = vec![ArchCond { index: 0, op: Op::Eq, value: call, mask: 0, wide: false }];
-                        mc.extend(lowered.iter().filter(|c| c.index != 0).copied());
-                        add_rule(&mut rules[ai], mux_nr, Rule { conds: mc, action: act });
+                        let mut conds = vec![ArchCond { index: 0, op: Op::Eq, value: call, mask: 0, wide: false }];
+                        conds.extend(store[r as usize].conds.iter().filter(|c| c.index != 0).copied());
+                        store.push(Rule { conds, action: act });
+                        hits[ai].push((mux_nr, seq, store.len() as u32 - 1));
+                        seq += 1;
                     }
                     if let Some(n) = nr {
-                        add_rule(&mut rules[ai], n, Rule { conds: lowered, action: act });
+                        hits[ai].push((n, seq, r));
+                        seq += 1;
                     }
                 }
             }
         }
     }
+    let mut rules: Vec<Vec<(u32, Entry)>> = hits.into_iter().map(|h| merge_rules(h, &store)).collect();
 
     // One section per seccomp_data.arch value.
     let stub = !matches!(s.default_action.as_str(), "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG" | "SCMP_ACT_TRACE");
@@ -477,7 +506,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, Error> {
     let mut rules_of = |a: Arch| arches.iter().position(|x| *x == a).map(|i| std::mem::take(&mut rules[i]));
     let (r64, r32) = (rules_of(Arch::X86_64), rules_of(Arch::X32));
     if r64.is_some() || r32.is_some() {
-        let mut sec = Section { audit: AUDIT_ARCH_X86_64, rules: BTreeMap::new(), pre: vec![], post: vec![] };
+        let mut sec = Section { audit: AUDIT_ARCH_X86_64, rules: Vec::new(), pre: vec![], post: vec![] };
         let (has64, has32) = (r64.is_some(), r32.is_some());
         if stub {
             // runc tests bit 30 (jset), not nr >= 0x40000000: numbers 0x80000000.. count as x86_64 calls.
@@ -496,7 +525,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, Error> {
             _ => {}
         }
         sec.rules = r64.unwrap_or_default();
-        sec.rules.extend(r32.unwrap_or_default());
+        sec.rules.extend(r32.unwrap_or_default()); // x32 numbers are above all x86_64 ones: still sorted
         sections.push(sec);
     }
     for a in [Arch::X86, Arch::Aarch64, Arch::Arm] {
@@ -508,12 +537,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, Error> {
             sections.push(sec);
         }
     }
-    emit(&sections, default)
+    emit(&sections, default, &store)
 }
 
 /// Lay out the program: arch dispatch, then per section a binary search over the nr partition, then the rule
 /// blocks, then one `ret` per distinct return value.
-fn emit(sections: &[Section], default: u32) -> Result<Vec<libc::sock_filter>, Error> {
+fn emit(sections: &[Section], default: u32, store: &[Rule]) -> Result<Vec<libc::sock_filter>, Error> {
     let mut a = Asm::default();
     let mut rets: BTreeMap<u32, usize> = BTreeMap::new();
     let mut ret_label = |a: &mut Asm, k: u32| *rets.entry(k).or_insert_with(|| a.label());
@@ -546,8 +575,9 @@ fn emit(sections: &[Section], default: u32) -> Result<Vec<libc::sock_filter>, Er
         emit_search(&mut a, &labels);
         for (nr, l) in &blocks {
             a.place(*l);
-            if let Some(Entry::Cond(rs)) = sec.rules.get(nr) {
-                for r in rs {
+            let i = sec.rules.binary_search_by_key(nr, |e| e.0).ok();
+            if let Some((_, Entry::Cond(rs))) = i.map(|i| &sec.rules[i]) {
+                for r in rs.iter().map(|r| &store[*r as usize]) {
                     let fail = a.label();
                     for c in &r.conds {
                         emit_cond(&mut a, c, fail);
@@ -926,6 +956,16 @@ mod tests {
             syscalls,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn x86_multiplexer_table() {
+        assert_eq!(x86_mux("socket"), Some((102, 1)));
+        assert_eq!(x86_mux("sendmmsg"), Some((102, 20)));
+        assert_eq!(x86_mux("shmctl"), Some((117, 24)));
+        assert_eq!(x86_mux("read"), None);
+        let names = ["accept", "bind", "getsockopt", "msgctl", "recv", "semop", "shmdt", "socketpair", "zzz"];
+        assert_eq!(names.iter().filter(|n| x86_mux(n).is_some()).count(), 8);
     }
 
     #[test]
