@@ -53,9 +53,9 @@ pub struct LinuxSeccompArg {
 // - x86_64 and x32 share AUDIT_ARCH_X86_64; x32 calls have nr | 0x40000000. x86_64 without x32: nr >= 0x40000000
 //   gets the bad-arch action, except nr == -1 (a tracer skipping a call), which gets the default action. Both
 //   listed: one table of both number sets, the rest gets the default action.
-// - i386 (x86), x32 and arm compare the low 32 bits of arguments only. On i386 a rule for a socket or SysV IPC call also
-//   applies to socketcall(2)/ipc(2) with argument 0 == the call's multiplexer number (the rule's own condition on
-//   argument 0, if any, is replaced), as libseccomp does.
+// - i386 (x86), x32 and arm compare the low 32 bits of arguments only. On i386 a rule for a socket or SysV IPC
+//   call also applies to socketcall(2)/ipc(2) with argument 0 == the call's multiplexer number (the rule's own
+//   condition on argument 0, if any, is replaced), as libseccomp does.
 // - MASKED_EQ compares (arg & mask) == (value & mask); a condition that is always true is dropped.
 // - Per syscall: the first unconditional rule wins and later rules are ignored; an unconditional rule replaces
 //   earlier conditional ones; conditional rules are tried in file order (libseccomp merges them into a tree and
@@ -1021,8 +1021,9 @@ mod tests {
         assert_eq!(run(&p, X64, nr("getpid"), [0; 6]), libc::SECCOMP_RET_LOG);
         assert_eq!(run(&p, X64, nr("getppid"), [0; 6]), libc::SECCOMP_RET_TRACE | 7);
         assert_eq!(run(&p, X64, nr("read"), [0; 6]), ALLOW);
-        assert_eq!(run(&p, X64, 9999, [0; 6]), ALLOW); // default ALLOW: no ENOSYS stub
-                                                       // foreign arch, x32 and i386 (not listed) get the bad-arch action; nr -1 (tracer skip) the default
+        // default ALLOW: no ENOSYS stub
+        assert_eq!(run(&p, X64, 9999, [0; 6]), ALLOW);
+        // foreign arch, x32 and i386 (not listed) get the bad-arch action; nr -1 (tracer skip) the default
         assert_eq!(run(&p, AUDIT_ARCH_AARCH64, nr("read"), [0; 6]), KILL);
         assert_eq!(run(&p, X64, X32 | nr("read"), [0; 6]), KILL);
         assert_eq!(run(&p, X64, 0x8000_0000, [0; 6]), KILL);

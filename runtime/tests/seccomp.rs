@@ -135,10 +135,9 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn scratch() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("seccomp-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh path under cargo's test scratch directory, unique in this run.
+fn scratch(what: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("keel-seccomp-{}-{what}-{}", std::process::id(), rand_tag()))
 }
 
 /// Returns false (after printing SKIPPED) when a tool is missing outside CI; panics under CI=true.
@@ -252,7 +251,7 @@ fn libseccomp(helper: &Path, s: &LinuxSeccomp) -> Result<Libseccomp, String> {
             }
         }
     }
-    let out = scratch().join(format!("lib-{}.bpf", rand_tag()));
+    let out = scratch("libseccomp.bpf");
     script += &format!("export {}\n", out.display());
     let mut child = Command::new(helper)
         .stdin(std::process::Stdio::piped())
@@ -539,7 +538,8 @@ fn compare(helper: &Path, label: &str, full: &LinuxSeccomp) -> usize {
         }
     }
     println!(
-        "{label}: {n} verdicts compared, {} differ; keel {} insns, libseccomp {} insns; names unknown to libseccomp: {:?}",
+        "{label}: {n} verdicts compared, {} differ; keel {} insns, libseccomp {} insns; \
+         names unknown to libseccomp: {:?}",
         bad.len(),
         keel.len(),
         lib.bpf.len(),
@@ -583,10 +583,12 @@ fn same_verdicts_as_libseccomp() {
           {"names": ["clone", "unshare"], "action": "SCMP_ACT_ERRNO",
            "args": [{"index": 0, "value": 268435456, "valueTwo": 268435456, "op": "SCMP_CMP_MASKED_EQ"}]},
           {"names": ["ioctl"], "action": "SCMP_ACT_TRAP",
-           "args": [{"index": 1, "value": 21505, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 21506, "op": "SCMP_CMP_EQ"}]},
+           "args": [{"index": 1, "value": 21505, "op": "SCMP_CMP_EQ"},
+                    {"index": 1, "value": 21506, "op": "SCMP_CMP_EQ"}]},
           {"names": ["mmap", "mmap2"], "action": "SCMP_ACT_ERRNO",
            "args": [{"index": 2, "value": 4294967296, "valueTwo": 4, "op": "SCMP_CMP_MASKED_EQ"}]},
-          {"names": ["semop", "msgget"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 5, "op": "SCMP_CMP_LT"}]}
+          {"names": ["semop", "msgget"], "action": "SCMP_ACT_ERRNO",
+           "args": [{"index": 1, "value": 5, "op": "SCMP_CMP_LT"}]}
         ]}"#,
     );
     let allow_no_x32 = profile(
@@ -594,25 +596,31 @@ fn same_verdicts_as_libseccomp() {
         "syscalls": [
           {"names": ["read", "write", "exit_group", "brk", "mmap", "mmap2", "rt_sigreturn", "socketcall", "ipc",
                      "waitpid", "_llseek", "getdents64", "statx"], "action": "SCMP_ACT_ALLOW"},
-          {"names": ["open"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 3, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+          {"names": ["open"], "action": "SCMP_ACT_ALLOW",
+           "args": [{"index": 1, "value": 3, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
           {"names": ["kill"], "action": "SCMP_ACT_ALLOW",
            "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_GT"}, {"index": 1, "value": 15, "op": "SCMP_CMP_LE"}]},
-          {"names": ["lseek"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 18446744069414584320, "op": "SCMP_CMP_NE"}]},
+          {"names": ["lseek"], "action": "SCMP_ACT_ALLOW",
+           "args": [{"index": 1, "value": 18446744069414584320, "op": "SCMP_CMP_NE"}]},
           {"names": ["getrandom"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
           {"names": ["uname"], "action": "SCMP_ACT_TRACE", "errnoRet": 3},
-          {"names": ["connect"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 110, "op": "SCMP_CMP_LE"}]}
+          {"names": ["connect"], "action": "SCMP_ACT_ALLOW",
+           "args": [{"index": 2, "value": 110, "op": "SCMP_CMP_LE"}]}
         ]}"#,
     );
     let x32_only = profile(
         r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "architectures": ["SCMP_ARCH_X32"],
         "syscalls": [{"names": ["read", "writev", "execve", "getpid", "pwritev2"], "action": "SCMP_ACT_ALLOW"},
-                     {"names": ["ioctl"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 4294967297, "op": "SCMP_CMP_EQ"}]}]}"#,
+                     {"names": ["ioctl"], "action": "SCMP_ACT_ALLOW",
+                      "args": [{"index": 2, "value": 4294967297, "op": "SCMP_CMP_EQ"}]}]}"#,
     );
     let aarch64 = profile(
-        r#"{"defaultAction": "SCMP_ACT_LOG", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-        "syscalls": [{"names": ["mkdirat", "renameat2", "clone3", "openat2", "fchmodat2", "io_uring_setup", "cacheflush",
-                                "arm_fadvise64_64", "mmap2", "set_tls"], "action": "SCMP_ACT_ERRNO"},
-                     {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}]}"#,
+        r#"{"defaultAction": "SCMP_ACT_LOG",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "syscalls": [{"names": ["mkdirat", "renameat2", "clone3", "openat2", "fchmodat2", "io_uring_setup",
+                                "cacheflush", "arm_fadvise64_64", "mmap2", "set_tls"], "action": "SCMP_ACT_ERRNO"},
+                     {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                      "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}]}"#,
     );
     let mut total = 0;
     for (label, p) in [
@@ -667,7 +675,7 @@ fn exec_under(prog: &[libc::sock_filter], argv: &[&str]) -> i32 {
 #[test]
 fn i386_program_runs_when_profile_lists_x86() {
     let Some(probe) = require(i386_probe(), "i386_program_runs_when_profile_lists_x86") else { return };
-    let dir = scratch().join("i386");
+    let dir = scratch("i386");
     std::fs::create_dir_all(&dir).unwrap();
     let target = dir.join("made-by-i386");
     let t = target.to_str().unwrap();
@@ -692,13 +700,15 @@ fn i386_program_runs_when_profile_lists_x86() {
     let st = exec_under(&compile(&deny_mkdir(r#""SCMP_ARCH_X86_64""#)).unwrap(), &[p, t]);
     assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSYS, "x86 not listed: status {st:#x}");
     assert!(!target.exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A deny rule for a syscall newer than libc's table is enforced by the kernel (cachestat, Linux 6.5).
 #[test]
 fn newer_syscall_denied_by_the_kernel() {
     let spec = profile(
-        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["cachestat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]}"#,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["cachestat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]}"#,
     );
     let prog = compile(&spec).unwrap();
     let nr = syscall_nr("cachestat").unwrap() as libc::c_long;
