@@ -58,8 +58,10 @@ pub struct LinuxSeccompArg {
 //   condition on argument 0, if any, is replaced), as libseccomp does.
 // - MASKED_EQ compares (arg & mask) == (value & mask); a condition that is always true is dropped.
 // - Per syscall: the first unconditional rule wins and later rules are ignored; an unconditional rule replaces
-//   earlier conditional ones; conditional rules are tried in file order (libseccomp merges them into a tree and
-//   refuses overlapping ones with different actions; keel takes the first that matches).
+//   earlier conditional ones; conditional rules are tried in file order. One known difference: conditional rules
+//   of one syscall that overlap with different actions. libseccomp merges them into a tree ordered by argument,
+//   operator and value (GT 2 -> ERRNO then LT 5 -> LOG: LOG for 3; NE 2 -> ALLOW then NE 3 -> LOG: LOG for 0) or
+//   refuses them (EEXIST: runc fails); keel takes the first rule that matches (ERRNO, ALLOW).
 // - Any other arch gets the bad-arch action: SECCOMP_RET_KILL_THREAD (libseccomp's default, runc keeps it).
 // - runc's -ENOSYS stub: unless the default action is ALLOW, LOG or TRACE, a syscall numbered above the largest
 //   number the profile names on that arch returns ENOSYS (so libc falls back from syscalls newer than the
