@@ -184,7 +184,7 @@ impl Arch {
     }
 }
 
-/// The native (x86_64) number of syscall `name`, if keel's table knows it.
+/// The number of syscall `name` on the native arch (x86_64), if keel's table has one.
 pub fn syscall_nr(name: &str) -> Option<u32> {
     Arch::NATIVE.nr(name)
 }
@@ -281,7 +281,7 @@ struct Cond {
     value_two: u64,
 }
 
-/// A condition lowered for one arch: `width` 32 compares the low halves only; `mask` is for MaskedEq
+/// A condition lowered for one arch: `wide` false compares the low 32 bits only; `mask` is for MaskedEq
 /// (`value` is already masked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ArchCond {
@@ -344,7 +344,7 @@ fn merge_rules(mut hits: Vec<(u32, u32, u32)>, store: &[Rule]) -> Vec<(u32, Entr
 }
 
 /// Where a syscall number goes: a return value, or the rule block of a syscall with conditional rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Ret(u32),
     Block(u32),
