@@ -15,6 +15,13 @@ use keel_runtime::seccomp::{
 
 /// Fork; in the child set no_new_privs, install `prog`, run `f` and exit with its result. Returns the exit code.
 fn in_child(prog: &[libc::sock_filter], flags: &[String], f: impl Fn() -> i32) -> i32 {
+    let status = in_child_status(prog, flags, f);
+    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+    libc::WEXITSTATUS(status)
+}
+
+/// As `in_child`, returning the raw wait status (the child may be killed by the filter).
+fn in_child_status(prog: &[libc::sock_filter], flags: &[String], f: impl Fn() -> i32) -> i32 {
     // SAFETY: the child only makes raw syscalls (prctl, seccomp, mkdir, umask) and _exit; nothing it uses allocates
     // or takes locks held by other test threads.
     let pid = unsafe { libc::fork() };
@@ -35,8 +42,7 @@ fn in_child(prog: &[libc::sock_filter], flags: &[String], f: impl Fn() -> i32) -
     let mut status = 0;
     // SAFETY: waiting for our own child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-    libc::WEXITSTATUS(status)
+    status
 }
 
 fn errno() -> i32 {
@@ -747,4 +753,70 @@ fn compile_time_docker_default() {
         if cfg!(debug_assertions) { "debug" } else { "release" }
     );
     assert!(times[25] < std::time::Duration::from_millis(200));
+}
+
+/// x32 syscall numbers (nr | 0x40000000) from an x86_64 process: killed (SIGSYS) unless the profile lists
+/// SCMP_ARCH_X32; listed, they reach the kernel (ENOSYS where the kernel has no x32 ABI) or the rules.
+#[test]
+fn x32_numbers_killed_unless_listed() {
+    let x32_getpid = (X32_SYSCALL_BIT | syscall_nr("getpid").unwrap()) as libc::c_long;
+    let raw = move || {
+        // SAFETY: a raw syscall without pointer arguments.
+        let r = unsafe { libc::syscall(x32_getpid) };
+        if r < 0 {
+            errno()
+        } else {
+            0
+        }
+    };
+    let without = compile(&profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]}"#));
+    let st = in_child_status(&without.unwrap(), &[], raw);
+    assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSYS, "x32 not listed: status {st:#x}");
+    let with = profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 99}]}"#,
+    );
+    let prog = compile(&with).unwrap();
+    let st = in_child_status(&prog, &[], raw);
+    assert!(libc::WIFEXITED(st), "x32 listed: status {st:#x}");
+    let code = libc::WEXITSTATUS(st);
+    assert!(code == 0 || code == libc::ENOSYS, "x32 getpid: {code}");
+    let x32_getppid = (X32_SYSCALL_BIT | syscall_nr("getppid").unwrap()) as libc::c_long;
+    let code = in_child(&prog, &[], move || {
+        // SAFETY: a raw syscall without arguments.
+        let r = unsafe { libc::syscall(x32_getppid) };
+        if r < 0 {
+            errno()
+        } else {
+            0
+        }
+    });
+    assert_eq!(code, 99, "the x32 rule applies before the kernel sees the call");
+}
+
+/// runc's stub, seen from the kernel: under an allow-list (default EPERM) a syscall newer than every name in the
+/// profile fails with ENOSYS, one inside the range with the default EPERM.
+#[test]
+fn newer_than_profile_is_enosys() {
+    let spec = profile(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [{"names": ["exit", "exit_group", "write", "getppid", "clone3"], "action": "SCMP_ACT_ALLOW"}]}"#,
+    );
+    let prog = compile(&spec).unwrap();
+    let try_nr = |nr: libc::c_long| {
+        in_child(&prog, &[], move || {
+            // SAFETY: a raw syscall without arguments; the filter answers first.
+            let r = unsafe { libc::syscall(nr) };
+            if r < 0 {
+                errno()
+            } else {
+                0
+            }
+        })
+    };
+    assert_eq!(try_nr(libc::SYS_getpid), libc::EPERM);
+    assert_eq!(try_nr(libc::SYS_getppid), 0);
+    assert_eq!(try_nr(syscall_nr("cachestat").unwrap() as libc::c_long), libc::ENOSYS); // 451 > clone3 (435)
+    assert_eq!(try_nr(syscall_nr("pidfd_open").unwrap() as libc::c_long), libc::EPERM);
+    // 434 < 435
 }
