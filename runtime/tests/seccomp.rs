@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use keel_runtime::seccomp::{
-    action, compile, install, syscall_nr, Arch, LinuxSeccomp, AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM, AUDIT_ARCH_I386,
-    AUDIT_ARCH_X86_64, X32_SYSCALL_BIT,
+    action, compile, install, syscall_names, syscall_nr, Arch, LinuxSeccomp, AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM,
+    AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT,
 };
 
 /// Fork; in the child set no_new_privs, install `prog`, run `f` and exit with its result. Returns the exit code.
@@ -819,4 +819,49 @@ fn newer_than_profile_is_enosys() {
     assert_eq!(try_nr(syscall_nr("cachestat").unwrap() as libc::c_long), libc::ENOSYS); // 451 > clone3 (435)
     assert_eq!(try_nr(syscall_nr("pidfd_open").unwrap() as libc::c_long), libc::EPERM);
     // 434 < 435
+}
+
+/// keel's table against Debian's libseccomp, name by name on every arch: every number libseccomp knows is keel's,
+/// and every name libseccomp says is absent on an arch is absent in keel's table too.
+#[test]
+fn tables_agree_with_libseccomp() {
+    let Some(helper) = require(helper_bin(), "tables_agree_with_libseccomp") else { return };
+    let arches = [
+        ("SCMP_ARCH_X86_64", Arch::X86_64),
+        ("SCMP_ARCH_X86", Arch::X86),
+        ("SCMP_ARCH_X32", Arch::X32),
+        ("SCMP_ARCH_AARCH64", Arch::Aarch64),
+        ("SCMP_ARCH_ARM", Arch::Arm),
+    ];
+    let mut script = String::from("default 0x7fff0000\n");
+    for name in syscall_names() {
+        for (a, _) in arches {
+            script += &format!("resolve {a} {name}\n");
+        }
+    }
+    let mut child =
+        Command::new(&helper).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let (mut same, mut newer, mut bad) = (0, 0, Vec::new());
+    for l in out.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let ["resolve", a, name, nr] = w.as_slice() else { continue };
+        let arch = arches.iter().find(|x| x.0 == *a).unwrap().1;
+        let lib: i64 = nr.parse().unwrap();
+        let keel = arch.nr(name);
+        match (lib, keel) {
+            (-1, Some(_)) => newer += 1, // newer than Debian's libseccomp (Linux 6.7)
+            (-1, None) => {}
+            // i386 socket/ipc names: libseccomp answers its multiplexer pseudo numbers
+            (l, _) if l < 0 && arch == Arch::X86 && l >= -224 => same += 1,
+            (l, None) if l < 0 => same += 1,
+            (l, Some(k)) if l == k as i64 => same += 1,
+            _ => bad.push(format!("{a} {name}: libseccomp {lib}, keel {keel:?}")),
+        }
+    }
+    println!("tables_agree_with_libseccomp: {same} (name, arch) pairs agree, {newer} newer than libseccomp");
+    assert!(same > 2000, "{out}");
+    assert!(bad.is_empty(), "{} differ:\n{}", bad.len(), bad.join("\n"));
 }
