@@ -61,7 +61,9 @@ pub struct LinuxSeccompArg {
 //   earlier conditional ones; conditional rules are tried in file order. One known difference: conditional rules
 //   of one syscall that overlap with different actions. libseccomp merges them into a tree ordered by argument,
 //   operator and value (GT 2 -> ERRNO then LT 5 -> LOG: LOG for 3; NE 2 -> ALLOW then NE 3 -> LOG: LOG for 0) or
-//   refuses them (EEXIST: runc fails); keel takes the first rule that matches (ERRNO, ALLOW).
+//   refuses them (EEXIST: runc fails); keel takes the first rule that matches (ERRNO, ALLOW). And rules ORed on one
+//   argument (runc splits repeated indexes) are each evaluated exactly: libseccomp 2.5.4 merges 64-bit ranges
+//   lossily (arg4 < 0xffffffff or arg4 <= 0x100000005 misses 0xffffffff).
 // - Any other arch gets the bad-arch action: SECCOMP_RET_KILL_THREAD (libseccomp's default, runc keeps it).
 // - runc's -ENOSYS stub: unless the default action is ALLOW, LOG or TRACE, a syscall numbered above the largest
 //   number the profile names on that arch returns ENOSYS (so libc falls back from syscalls newer than the
