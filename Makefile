@@ -1,6 +1,7 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
-#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux (only what is missing)
+#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux; for the seccomp tests
+#                libseccomp-dev (verdicts compared with libseccomp) and gcc-multilib (an i386 program) (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
@@ -54,6 +55,8 @@ deps:
 	  need="$$need containerd"; \
 	command -v unshare >/dev/null || need="$$need util-linux"; \
 	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
+	[ -f /usr/include/seccomp.h ] || need="$$need libseccomp-dev"; \
+	[ -f /usr/lib32/libc.a ] || need="$$need gcc-multilib"; \
 	if [ -n "$$need" ]; then \
 	  echo "make deps: installing$$need"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
