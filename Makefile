@@ -70,7 +70,7 @@ $(KEEL_IMAGE) $(INIT_BIN):
 kernel: $(KEEL_IMAGE)
 	$(KEEL_IMAGE) kernel --kernel-cache $(KCACHE)
 
-image: build kernel
+image: deps build kernel
 	$(KEEL_IMAGE) build images/demo.yml -o build/demo
 
 run: image
