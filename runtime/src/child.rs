@@ -155,7 +155,7 @@ pub fn run(p: &Plan) -> ! {
     if !p.setup_root && p.chroot_only {
         chroot(p, &fds);
     }
-    setup_console(&fds, p.console_size);
+    setup_console(&fds, p.console_size, if p.setup_root { proc_fd.as_ref() } else { None });
     set_hostname(p, &fds);
     if p.ns_reaper {
         crate::reaper::fork_reaper(fds.status, fds.reaper_memfd);
@@ -537,13 +537,45 @@ fn chroot(p: &Plan, fds: &Fds) {
     }
 }
 
-fn setup_console(fds: &Fds, size: (u16, u16)) {
+/// runc's --console-socket: a pty opened in the container's devpts, its master sent to the caller, the slave our
+/// stdio and controlling terminal; in a container of our own making it is also bound onto /dev/console (as runc).
+fn setup_console(fds: &Fds, size: (u16, u16), proc: Option<&OwnedFd>) {
     if fds.console < 0 {
         return;
     }
     if let Err((what, e)) = crate::console::setup(fds.console, size.0, size.1) {
         fail(fds.status, what, "", e);
     }
+    let Some(proc) = proc else { return };
+    // SAFETY: valid C string; a new fd or -1.
+    let root = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if root < 0 {
+        fail(fds.status, "open", "/", sys::errno());
+    }
+    // SAFETY: a fresh fd we own.
+    let root = unsafe { OwnedFd::from_raw_fd(root) };
+    let target = crate::inroot::open_or_create(root.as_fd(), c"/dev/console", crate::inroot::Kind::File)
+        .unwrap_or_else(|e| fail(fds.status, "create", "/dev/console", e));
+    // `self/fd/N` is resolved from the procfs: work from there for this one call. The slave is our fd 0 now.
+    // SAFETY: fchdir to our procfs fd; valid C strings; then back to the root.
+    let r = unsafe {
+        if libc::fchdir(proc.as_raw_fd()) != 0 {
+            -1
+        } else {
+            libc::mount(
+                c"self/fd/0".as_ptr(),
+                FdPath::new(target.as_raw_fd()).as_cstr().as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        }
+    };
+    if r != 0 {
+        fail(fds.status, "bind the terminal on", "/dev/console", sys::errno());
+    }
+    // SAFETY: valid C string.
+    unsafe { libc::chdir(c"/".as_ptr()) };
 }
 
 fn set_hostname(p: &Plan, fds: &Fds) {

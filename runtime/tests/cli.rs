@@ -450,34 +450,12 @@ fn hybrid_host_v1_limits_and_membership() {
 
 #[test]
 fn exec_tty_sends_pty_master_over_console_socket() {
-    use std::io::Read;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let Some(t) = T::new("tty", &["/bin/sh", "-c", "while true; do sleep 0.05; done"]) else { return };
     let d = id("t1");
     t.ok(&["run", "-d", d.as_str()]);
     let sock = t.dir.join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .unwrap();
-        let mut fd = None;
-        for c in msg.cmsgs().unwrap() {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                fd = fds.first().copied();
-            }
-        }
-        // SAFETY: the fd was just received over SCM_RIGHTS and is ours.
-        unsafe { OwnedFd::from_raw_fd(fd.expect("no fd received")) }
-    });
+    let receiver = std::thread::spawn(move || accept_master(&listener));
     t.ok(&[
         "exec",
         "--tty",
@@ -488,18 +466,69 @@ fn exec_tty_sends_pty_master_over_console_socket() {
         "-c",
         "[ -t 0 ] && [ -t 1 ] && echo on-a-tty",
     ]);
-    let master = receiver.join().unwrap();
+    let out = read_pty(receiver.join().unwrap());
+    assert!(out.contains("on-a-tty"), "{out:?}");
+    t.ok(&["delete", "--force", d.as_str()]);
+    t.assert_clean(&d);
+}
+
+/// The pty master keel-runc sends over a --console-socket connection.
+fn accept_master(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            fd = fds.first().copied();
+        }
+    }
+    // SAFETY: the fd was just received over SCM_RIGHTS and is ours.
+    unsafe { OwnedFd::from_raw_fd(fd.expect("no fd received")) }
+}
+
+/// Everything written to the pty until the slave side closes (the pty then reports EIO).
+fn read_pty(master: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
     let mut f = std::fs::File::from(master);
     let mut out = Vec::new();
     let mut buf = [0u8; 256];
-    // The pty reports EIO once the slave side is closed (the process exited).
     while let Ok(n) = f.read(&mut buf) {
         if n == 0 {
             break;
         }
         out.extend_from_slice(&buf[..n]);
     }
-    assert!(String::from_utf8_lossy(&out).contains("on-a-tty"), "{:?}", String::from_utf8_lossy(&out));
-    t.ok(&["delete", "--force", d.as_str()]);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `process.terminal`: the container's stdio is a pty of its own devpts, also bound on /dev/console (as runc).
+#[test]
+fn terminal_container_has_its_pty_as_dev_console() {
+    let Some(t) = T::new(
+        "term",
+        &["/bin/sh", "-c", "[ -t 0 ] && echo on-a-tty; cat /proc/self/stat >/dev/console && echo console-ok"],
+    ) else {
+        return;
+    };
+    t.config(&["/bin/sh", "-c", "[ -t 0 ] && echo on-a-tty; echo via-console >/dev/console"], |c| {
+        c["process"]["terminal"] = true.into();
+    });
+    let sock = t.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || accept_master(&listener));
+    let d = id("term");
+    t.ok(&["run", "--console-socket", sock.to_str().unwrap(), d.as_str()]);
+    let out = read_pty(receiver.join().unwrap());
+    assert!(out.contains("on-a-tty") && out.contains("via-console"), "{out:?}");
     t.assert_clean(&d);
 }
