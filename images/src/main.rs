@@ -11,17 +11,26 @@ use std::process::exit;
 use std::time::Duration;
 
 use keel_image::build::{self, Options};
+use keel_image::cache::Layout;
+use keel_image::reference::Reference;
+use keel_image::registry::{self, PullOptions};
 use keel_image::run::{self, RunOptions};
 
 const USAGE: &str = "usage:
   keel-image kernel [--kernel-cache DIR]     (fetch + unpack Debian's kernel; prints its path and version)
   keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--gzip-level N]
+                 [--cache DIR] [--offline] [--pull] [--arch ARCH]
+  keel-image pull REF... [--cache DIR] [--arch ARCH]      (into the cache; verified)
+  keel-image cache ls [--cache DIR]                       (cached images: name, digest, size)
+  keel-image cache rm REF... [--cache DIR]                (drop them and the blobs nothing else needs)
   keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
                  (a FILE.yml is built into build/NAME first; build options apply)
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
           target/x86_64-unknown-linux-gnu/release/init,
-          --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE)";
+          --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE),
+          --cache ~/.linuxkit/cache (LinuxKit's; or $KEEL_IMAGE_CACHE), --arch amd64,
+          credentials from $DOCKER_CONFIG/config.json or ~/.docker/config.json";
 
 fn die(msg: &str) -> ! {
     eprintln!("keel-image: {msg}");
@@ -48,6 +57,7 @@ fn main() {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("build/kernel")),
         gzip_level: 6,
+        pull: PullOptions::default(),
     };
     let mut ro = RunOptions::default();
     let mut i = 1;
@@ -62,6 +72,11 @@ fn main() {
             "--init-binary" => bo.init_binary = PathBuf::from(val(&mut i, &a)),
             "--kernel-cache" => bo.kernel_cache = PathBuf::from(val(&mut i, &a)),
             "--gzip-level" => bo.gzip_level = val(&mut i, &a).parse().unwrap_or_else(|_| die("--gzip-level: 0-9")),
+            "--cache" => bo.pull.cache = PathBuf::from(val(&mut i, &a)),
+            "--offline" => bo.pull.offline = true,
+            "--pull" => bo.pull.always = true,
+            "--arch" => bo.pull.arch = val(&mut i, &a),
+            "--quiet" | "-q" => bo.pull.quiet = true,
             "--kvm" => ro.kvm = true,
             "--forward" => {
                 ro.forwards.push(run::parse_forward(&val(&mut i, &a)).unwrap_or_else(|e| die(&e.to_string())))
@@ -135,6 +150,24 @@ fn main() {
                 }
             }
         }
+        "pull" => {
+            if positional.is_empty() {
+                die(USAGE)
+            }
+            let mut o = bo.pull.clone();
+            o.always = true;
+            for spec in &positional {
+                let r = Reference::parse(spec).unwrap_or_else(|e| die(&e.to_string()));
+                match registry::pull(&r, &o) {
+                    Ok(d) => println!("{} {}", r, d["digest"].as_str().unwrap_or("")),
+                    Err(e) => {
+                        eprintln!("keel-image: {e}");
+                        exit(1)
+                    }
+                }
+            }
+        }
+        "cache" => cache_cmd(&positional, &bo.pull),
         "kernel" => match keel_image::kernel::debian(&bo.kernel_cache) {
             Ok(k) => println!("{} {}", k.image.display(), k.version),
             Err(e) => {
@@ -144,5 +177,80 @@ fn main() {
         },
         "-h" | "--help" | "help" => println!("{USAGE}"),
         other => die(&format!("unknown command {other}\n{USAGE}")),
+    }
+}
+
+fn cache_cmd(args: &[String], o: &PullOptions) {
+    let l = Layout::at(&o.cache);
+    let fail = |e: keel_image::Error| -> ! {
+        eprintln!("keel-image: cache {}: {e}", o.cache.display());
+        exit(1)
+    };
+    match args.first().map(String::as_str) {
+        Some("ls") => {
+            let entries = l.entries().unwrap_or_else(|e| fail(e));
+            println!("{:<60} {:<20} {:>8}", "NAME", "DIGEST", "SIZE");
+            for e in entries {
+                let d = e.descriptor["digest"].as_str().unwrap_or("");
+                let total = blobs_size(&l, d);
+                println!("{:<60} {:<20} {:>8}", e.name, &d[..d.len().min(19)], human(total));
+            }
+        }
+        Some("rm") if args.len() > 1 => {
+            let mut code = 0;
+            for spec in &args[1..] {
+                // Accept both the name as given and its normalised form.
+                let name = Reference::parse(spec).map(|r| r.full()).unwrap_or_else(|_| spec.clone());
+                let removed = l.remove(&name).unwrap_or_else(|e| fail(e))
+                    || (name != *spec && l.remove(spec).unwrap_or_else(|e| fail(e)));
+                if removed {
+                    println!("removed {name}");
+                } else {
+                    eprintln!("keel-image: {name}: not in the cache {}", o.cache.display());
+                    code = 1;
+                }
+            }
+            exit(code)
+        }
+        _ => die(USAGE),
+    }
+}
+
+/// Bytes of the blobs present under a root descriptor (index, manifests, configs, layers).
+fn blobs_size(l: &Layout, digest: &str) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![digest.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(d) = todo.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        let Ok(p) = keel_image::cache::blob_path(&l.dir, &d) else { continue };
+        let Ok(md) = std::fs::metadata(&p) else { continue };
+        total += md.len();
+        if md.len() > 4 << 20 {
+            continue;
+        }
+        let Ok(v) = std::fs::read(&p).map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())
+        else {
+            continue;
+        };
+        for m in v["manifests"].as_array().into_iter().flatten().chain(v["layers"].as_array().into_iter().flatten()) {
+            if let Some(x) = m["digest"].as_str() {
+                todo.push(x.to_string());
+            }
+        }
+        if let Some(x) = v["config"]["digest"].as_str() {
+            todo.push(x.to_string());
+        }
+    }
+    total
+}
+
+fn human(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1}MB", n as f64 / 1048576.0)
+    } else {
+        format!("{:.1}kB", n as f64 / 1024.0)
     }
 }

@@ -77,6 +77,7 @@ pub mod vm {
             init_binary: env.init_binary.clone(),
             kernel_cache: env.kernel_cache.clone(),
             gzip_level: 1,
+            pull: Default::default(),
         };
         match build::build(&o) {
             Ok(s) => {
