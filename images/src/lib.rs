@@ -21,6 +21,7 @@ pub mod reference;
 pub mod registry;
 pub mod run;
 pub mod sources;
+pub mod test_registry;
 pub mod testutil;
 pub mod tree;
 pub mod yaml;

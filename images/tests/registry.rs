@@ -10,148 +10,21 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use keel_image::cache::{sha256_digest, Layout};
 use keel_image::reference::Reference;
 use keel_image::registry::{self, PullOptions};
 use keel_image::sources::{load_with, registry_image, Image};
+use keel_image::test_registry::{have, tmp, Registry};
 use keel_image::testutil::{layer, write_oci_index, write_oci_layout, Entry};
 use keel_image::tree::Kind;
 use serde_json::json;
-
-fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
-}
-
-/// Print SKIPPED (or fail in CI) when a tool is missing.
-fn have(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(t).is_file()))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{} not installed (make deps)", missing.join(", "));
-    if in_ci() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    false
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("keel-registry-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A distribution registry on 127.0.0.1, killed on drop.
-struct Registry {
-    child: Option<Child>,
-    port: u16,
-    storage: PathBuf,
-    dir: PathBuf,
-}
-
-impl Registry {
-    /// Start with an optional extra config section (e.g. `auth:`).
-    fn start(dir: &Path, extra: &str) -> Registry {
-        let port = free_port();
-        let storage = dir.join("storage");
-        let cfg = dir.join("registry.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n  secret: keel-test\n{extra}",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting docker-registry: {e}"));
-        let r = Registry { child: Some(child), port, storage, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not listen on {port}: {}", r.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `skopeo copy [--all] oci:LAYOUT:TAG docker://HOST/REPO` (plain HTTP), with `creds` if given.
-    fn push(&self, layout: &Path, tag: &str, repo: &str, all: bool, creds: Option<&str>) {
-        self.push_as(layout, tag, repo, all, creds, &[])
-    }
-
-    fn push_as(&self, layout: &Path, tag: &str, repo: &str, all: bool, creds: Option<&str>, extra: &[&str]) {
-        let mut c = Command::new("skopeo");
-        c.args(["--insecure-policy", "copy", "--dest-tls-verify=false", "--retry-times", "0"]);
-        c.args(extra);
-        if all {
-            c.arg("--all");
-        }
-        if let Some(cr) = creds {
-            c.args(["--dest-creds", cr]);
-        }
-        c.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{}/{repo}", self.host()));
-        let out = c.output().unwrap_or_else(|e| panic!("skopeo: {e}"));
-        assert!(
-            out.status.success(),
-            "skopeo push failed: {}\n{}\nregistry log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-    }
-
-    /// The file the registry stores blob `digest` in.
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = &digest[7..];
-        self.storage.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn hello_layers(text: &str) -> Vec<Vec<u8>> {
     vec![
@@ -560,5 +433,60 @@ fn token_auth_with_docker_config_credentials() {
     // `keel-image pull` path: pulls again (blobs already there are kept).
     let desc = registry::pull(&Reference::parse(&spec).unwrap(), &PullOptions { always: true, ..o }).unwrap();
     assert_eq!(desc["digest"].as_str().unwrap(), layout_manifest_digest(&layout));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn yaml_builds_from_the_registry_then_offline_from_the_cache() {
+    if !have(&["docker-registry", "skopeo"]) || !Path::new("/bin/busybox").exists() {
+        return;
+    }
+    let d = tmp("build");
+    let mut reg = Registry::start(&d, "");
+    let layout = d.join("layout");
+    let bb = std::fs::read("/bin/busybox").unwrap();
+    let l1 = layer(&[Entry::Dir("bin"), Entry::File("bin/busybox", &bb, 0o755), Entry::Symlink("bin/sh", "busybox")]);
+    write_oci_layout(&layout, &[l1], true, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}), "1").unwrap();
+    reg.push(&layout, "1", "keel/busybox:1", false, None);
+    std::fs::write(d.join("bzImage"), b"not really a kernel").unwrap();
+    std::fs::write(d.join("init"), b"\x7fELF stand-in").unwrap();
+    std::fs::write(d.join("keel-runc"), b"\x7fELF keel-runc stand-in").unwrap();
+    let yaml = d.join("img.yml");
+    let spec = format!("{}/keel/busybox:1", reg.host());
+    std::fs::write(
+        &yaml,
+        format!(
+            "kernel:\n  path: bzImage\nonboot:\n  - name: a\n    image: {spec}\n    command: [true]\n\
+             services:\n  - name: s\n    image: {spec}\n"
+        ),
+    )
+    .unwrap();
+    let cache = d.join("cache");
+    let o = |out: &str, offline: bool| keel_image::build::Options {
+        yaml: yaml.clone(),
+        out: d.join(out),
+        init_binary: d.join("init"),
+        kernel_cache: d.join("kcache"),
+        gzip_level: 1,
+        pull: PullOptions { offline, ..opts(&cache) },
+    };
+    let t0 = Instant::now();
+    let s = keel_image::build::build(&o("cold", false)).unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
+    eprintln!("cold build (pull): {:?}", t0.elapsed());
+    assert_eq!(s.bundles, ["containers/onboot/000-a", "containers/services/s"]);
+    reg.stop();
+    let t0 = Instant::now();
+    keel_image::build::build(&o("offline", true)).unwrap();
+    eprintln!("offline build (cache): {:?}", t0.elapsed());
+    // Same bytes both times (the cpio is deterministic).
+    assert_eq!(std::fs::read(d.join("cold/initrd.img")).unwrap(), std::fs::read(d.join("offline/initrd.img")).unwrap());
+    // An empty cache offline: an error naming the container and the image.
+    let e = keel_image::build::build(&keel_image::build::Options {
+        pull: PullOptions { offline: true, ..opts(&d.join("empty")) },
+        ..o("x", true)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(&spec) && e.contains("--offline"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
