@@ -16,6 +16,7 @@ pub mod files;
 pub mod kernel;
 pub mod layout;
 pub mod modindex;
+pub mod outputs;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -20,11 +20,16 @@ const USAGE: &str = "usage:
   keel-image kernel [--kernel-cache DIR]     (fetch + unpack Debian's kernel; prints its path and version)
   keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--gzip-level N]
                  [--cache DIR] [--offline] [--pull] [--arch ARCH]
+                 [--format FORMAT]... [--name NAME]   (LinuxKit's formats and file names, in DIR:
+                 kernel+initrd, tar-kernel-initrd, raw-efi, qcow2-efi, iso-efi, iso-bios, raw-bios)
   keel-image pull REF... [--cache DIR] [--arch ARCH]      (into the cache; verified)
   keel-image cache ls [--cache DIR]                       (cached images: name, digest, size)
   keel-image cache rm REF... [--cache DIR]                (drop them and the blobs nothing else needs)
-  keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
-                 [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
+  keel-image run IMAGE|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
+                 [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff] [--uefi|--no-uefi]
+                 [--disk FILE[,size=N][,format=raw|qcow2]]...
+                 IMAGE: DIR (kernel, initrd.img, cmdline or one NAME-kernel), NAME (NAME-kernel...),
+                 NAME-initrd.tar, NAME-efi.img, NAME-efi.qcow2, NAME-efi.iso (OVMF), NAME-bios.img, NAME.iso
                  (a FILE.yml is built into build/NAME first; build options apply)
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
           target/x86_64-unknown-linux-gnu/release/init,
@@ -60,6 +65,8 @@ fn main() {
         pull: PullOptions::default(),
     };
     let mut ro = RunOptions::default();
+    let mut formats: Vec<String> = Vec::new();
+    let mut name: Option<String> = None;
     let mut i = 1;
     let val = |i: &mut usize, flag: &str| -> String {
         *i += 1;
@@ -77,6 +84,10 @@ fn main() {
             "--pull" => bo.pull.always = true,
             "--arch" => bo.pull.arch = val(&mut i, &a),
             "--quiet" | "-q" => bo.pull.quiet = true,
+            "--format" | "-format" => {
+                formats.extend(val(&mut i, &a).split(',').filter(|f| !f.is_empty()).map(String::from))
+            }
+            "--name" | "-name" => name = Some(val(&mut i, &a)),
             "--kvm" => ro.kvm = true,
             "--forward" => {
                 ro.forwards.push(run::parse_forward(&val(&mut i, &a)).unwrap_or_else(|e| die(&e.to_string())))
@@ -88,6 +99,9 @@ fn main() {
             "--append" => ro.append.push(val(&mut i, &a)),
             "--memory" => ro.memory_mb = val(&mut i, &a).parse().unwrap_or_else(|_| die("--memory: MiB")),
             "--smp" => ro.smp = val(&mut i, &a).parse().unwrap_or_else(|_| die("--smp: count")),
+            "--uefi" => ro.uefi = Some(true),
+            "--no-uefi" => ro.uefi = Some(false),
+            "--disk" | "-disk" => ro.disks.push(val(&mut i, &a)),
             "--autopoweroff" => ro.autopoweroff = Some(true),
             "--no-autopoweroff" => ro.autopoweroff = Some(false),
             "-h" | "--help" => {
@@ -129,12 +143,45 @@ fn main() {
         "build" => {
             let [yaml] = positional.as_slice() else { die(USAGE) };
             let out = out.unwrap_or_else(|| die("build needs -o DIR"));
-            do_build(&mut bo, yaml, out);
+            if formats.is_empty() {
+                do_build(&mut bo, yaml, out);
+                return;
+            }
+            for f in &formats {
+                if let Err(e) = keel_image::outputs::check(f) {
+                    die(&e.to_string())
+                }
+            }
+            let name = name.unwrap_or_else(|| {
+                PathBuf::from(yaml)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "image".into())
+            });
+            let staging = out.join(format!(".{name}.build"));
+            do_build(&mut bo, yaml, staging.clone());
+            for f in &formats {
+                match keel_image::outputs::write(&staging, &out, &name, f) {
+                    Ok(w) => eprintln!(
+                        "keel-image: {f}: {} ({} KiB, {:.1} s)",
+                        w.path.display(),
+                        w.bytes / 1024,
+                        w.took.as_secs_f64()
+                    ),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&staging);
+                        eprintln!("keel-image: {f}: {e}");
+                        exit(1)
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir_all(&staging);
         }
         "run" => {
             let [target] = positional.as_slice() else { die(USAGE) };
             let p = PathBuf::from(target);
-            if p.is_dir() {
+            let is_yaml = target.ends_with(".yml") || target.ends_with(".yaml");
+            if !is_yaml {
                 ro.dir = p;
             } else {
                 let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
