@@ -225,13 +225,27 @@ impl Layout {
         Ok(self.entries()?.into_iter().find(|e| e.name == name).map(|e| e.descriptor))
     }
 
+    /// The descriptor stored for `name` for linux/`arch`: an entry whose `platform` is that architecture, else one
+    /// without a platform (an index or single manifest, as pulls write them). LinuxKit may keep one entry per
+    /// platform under the same name.
+    pub fn lookup_for(&self, name: &str, arch: &str) -> Result<Option<Value>, Error> {
+        let same: Vec<Value> = self.entries()?.into_iter().filter(|e| e.name == name).map(|e| e.descriptor).collect();
+        let want = arch.split('/').next().unwrap_or(arch);
+        Ok(same
+            .iter()
+            .find(|d| d["platform"]["architecture"].as_str() == Some(want))
+            .or_else(|| same.iter().find(|d| d.get("platform").is_none()))
+            .cloned())
+    }
+
     /// Record `descriptor` as image `name` (replacing an older entry of that name).
     pub fn set(&self, name: &str, mut descriptor: Value) -> Result<(), Error> {
         descriptor["annotations"][REF_NAME] = Value::String(name.to_string());
         let _g = lock(&self.dir, true)?;
         let mut idx = self.index()?;
         let mut ms: Vec<Value> = idx["manifests"].as_array().cloned().unwrap_or_default();
-        ms.retain(|d| d["annotations"][REF_NAME].as_str() != Some(name));
+        // Replaces the entry of that name; entries of it for other platforms (LinuxKit's) stay.
+        ms.retain(|d| d["annotations"][REF_NAME].as_str() != Some(name) || d.get("platform").is_some());
         ms.push(descriptor);
         idx["manifests"] = Value::Array(ms);
         if idx.get("schemaVersion").is_none() {
@@ -465,6 +479,15 @@ mod tests {
         l.set("docker.io/library/b:1", desc).unwrap();
         let names: Vec<String> = l.entries().unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["docker.io/library/a:1", "docker.io/library/b:1"]);
+        // Per-platform entries (as LinuxKit may write them): the matching one wins, others are kept.
+        let arm = json!({"mediaType": "x", "digest": ld, "size": 5, "platform": {"os": "linux", "architecture": "arm64"},
+            "annotations": {REF_NAME: "docker.io/library/a:1"}});
+        let mut idx = l.index().unwrap();
+        idx["manifests"].as_array_mut().unwrap().insert(0, arm);
+        l.write_index(&idx).unwrap();
+        assert_eq!(l.lookup_for("docker.io/library/a:1", "arm64").unwrap().unwrap()["digest"], ld);
+        assert_eq!(l.lookup_for("docker.io/library/a:1", "amd64").unwrap().unwrap()["digest"], md);
+        assert!(l.lookup_for("docker.io/library/c:1", "amd64").unwrap().is_none());
         assert!(l.remove("docker.io/library/a:1").unwrap());
         assert!(!l.remove("docker.io/library/a:1").unwrap());
         assert!(l.blob_exists(&md) && l.blob_exists(&ld), "b still needs them");

@@ -397,7 +397,7 @@ fn complete(l: &Layout, desc: &Value, arch: &str) -> bool {
 /// The cached descriptor of `r`, pulling it first when missing (or incomplete for this arch, or `always`).
 pub fn ensure(r: &Reference, o: &PullOptions) -> Result<Value, Error> {
     let l = Layout::at(&o.cache);
-    let cached = if o.cache.join("index.json").exists() { l.lookup(&r.full())? } else { None };
+    let cached = if o.cache.join("index.json").exists() { l.lookup_for(&r.full(), &o.arch)? } else { None };
     if let Some(d) = &cached {
         if o.offline || (!o.always && complete(&l, d, &o.arch)) {
             return Ok(d.clone());
