@@ -68,7 +68,8 @@ pub fn insecure(host: &str) -> bool {
     let listed = std::env::var("KEEL_INSECURE_REGISTRIES")
         .map(|v| v.split(',').any(|x| x.trim() == host || x.trim() == h))
         .unwrap_or(false);
-    listed || h == "localhost" || h == "[::1]" || h.starts_with("127.")
+    let loopback_ip = h.parse::<std::net::Ipv4Addr>().map(|a| a.is_loopback()).unwrap_or(false);
+    listed || h == "localhost" || h == "[::1]" || loopback_ip
 }
 
 /// Parse a `WWW-Authenticate` challenge: scheme and parameters.
@@ -209,7 +210,11 @@ impl Client {
 
     /// Fetch a manifest or index by tag or digest: (bytes, media type).
     pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String), Error> {
-        let what = format!("manifest {reference}");
+        let what = if reference.starts_with("sha256:") {
+            format!("manifest {reference}")
+        } else {
+            format!("manifest of tag {reference}")
+        };
         let resp = self.get(&format!("manifests/{reference}"), ACCEPT, &what)?;
         let ct = resp.content_type().to_string();
         let header_digest = resp.header("Docker-Content-Digest").map(String::from);
@@ -443,6 +448,8 @@ mod tests {
         assert!(insecure("localhost"));
         assert!(!insecure("registry-1.docker.io"));
         assert!(!insecure("ghcr.io:443"));
+        assert!(insecure("127.1.2.3:80"));
+        assert!(!insecure("127.example.com"));
     }
 
     #[test]
