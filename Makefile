@@ -1,7 +1,7 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
 #   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux, and for registries and output
-#                formats docker-registry skopeo openssl ovmf systemd-boot-efi mtools dosfstools xorriso
+#                formats docker-registry skopeo openssl apache2-utils ovmf systemd-boot-efi mtools dosfstools xorriso
 #                qemu-utils fdisk isolinux syslinux (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
@@ -59,6 +59,7 @@ deps:
 	command -v docker-registry >/dev/null || need="$$need docker-registry"; \
 	command -v skopeo >/dev/null || need="$$need skopeo"; \
 	command -v openssl >/dev/null || need="$$need openssl"; \
+	command -v htpasswd >/dev/null || need="$$need apache2-utils"; \
 	[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ -f /usr/share/OVMF/OVMF_CODE.fd ] || need="$$need ovmf"; \
 	[ -f /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need="$$need systemd-boot-efi"; \
 	{ command -v objcopy && command -v objdump; } >/dev/null || need="$$need binutils"; \

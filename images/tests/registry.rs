@@ -2,10 +2,10 @@
 //! stopped by each test on 127.0.0.1 with a private storage directory, images pushed by the test with Debian's
 //! `skopeo` from OCI layouts the test writes. Cases: a single image (pull, cache layout, offline, cache rm), a
 //! multi-arch index (amd64 and arm64), a digest reference, token auth (a token server in the test, credentials
-//! from a docker config.json), a corrupted blob and a registry that goes away mid-pull (both refused, the cache
+//! from a docker config.json), htpasswd basic auth, a corrupted blob and a registry that goes away mid-pull (both refused, the cache
 //! left clean), and a corrupted blob in a local `oci:` layout.
 //!
-//! Without `docker-registry`/`skopeo`/`openssl` the tests print `SKIPPED: why` and return (in CI, env CI=true,
+//! Without `docker-registry`/`skopeo`/`openssl`/`htpasswd` the tests print `SKIPPED: why` and return (in CI, env CI=true,
 //! they fail instead): `make deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -488,5 +488,46 @@ fn yaml_builds_from_the_registry_then_offline_from_the_cache() {
     .unwrap_err()
     .to_string();
     assert!(e.contains(&spec) && e.contains("--offline"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn basic_auth_with_docker_config_credentials() {
+    if !have(&["docker-registry", "skopeo", "htpasswd"]) {
+        return;
+    }
+    let d = tmp("basic");
+    let out = Command::new("htpasswd").args(["-Bbn", "keel", "s3cret"]).output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(d.join("htpasswd"), &out.stdout).unwrap();
+    let auth = format!("auth:\n  htpasswd:\n    realm: keel-basic\n    path: {}\n", d.join("htpasswd").display());
+    let reg = Registry::start(&d, &auth);
+    let layout = d.join("layout");
+    write_oci_layout(&layout, &hello_layers("behind basic auth\n"), true, json!({}), "v1").unwrap();
+    reg.push(&layout, "v1", "keel/basic:v1", false, Some("keel:s3cret"));
+    let spec = format!("{}/keel/basic:v1", reg.host());
+    let cache = d.join("cache");
+    // No credentials: an error saying what is wanted.
+    let e = load_with(&spec, "b", Path::new("/"), &opts(&cache)).unwrap_err().to_string();
+    assert!(e.contains(&spec) && e.contains("credentials"), "{e}");
+    // Wrong password: 401 after authenticating.
+    let cfg = d.join("config.json");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    std::fs::write(&cfg, serde_json::to_vec(&json!({"auths": {reg.host(): {"auth": b64("keel:wrong")}}})).unwrap())
+        .unwrap();
+    let o = PullOptions { docker_config: cfg.clone(), ..opts(&cache) };
+    let e = load_with(&spec, "b", Path::new("/"), &o).unwrap_err().to_string();
+    assert!(e.contains(&spec) && e.contains("401"), "{e}");
+    // The right one (`username`/`password` form, with a scheme in the key as `docker login` may write it).
+    std::fs::write(
+        &cfg,
+        serde_json::to_vec(
+            &json!({"auths": {format!("http://{}", reg.host()): {"username": "keel", "password": "s3cret"}}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let img = load_with(&spec, "b", Path::new("/"), &o).unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
+    assert_eq!(file_text(&img, "srv/hello.txt"), "behind basic auth\n");
     let _ = std::fs::remove_dir_all(&d);
 }
