@@ -31,6 +31,18 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 /// The largest manifest or index accepted (distribution's own limit is 4 MiB).
 pub const MAX_MANIFEST: u64 = 4 << 20;
 
+/// Attempts for a request that failed in transport (connection refused or reset, timeout) or with a 5xx/429, and
+/// for a blob whose transfer broke off; the delay doubles from [`RETRY_DELAY`] between them.
+pub const ATTEMPTS: u32 = 3;
+pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+
+fn transient(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Transport(_) => true,
+        ureq::Error::Status(code, _) => *code == 429 || *code >= 500,
+    }
+}
+
 /// How images by registry reference are found.
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -188,24 +200,37 @@ impl Client {
         }
     }
 
-    /// GET `path` under the repository, authenticating once if challenged.
+    /// GET `path` under the repository, authenticating once if challenged and retrying transient failures
+    /// ([`ATTEMPTS`]).
     pub fn get(&mut self, path: &str, accept: &str, what: &str) -> Result<ureq::Response, Error> {
         let url = self.url(path);
-        for attempt in 0..2 {
+        let (mut authenticated, mut failures) = (false, 0);
+        loop {
             let mut req = self.agent.get(&url).set("Accept", accept);
             if let Some(a) = &self.authz {
                 req = req.set("Authorization", a);
             }
             match req.call() {
                 Ok(r) => return Ok(r),
-                Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
+                Err(ureq::Error::Status(401, resp)) if !authenticated => {
                     let ch = resp.header("WWW-Authenticate").unwrap_or("").to_string();
                     self.authenticate(&ch, what)?;
+                    authenticated = true;
                 }
-                Err(e) => return Err(self.fail(what, e)),
+                Err(e) if transient(&e) && failures + 1 < ATTEMPTS => {
+                    std::thread::sleep(RETRY_DELAY * 2u32.pow(failures));
+                    failures += 1;
+                }
+                Err(e) => {
+                    let err = self.fail(what, e);
+                    return Err(if failures > 0 {
+                        Error::Source(format!("{err} (after {} attempts)", failures + 1))
+                    } else {
+                        err
+                    });
+                }
             }
         }
-        Err(Error::Source(format!("pulling {}: {what}: GET {url}: still unauthorized after authenticating", self.r)))
     }
 
     /// Fetch a manifest or index by tag or digest: (bytes, media type).
@@ -272,13 +297,39 @@ impl Pull<'_> {
         Ok(())
     }
 
-    /// A config or layer blob, streamed to the cache and verified.
+    /// A config or layer blob, streamed to the cache and verified; a transfer that breaks off is started again
+    /// (at most [`ATTEMPTS`] times).
     fn blob(&mut self, kind: &str, digest: &str, size: u64) -> Result<(), Error> {
         if self.layout.has_blob(digest, size) {
             return Ok(());
         }
-        let resp = self.c.get(&format!("blobs/{digest}"), "*/*", &format!("{kind} {digest}"))?;
-        let mut w = self.layout.blob_writer(digest, size)?;
+        let mut first: Option<Error> = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(RETRY_DELAY * 2u32.pow(attempt - 1));
+            }
+            match self.blob_once(kind, digest, size) {
+                Ok(()) => return Ok(()),
+                Err((retry, e)) => {
+                    let e = match first.take() {
+                        Some(f) => Error::Source(format!("{f}; then, attempt {}: {e}", attempt + 1)),
+                        None => e,
+                    };
+                    if !retry {
+                        return Err(e);
+                    }
+                    first = Some(e);
+                }
+            }
+        }
+        Err(first.unwrap_or_else(|| Error::Source(format!("pulling {}: {kind} {digest}: failed", self.c.r))))
+    }
+
+    /// One transfer of a blob. Err((true, _)) when it broke off mid-way (worth another try).
+    fn blob_once(&mut self, kind: &str, digest: &str, size: u64) -> Result<(), (bool, Error)> {
+        let fatal = |e: Error| (false, e);
+        let resp = self.c.get(&format!("blobs/{digest}"), "*/*", &format!("{kind} {digest}")).map_err(fatal)?;
+        let mut w = self.layout.blob_writer(digest, size).map_err(fatal)?;
         let mut p = Progress::start(self.label(kind, digest), size, self.quiet);
         let mut rd = resp.into_reader();
         let mut buf = vec![0u8; 256 << 10];
@@ -287,17 +338,17 @@ impl Pull<'_> {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
                     if let Err(e) = std::io::Write::write_all(&mut w, &buf[..n]) {
-                        break Err(format!("writing the cache: {e}"));
+                        break Err((false, format!("writing the cache: {e}")));
                     }
                     p.add(n as u64);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(format!("after {} of {size} bytes: {e}", w.written())),
+                Err(e) => break Err((true, format!("after {} of {size} bytes: {e}", w.written()))),
             }
         };
-        if let Err(e) = r {
+        if let Err((retry, e)) = r {
             p.finish(false);
-            return Err(Error::Source(format!("pulling {}: {kind} {digest}: {e}", self.c.r)));
+            return Err((retry, Error::Source(format!("pulling {}: {kind} {digest}: {e}", self.c.r))));
         }
         match w.commit() {
             Ok(_) => {
@@ -307,7 +358,7 @@ impl Pull<'_> {
             }
             Err(e) => {
                 p.finish(false);
-                Err(Error::Source(format!("pulling {}: {kind} {e} (refused; nothing kept)", self.c.r)))
+                Err(fatal(Error::Source(format!("pulling {}: {kind} {e} (refused; nothing kept)", self.c.r))))
             }
         }
     }

@@ -220,9 +220,14 @@ fn corrupted_blob_is_refused_and_leaves_nothing() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// A TCP proxy to `target` that closes every connection and stops accepting once it has relayed `limit` bytes of
-/// responses: a registry that goes away mid-transfer.
+/// A TCP proxy to `target` that closes every connection once it has relayed `limit` bytes of responses and then
+/// stops accepting (a registry that goes away mid-transfer), or with `once`, goes on relaying (a connection
+/// that broke once).
 fn dying_proxy(target: u16, limit: u64) -> (u16, Arc<AtomicBool>) {
+    proxy(target, limit, false)
+}
+
+fn proxy(target: u16, limit: u64, once: bool) -> (u16, Arc<AtomicBool>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let dead = Arc::new(AtomicBool::new(false));
@@ -232,7 +237,7 @@ fn dying_proxy(target: u16, limit: u64) -> (u16, Arc<AtomicBool>) {
     std::thread::spawn(move || {
         for c in l.incoming() {
             let Ok(client) = c else { break };
-            if d2.load(Ordering::SeqCst) {
+            if d2.load(Ordering::SeqCst) && !once {
                 let _ = client.shutdown(Shutdown::Both);
                 break;
             }
@@ -254,7 +259,8 @@ fn dying_proxy(target: u16, limit: u64) -> (u16, Arc<AtomicBool>) {
                     if c_w.write_all(&buf[..n]).is_err() {
                         break;
                     }
-                    if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 >= limit {
+                    let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                    if total >= limit && !(once && dead.load(Ordering::SeqCst)) {
                         dead.store(true, Ordering::SeqCst);
                         for c in conns.lock().unwrap().iter() {
                             let _ = c.shutdown(Shutdown::Both);
@@ -295,14 +301,24 @@ fn registry_going_away_mid_pull_leaves_nothing() {
         vec![layer(&[Entry::File("small.txt", b"small\n", 0o644)]), layer(&[Entry::File("big.bin", &big, 0o644)])];
     write_oci_layout(&layout, &layers, false, json!({}), "v1").unwrap();
     reg.push(&layout, "v1", "keel/big:v1", false, None);
+    // First a connection that breaks once mid-layer: the layer is fetched again, the pull succeeds.
+    let (port, cut) = proxy(reg.port, 1 << 20, true);
+    let flaky = format!("127.0.0.1:{port}/keel/big:v1");
+    let img = load_with(&flaky, "big", Path::new("/"), &opts(&d.join("cache-flaky"))).unwrap();
+    assert!(cut.load(Ordering::SeqCst), "the proxy never cut the transfer");
+    assert!(img.rootfs.get("big.bin").is_some());
+    assert_eq!(blob_files(&d.join("cache-flaky")).len(), 4, "no temporaries left");
+    // Then a registry that goes away for good.
     let (port, dead) = dying_proxy(reg.port, 1 << 20);
     let cache = d.join("cache");
     let spec = format!("127.0.0.1:{port}/keel/big:v1");
     let e = load_with(&spec, "big", Path::new("/"), &opts(&cache)).unwrap_err().to_string();
     reg.stop();
     assert!(dead.load(Ordering::SeqCst), "the proxy never cut the transfer");
-    // (skopeo compresses the uncompressed layer on push: the registry's digest is not the layout's)
+    // (the registry's layer digest need not be the layout's: skopeo may recompress on push)
     assert!(e.contains(&spec) && e.contains("layer sha256:") && e.contains("bytes"), "error names image and blob: {e}");
+    assert!(e.contains("attempt"), "the transfer was tried again: {e}");
+    eprintln!("registry gone: {e}");
     assert!(Layout::at(&cache).entries().unwrap().is_empty(), "no index entry");
     assert!(blob_files(&cache).is_empty(), "blobs left: {:?}", blob_files(&cache));
     let _ = std::fs::remove_dir_all(&d);
