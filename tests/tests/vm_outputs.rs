@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use keel_image::build::{self, Options};
 use keel_image::outputs;
 use keel_image::registry::PullOptions;
+use keel_image::run::RunOptions;
 use keel_image::test_registry::{have, Registry};
 use keel_image::testutil::{layer, write_oci_layout, Entry};
 use keel_tests::vm::{self, Console, Vm};
@@ -89,9 +90,13 @@ fn built() -> Option<&'static Built> {
         reg.push(&layout, "1", "keel/busybox:1", false, None);
         let demo = std::fs::read_to_string(vm::root().join("images/demo.yml")).unwrap();
         let image = format!("{}/keel/busybox:1", reg.host());
+        // Plus an onboot step listing the block devices (the boot disk, and a `--disk` data disk).
+        let disks = format!(
+            "onboot:\n  - name: disks\n    image: {image}\n    command: [sh, -c, 'echo block devices: $(ls /sys/block)']\n"
+        );
         let yaml = format!(
             "kernel:\n  cmdline: \"console=ttyS0 panic=-1 quiet keel.autopoweroff=1\"\n{}",
-            demo.replace("image: busybox", &format!("image: {image}"))
+            demo.replace("image: busybox", &format!("image: {image}")).replacen("onboot:\n", &disks, 1)
         );
         let yml = base.join("demo.yml");
         std::fs::write(&yml, yaml).unwrap();
@@ -129,8 +134,14 @@ fn write_format(b: &Built, format: &str) -> PathBuf {
     w.path
 }
 
-fn boot_to_all_services_up(what: &str, target: &Path) -> Console {
-    let c = Vm::start(target, &[], &[], BOOT_TIMEOUT).finish();
+fn boot_to_all_services_up(what: &str, target: &Path, disks: &[String]) -> Console {
+    let o = RunOptions {
+        dir: target.to_path_buf(),
+        autopoweroff: Some(false),
+        disks: disks.to_vec(),
+        ..Default::default()
+    };
+    let c = Vm::start_with(&o, BOOT_TIMEOUT).finish();
     eprintln!("TIMING boot {what}: {:.1} s wall to power-off", c.wall.as_secs_f64());
     assert!(!c.timed_out, "{what}: no power-off within {BOOT_TIMEOUT:?}:\n{}", c.text());
     c.expect("keel&boot complete");
@@ -140,21 +151,27 @@ fn boot_to_all_services_up(what: &str, target: &Path) -> Console {
     c
 }
 
-fn format_boots(format: &str) {
-    let Some(b) = built() else { return };
+fn format_boots(format: &str) -> Option<Console> {
+    format_boots_with(format, &[])
+}
+
+fn format_boots_with(format: &str, disks: &[String]) -> Option<Console> {
+    let b = built()?;
     let p = write_format(b, format);
     if p.as_os_str().is_empty() {
-        return;
+        return None;
     }
     // kernel+initrd boots by its NAME prefix, as `linuxkit run NAME` does.
     let target = if format == "kernel+initrd" { b.out.join("demo") } else { p };
-    boot_to_all_services_up(format, &target);
+    Some(boot_to_all_services_up(format, &target, disks))
 }
 
 #[test]
 #[ignore = "VM test: make test-vm"]
 fn demo_from_registry_kernel_initrd() {
-    format_boots("kernel+initrd");
+    if let Some(c) = format_boots("kernel+initrd") {
+        c.expect("disks&block devices:");
+    }
     if let Some(b) = built() {
         for f in ["demo-kernel", "demo-initrd.img", "demo-cmdline"] {
             assert!(b.out.join(f).is_file(), "{f} missing");
@@ -170,8 +187,14 @@ fn tar_kernel_initrd_boots() {
 
 #[test]
 #[ignore = "VM test: make test-vm"]
-fn raw_efi_boots_with_ovmf() {
-    format_boots("raw-efi");
+fn raw_efi_boots_with_ovmf_and_a_data_disk() {
+    // `--disk FILE,size=N` as `linuxkit run -disk`: created (qemu-img), attached as the second virtio disk.
+    let data = vm::root().join("build/vm-tests/outputs/data.qcow2");
+    let _ = std::fs::remove_file(&data);
+    if let Some(c) = format_boots_with("raw-efi", &[format!("{},size=64M", data.display())]) {
+        assert!(data.is_file(), "--disk did not create {}", data.display());
+        c.expect("disks&block devices:&vda&vdb");
+    }
 }
 
 #[test]
