@@ -21,7 +21,7 @@ const USAGE: &str = "usage:
   keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--gzip-level N]
                  [--cache DIR] [--offline] [--pull] [--arch ARCH]
                  [--format FORMAT]... [--name NAME]   (LinuxKit's formats and file names, in DIR:
-                 kernel+initrd, tar-kernel-initrd, raw-efi, qcow2-efi, iso-efi, iso-bios, raw-bios)
+                 kernel+initrd, tar-kernel-initrd, raw-efi, qcow2-efi, iso-efi, iso-bios, raw-bios, qcow2-bios)
   keel-image pull REF... [--cache DIR] [--arch ARCH]      (into the cache; verified)
   keel-image cache ls [--cache DIR]                       (cached images: name, digest, size)
   keel-image cache rm REF... [--cache DIR]                (drop them and the blobs nothing else needs)
@@ -29,7 +29,7 @@ const USAGE: &str = "usage:
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff] [--uefi|--no-uefi]
                  [--disk FILE[,size=N][,format=raw|qcow2]]...
                  IMAGE: DIR (kernel, initrd.img, cmdline or one NAME-kernel), NAME (NAME-kernel...),
-                 NAME-initrd.tar, NAME-efi.img, NAME-efi.qcow2, NAME-efi.iso (OVMF), NAME-bios.img, NAME.iso
+                 NAME-initrd.tar, NAME-efi.img, NAME-efi.qcow2, NAME-efi.iso (OVMF), NAME-bios.img, NAME.qcow2, NAME.iso
                  (a FILE.yml is built into build/NAME first; build options apply)
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
           target/x86_64-unknown-linux-gnu/release/init,

@@ -9,6 +9,7 @@
 //! | `iso-efi` | `NAME-efi.iso` | ISO 9660 with that ESP as its El Torito EFI boot image (also bootable from USB) |
 //! | `iso-bios` | `NAME.iso` | ISO 9660 booting with ISOLINUX (hybrid MBR: also bootable from USB) |
 //! | `raw-bios` | `NAME-bios.img` | MBR disk, one FAT partition booting with SYSLINUX |
+//! | `qcow2-bios` | `NAME.qcow2` | the same disk as qcow2 |
 //!
 //! The unified kernel image (`EFI/BOOT/BOOTX64.EFI`) is Debian's systemd-boot stub (`linuxx64.efi.stub`, package
 //! systemd-boot-efi) with `.osrel`, `.cmdline`, `.linux` and `.initrd` sections added by `objcopy` (Debian 12 has
@@ -23,7 +24,7 @@ use crate::{io, Error};
 
 /// Every format keel-image writes.
 pub const FORMATS: &[&str] =
-    &["kernel+initrd", "tar-kernel-initrd", "raw-efi", "qcow2-efi", "iso-efi", "iso-bios", "raw-bios"];
+    &["kernel+initrd", "tar-kernel-initrd", "raw-efi", "qcow2-efi", "iso-efi", "iso-bios", "raw-bios", "qcow2-bios"];
 
 /// Where Debian's systemd-boot-efi puts the stub.
 pub const EFI_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
@@ -44,6 +45,7 @@ pub fn file_name(format: &str, name: &str) -> Option<String> {
         "iso-efi" => format!("{name}-efi.iso"),
         "iso-bios" => format!("{name}.iso"),
         "raw-bios" => format!("{name}-bios.img"),
+        "qcow2-bios" => format!("{name}.qcow2"),
         _ => return None,
     })
 }
@@ -56,8 +58,11 @@ pub fn tools(format: &str) -> Vec<(&'static str, &'static str)> {
         "raw-efi" => v.push(("sfdisk", "fdisk")),
         "qcow2-efi" => v.extend([("sfdisk", "fdisk"), ("qemu-img", "qemu-utils")]),
         "iso-efi" | "iso-bios" => v.push(("xorriso", "xorriso")),
-        "raw-bios" => {
-            v.extend([("sfdisk", "fdisk"), ("mkfs.vfat", "dosfstools"), ("mcopy", "mtools"), ("syslinux", "syslinux")])
+        "raw-bios" | "qcow2-bios" => {
+            v.extend([("sfdisk", "fdisk"), ("mkfs.vfat", "dosfstools"), ("mcopy", "mtools"), ("syslinux", "syslinux")]);
+            if format == "qcow2-bios" {
+                v.push(("qemu-img", "qemu-utils"));
+            }
         }
         _ => {}
     }
@@ -83,7 +88,7 @@ pub fn check(format: &str) -> Result<(), Error> {
     let files: &[(&str, &str)] = match format {
         "raw-efi" | "iso-efi" | "qcow2-efi" => &[(EFI_STUB, "systemd-boot-efi")],
         "iso-bios" => &[(ISOLINUX_BIN, "isolinux"), (ISOHYBRID_MBR, "isolinux"), (LDLINUX_C32, "syslinux-common")],
-        "raw-bios" => &[(LDLINUX_C32, "syslinux-common"), (SYSLINUX_MBR, "syslinux-common")],
+        "raw-bios" | "qcow2-bios" => &[(LDLINUX_C32, "syslinux-common"), (SYSLINUX_MBR, "syslinux-common")],
         _ => &[],
     };
     missing.extend(
@@ -207,7 +212,7 @@ fn write_in(built: &Path, work: &Path, dest: &Path, name: &str, format: &str) ->
                 .arg(&tmp_out)
                 .arg(&root))?;
         }
-        "raw-bios" => {
+        "raw-bios" | "qcow2-bios" => {
             let part = work.join("part.img");
             let payload = file_len(&kernel)? + file_len(&initrd)? + 512 * 1024;
             mkfs_vfat(&part, payload, "KEEL")?;
@@ -217,7 +222,11 @@ fn write_in(built: &Path, work: &Path, dest: &Path, name: &str, format: &str) ->
             mcopy(&part, &initrd, "::/initrd.img")?;
             mcopy(&part, &cfg, "::/syslinux.cfg")?;
             run(Command::new("syslinux").arg("--install").arg(&part))?;
-            mbr_disk(&tmp_out, &part)?;
+            let raw = if format == "raw-bios" { tmp_out.clone() } else { work.join("disk.raw") };
+            mbr_disk(&raw, &part)?;
+            if format == "qcow2-bios" {
+                run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(&tmp_out))?;
+            }
         }
         other => return Err(Error::Command(format!("unknown format {other}"))),
     }
@@ -398,6 +407,7 @@ mod tests {
         assert_eq!(file_name("iso-efi", "demo").unwrap(), "demo-efi.iso");
         assert_eq!(file_name("iso-bios", "demo").unwrap(), "demo.iso");
         assert_eq!(file_name("raw-bios", "demo").unwrap(), "demo-bios.img");
+        assert_eq!(file_name("qcow2-bios", "demo").unwrap(), "demo.qcow2");
         assert!(file_name("vhd", "demo").is_none());
         assert!(check("vhd").unwrap_err().to_string().contains("raw-efi"));
         assert_eq!(volume_id("my-demo"), "MY_DEMO");

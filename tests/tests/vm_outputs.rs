@@ -220,3 +220,9 @@ fn iso_bios_boots_with_seabios() {
 fn raw_bios_boots_with_seabios() {
     format_boots("raw-bios");
 }
+
+#[test]
+#[ignore = "VM test: make test-vm"]
+fn qcow2_bios_boots_with_seabios() {
+    format_boots("qcow2-bios");
+}
