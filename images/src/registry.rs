@@ -9,7 +9,9 @@
 //! stays in the cache.
 //!
 //! Loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`) and those in `$KEEL_INSECURE_REGISTRIES`
-//! (comma-separated `host:port`) are spoken to over plain HTTP, as Docker treats them; every other one over HTTPS.
+//! (comma-separated `host:port`) are spoken to over plain HTTP, as Docker treats them; every other one over HTTPS,
+//! trusting the webpki roots plus, as Docker does, the CA certificates `/etc/docker/certs.d/HOST[:PORT]/*.crt`
+//! (a registry with such a directory is spoken to over HTTPS even on loopback).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -58,6 +60,8 @@ pub struct PullOptions {
     pub docker_config: PathBuf,
     /// No progress output.
     pub quiet: bool,
+    /// Docker's per-registry CA directory (`certs.d/HOST[:PORT]/*.crt`).
+    pub certs_dir: PathBuf,
 }
 
 impl Default for PullOptions {
@@ -69,8 +73,43 @@ impl Default for PullOptions {
             arch: "amd64".into(),
             docker_config: auth::default_config(),
             quiet: false,
+            certs_dir: PathBuf::from("/etc/docker/certs.d"),
         }
     }
+}
+
+/// The CA certificates (`*.crt`, PEM) in `dir`, sorted; none if the directory is missing.
+pub fn registry_cas(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "crt")).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A TLS client configuration trusting the webpki roots and the certificates in `cas`.
+fn tls_config(cas: &[PathBuf]) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for ca in cas {
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| Error::Source(format!("registry CA {}: {e}", ca.display())))?;
+        let mut n = 0;
+        for c in certs {
+            let c = c.map_err(|e| Error::Source(format!("registry CA {}: {e}", ca.display())))?;
+            roots.add(c).map_err(|e| Error::Source(format!("registry CA {}: {e}", ca.display())))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::Source(format!("registry CA {}: no PEM certificate in it", ca.display())));
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| Error::Source(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
 }
 
 /// True for hosts spoken to over plain HTTP.
@@ -120,12 +159,16 @@ impl Client {
     /// A client for `r`'s repository, with credentials from `docker_config`.
     pub fn new(r: &Reference, o: &PullOptions) -> Result<Client, Error> {
         let host = r.api_host();
-        let scheme = if insecure(host) { "http" } else { "https" };
-        let agent = ureq::AgentBuilder::new()
+        let cas = registry_cas(&o.certs_dir.join(host));
+        let scheme = if cas.is_empty() && insecure(host) { "http" } else { "https" };
+        let mut b = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(20))
             .timeout_read(Duration::from_secs(60))
-            .user_agent(concat!("keel-image/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("keel-image/", env!("CARGO_PKG_VERSION")));
+        if !cas.is_empty() {
+            b = b.tls_config(tls_config(&cas)?);
+        }
+        let agent = b.build();
         Ok(Client {
             agent,
             base: format!("{scheme}://{host}"),

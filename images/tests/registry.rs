@@ -2,7 +2,7 @@
 //! stopped by each test on 127.0.0.1 with a private storage directory, images pushed by the test with Debian's
 //! `skopeo` from OCI layouts the test writes. Cases: a single image (pull, cache layout, offline, cache rm), a
 //! multi-arch index (amd64 and arm64), a digest reference, token auth (a token server in the test, credentials
-//! from a docker config.json), htpasswd basic auth, a corrupted blob and a registry that goes away mid-pull (both refused, the cache
+//! from a docker config.json), htpasswd basic auth, TLS with a CA from certs.d, a corrupted blob and a registry that goes away mid-pull (both refused, the cache
 //! left clean), and a corrupted blob in a local `oci:` layout.
 //!
 //! Without `docker-registry`/`skopeo`/`openssl`/`htpasswd` the tests print `SKIPPED: why` and return (in CI, env CI=true,
@@ -545,5 +545,82 @@ fn basic_auth_with_docker_config_credentials() {
     .unwrap();
     let img = load_with(&spec, "b", Path::new("/"), &o).unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
     assert_eq!(file_text(&img, "srv/hello.txt"), "behind basic auth\n");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn tls_registry_with_a_ca_in_certs_d() {
+    if !have(&["docker-registry", "skopeo", "openssl"]) {
+        return;
+    }
+    let d = tmp("tls");
+    // A CA and a server certificate for 127.0.0.1 signed by it.
+    let ca = ["-subj", "/CN=keel-test-ca", "-addext", "basicConstraints=critical,CA:TRUE"];
+    let mut a = vec!["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key", "-out"];
+    openssl(&[&a[..], &["ca.crt"], &ca[..], &["-addext", "keyUsage=critical,keyCertSign,cRLSign"]].concat(), &d);
+    let key = a.len() - 2; // the -keyout value
+    a[key] = "other.key";
+    openssl(&[&a[..], &["other.crt"], &ca[..]].concat(), &d);
+    openssl(
+        &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "srv.key", "-out", "srv.csr"],
+        &d,
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "srv.crt",
+            "-extfile",
+            "ext.cnf",
+        ],
+        &d,
+    );
+    let tls =
+        format!("  tls:\n    certificate: {}\n    key: {}\n", d.join("srv.crt").display(), d.join("srv.key").display());
+    let reg = Registry::start(&d, &tls);
+    let layout = d.join("layout");
+    write_oci_layout(&layout, &hello_layers("over TLS\n"), true, json!({}), "v1").unwrap();
+    reg.push(&layout, "v1", "keel/tls:v1", false, None);
+    let spec = format!("{}/keel/tls:v1", reg.host());
+    let certs = d.join("certs.d");
+    let cache = d.join("cache");
+    // No CA for it: a loopback registry is spoken to over plain HTTP, which a TLS server refuses.
+    let e = load_with(&spec, "t", Path::new("/"), &PullOptions { certs_dir: certs.clone(), ..opts(&cache) })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&spec) && e.contains("HTTP 400"), "{e}");
+    // A CA that did not sign the server's certificate: HTTPS, and the certificate is refused.
+    let dir = certs.join(reg.host());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(d.join("other.crt"), dir.join("ca.crt")).unwrap();
+    let e = load_with(&spec, "t", Path::new("/"), &PullOptions { certs_dir: certs.clone(), ..opts(&cache) })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&spec) && e.to_lowercase().contains("certificate"), "{e}");
+    // The right CA (Docker's certs.d/HOST:PORT/ca.crt): pulled over HTTPS.
+    std::fs::copy(d.join("ca.crt"), dir.join("ca.crt")).unwrap();
+    let img = load_with(&spec, "t", Path::new("/"), &PullOptions { certs_dir: certs, ..opts(&cache) })
+        .unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
+    assert_eq!(file_text(&img, "srv/hello.txt"), "over TLS\n");
     let _ = std::fs::remove_dir_all(&d);
 }
