@@ -266,8 +266,17 @@ pub fn qemu_command(o: &RunOptions) -> Result<Command, Error> {
             c.arg("-drive").arg(format!("file={},media=cdrom,if=ide,readonly=on", path.display()));
         }
     }
-    if !matches!(boot, Boot::Kernel { .. }) && !o.append.is_empty() {
-        eprintln!("keel-image: --append ignored: the kernel command line is inside {}", o.dir.display());
+    if !matches!(boot, Boot::Kernel { .. }) {
+        if !o.append.is_empty() {
+            eprintln!("keel-image: --append ignored: the kernel command line is inside {}", o.dir.display());
+        }
+        if o.autopoweroff == Some(true) || (o.autopoweroff.is_none() && !stdin_is_tty()) {
+            eprintln!(
+                "keel-image: note: keel.autopoweroff cannot be appended to the command line inside {} \
+                 (put it in the YAML's kernel.cmdline)",
+                o.dir.display()
+            );
+        }
     }
     for d in &o.disks {
         c.args(disk_args(d)?);
