@@ -64,13 +64,29 @@ fn lock(path: &Path, exclusive: bool) -> Result<Lock, Error> {
     Ok(Lock(f))
 }
 
-/// Path of a blob by digest, refusing anything but `sha256:<64 hex>`.
+/// `sha512:<128 lowercase hex>` (allowed in OCI layouts; registries use sha256).
+fn valid_sha512(d: &str) -> bool {
+    d.strip_prefix("sha512:")
+        .is_some_and(|h| h.len() == 128 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Path of a blob by digest, refusing anything but `sha256:<64 hex>` and `sha512:<128 hex>`.
 pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, Error> {
-    if !valid_digest(digest) {
+    if !valid_digest(digest) && !valid_sha512(digest) {
         return Err(Error::Source(format!("bad blob digest {digest:?} (want sha256: and 64 hex digits)")));
     }
     let (alg, hex) = digest.split_at(6);
     Ok(dir.join("blobs").join(alg).join(&hex[1..]))
+}
+
+/// The digest of `data` in the algorithm `like` names (sha256 or sha512).
+fn digest_like(data: &[u8], like: &str) -> String {
+    if like.starts_with("sha512:") {
+        let d = sha2::Sha512::digest(data);
+        format!("sha512:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    } else {
+        sha256_digest(data)
+    }
 }
 
 /// Check `data` against a descriptor's digest and size.
@@ -84,7 +100,7 @@ pub fn verify(data: &[u8], digest: &str, size: Option<u64>, path: &Path) -> Resu
             )));
         }
     }
-    let got = sha256_digest(data);
+    let got = digest_like(data, digest);
     if got != digest {
         return Err(Error::Source(format!("blob {digest} ({}): content hashes to {got}", path.display())));
     }
@@ -343,6 +359,9 @@ impl Layout {
 
     /// Start writing blob `digest` of `size` bytes.
     pub fn blob_writer(&self, digest: &str, size: u64) -> Result<BlobWriter, Error> {
+        if !valid_digest(digest) {
+            return Err(Error::Source(format!("blob {digest}: only sha256 blobs are pulled")));
+        }
         let dest = blob_path(&self.dir, digest)?;
         let seq = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dest.with_file_name(format!(".tmp-{}-{seq}-{}", std::process::id(), &digest[7..19]));
@@ -452,6 +471,13 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, [dg[7..].to_string()]);
+        // sha512 (allowed in OCI layouts) is verified too.
+        let d5 = digest_like(b"five", "sha512:");
+        std::fs::create_dir_all(d.join("blobs/sha512")).unwrap();
+        std::fs::write(blob_path(&d, &d5).unwrap(), b"five").unwrap();
+        assert_eq!(l.read_blob(&d5, Some(4)).unwrap(), b"five");
+        std::fs::write(blob_path(&d, &d5).unwrap(), b"fivE").unwrap();
+        assert!(l.read_blob(&d5, None).unwrap_err().to_string().contains("hashes to sha512:"));
         // Corrupt on disk: read refuses it, naming the blob.
         std::fs::write(blob_path(&d, &dg).unwrap(), b"hello blub").unwrap();
         let e = l.read_blob(&dg, None).unwrap_err().to_string();
