@@ -291,6 +291,31 @@ impl Layout {
         Ok(found)
     }
 
+    /// Remove temporary files left by pulls whose process is gone (killed mid-pull): `.tmp-PID-…` in
+    /// blobs/sha256 and `.index.json.PID.tmp`. Returns how many.
+    pub fn sweep(&self) -> usize {
+        let alive = |pid: &str| {
+            pid.parse::<i32>().ok().filter(|p| *p > 0).is_some_and(|p| {
+                // SAFETY: kill with signal 0 only checks that the process exists.
+                let r = unsafe { libc::kill(p, 0) };
+                r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+            })
+        };
+        let mut n = 0;
+        let blobs = self.dir.join("blobs/sha256");
+        for (dir, prefix) in [(&blobs, ".tmp-"), (&self.dir, ".index.json.")] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(prefix) else { continue };
+                let pid = rest.split(['-', '.']).next().unwrap_or("");
+                if !alive(pid) && std::fs::remove_file(e.path()).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Hold while writing blobs that no index entry names yet (keeps [`Layout::gc`] away from them).
     pub fn writing(&self) -> Result<Lock, Error> {
         lock(&self.dir.join("blobs"), false)
@@ -482,6 +507,14 @@ mod tests {
         std::fs::write(blob_path(&d, &dg).unwrap(), b"hello blub").unwrap();
         let e = l.read_blob(&dg, None).unwrap_err().to_string();
         assert!(e.contains(&dg) && e.contains("hashes to"), "{e}");
+        // Temporaries of a dead process are swept; this process's stay.
+        let dead = d.join("blobs/sha256/.tmp-999999999-0-0123456789ab");
+        let mine = d.join(format!("blobs/sha256/.tmp-{}-7-0123456789ab", std::process::id()));
+        std::fs::write(&dead, b"x").unwrap();
+        std::fs::write(&mine, b"x").unwrap();
+        std::fs::write(d.join(".index.json.999999999.tmp"), b"x").unwrap();
+        assert_eq!(l.sweep(), 2);
+        assert!(!dead.exists() && mine.exists());
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -450,6 +450,7 @@ pub fn pull(r: &Reference, o: &PullOptions) -> Result<Value, Error> {
     }
     let layout = Layout::create(&o.cache)?;
     let _writing = layout.writing()?;
+    layout.sweep();
     let mut p = Pull { c: Client::new(r, o)?, layout: &layout, written: Vec::new(), quiet: o.quiet };
     match p.run(&o.arch) {
         Ok(desc) => {
