@@ -1,7 +1,9 @@
 //! `keel-image`: build a LinuxKit-style image YAML into DIR/{kernel, initrd.img, cmdline}, and boot it in QEMU.
 //!
 //! ```text
-//! keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR]
+//! keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--cache DIR] [--offline]
+//!                  [--format FORMAT]... [--name NAME]
+//! keel-image pull REF... | keel-image cache ls | keel-image cache rm REF...
 //! keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append ARGS]
 //!                [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
 //! ```
@@ -19,10 +21,10 @@ use keel_image::run::{self, RunOptions};
 const USAGE: &str = "usage:
   keel-image kernel [--kernel-cache DIR]     (fetch + unpack Debian's kernel; prints its path and version)
   keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--gzip-level N]
-                 [--cache DIR] [--offline] [--pull] [--arch ARCH]
+                 [--cache DIR] [--offline] [--pull] [--arch ARCH] [-q]
                  [--format FORMAT]... [--name NAME]   (LinuxKit's formats and file names, in DIR:
                  kernel+initrd, tar-kernel-initrd, raw-efi, qcow2-efi, iso-efi, iso-bios, raw-bios, qcow2-bios)
-  keel-image pull REF... [--cache DIR] [--arch ARCH]      (into the cache; verified)
+  keel-image pull REF... [--cache DIR] [--arch ARCH] [-q] (into the cache; verified)
   keel-image cache ls [--cache DIR]                       (cached images: name, digest, size)
   keel-image cache rm REF... [--cache DIR]                (drop them and the blobs nothing else needs)
   keel-image run IMAGE|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
