@@ -3,7 +3,7 @@
 //! `skopeo` from OCI layouts the test writes. Cases: a single image (pull, cache layout, offline, cache rm), a
 //! multi-arch index (amd64 and arm64), a digest reference, token auth (a token server in the test, credentials
 //! from a docker config.json), htpasswd basic auth, TLS with a CA from certs.d, a corrupted blob and a registry that goes away mid-pull (both refused, the cache
-//! left clean), and a corrupted blob in a local `oci:` layout.
+//! left clean), a cache written by another tool (skopeo) used offline as is.
 //!
 //! Without `docker-registry`/`skopeo`/`openssl`/`htpasswd` the tests print `SKIPPED: why` and return (in CI, env CI=true,
 //! they fail instead): `make deps` installs them.
@@ -622,5 +622,40 @@ fn tls_registry_with_a_ca_in_certs_d() {
     let img = load_with(&spec, "t", Path::new("/"), &PullOptions { certs_dir: certs, ..opts(&cache) })
         .unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
     assert_eq!(file_text(&img, "srv/hello.txt"), "over TLS\n");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_cache_written_by_another_tool_is_used_as_is() {
+    // An OCI layout keyed by full reference, as LinuxKit's cache is, written here by skopeo (not by keel-image):
+    // `image: linuxkit/hello:v1` builds from it offline; keel-image adds its own pulls beside the entry.
+    if !have(&["skopeo"]) {
+        return;
+    }
+    let d = tmp("foreign");
+    let layout = d.join("layout");
+    write_oci_layout(&layout, &hello_layers("from a foreign cache\n"), true, json!({}), "v1").unwrap();
+    let cache = d.join("cache");
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy", "copy"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("oci:{}:docker.io/linuxkit/hello:v1", cache.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let off = PullOptions { offline: true, ..opts(&cache) };
+    let img = load_with("linuxkit/hello:v1", "h", Path::new("/"), &off).unwrap();
+    assert_eq!(file_text(&img, "srv/hello.txt"), "from a foreign cache\n");
+    // Online too (the cached entry is complete: no registry is contacted).
+    let img = load_with("docker.io/linuxkit/hello:v1", "h", Path::new("/"), &opts(&cache)).unwrap();
+    assert_eq!(file_text(&img, "etc/motd"), "motd\n");
+    // Its blobs are verified like ours.
+    let l0 = layer_digests(&layout)[0].clone();
+    let p = cache.join("blobs/sha256").join(&l0[7..]);
+    let mut data = std::fs::read(&p).unwrap();
+    data[5] ^= 1;
+    std::fs::write(&p, &data).unwrap();
+    let e = load_with("linuxkit/hello:v1", "h", Path::new("/"), &off).unwrap_err().to_string();
+    assert!(e.contains(&l0) && e.contains("docker.io/linuxkit/hello:v1"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
