@@ -2,11 +2,12 @@
 //! stopped by each test on 127.0.0.1 with a private storage directory, images pushed by the test with Debian's
 //! `skopeo` from OCI layouts the test writes. Cases: a single image (pull, cache layout, offline, cache rm), a
 //! multi-arch index (amd64 and arm64), a digest reference, token auth (a token server in the test, credentials
-//! from a docker config.json), htpasswd basic auth, TLS with a CA from certs.d, a corrupted blob and a registry that goes away mid-pull (both refused, the cache
-//! left clean), a cache written by another tool (skopeo) used offline as is.
+//! from a docker config.json), htpasswd basic auth, TLS with a CA from certs.d, a corrupted blob and a registry
+//! that goes away mid-pull (both refused, the cache left clean), a cache written by another tool (skopeo) used
+//! offline as is, and a YAML built from the registry then offline.
 //!
-//! Without `docker-registry`/`skopeo`/`openssl`/`htpasswd` the tests print `SKIPPED: why` and return (in CI, env CI=true,
-//! they fail instead): `make deps` installs them.
+//! Without `docker-registry`/`skopeo`/`openssl`/`htpasswd` the tests print `SKIPPED: why` and return (in CI, env
+//! CI=true, they fail instead): `make deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
