@@ -1,7 +1,9 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
 #   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux; for the seccomp tests
-#                libseccomp-dev (verdicts compared with libseccomp) and gcc-multilib (an i386 program) (only what is missing)
+#                libseccomp-dev (verdicts compared with libseccomp) and gcc-multilib (an i386 program); for registries
+#                and output formats docker-registry skopeo openssl apache2-utils ovmf systemd-boot-efi mtools dosfstools
+#                xorriso qemu-utils fdisk isolinux syslinux (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
@@ -57,6 +59,20 @@ deps:
 	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
 	[ -f /usr/include/seccomp.h ] || need="$$need libseccomp-dev"; \
 	[ -f /usr/lib32/libc.a ] || need="$$need gcc-multilib"; \
+	command -v docker-registry >/dev/null || need="$$need docker-registry"; \
+	command -v skopeo >/dev/null || need="$$need skopeo"; \
+	command -v openssl >/dev/null || need="$$need openssl"; \
+	command -v htpasswd >/dev/null || need="$$need apache2-utils"; \
+	[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ -f /usr/share/OVMF/OVMF_CODE.fd ] || need="$$need ovmf"; \
+	[ -f /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need="$$need systemd-boot-efi"; \
+	{ command -v objcopy && command -v objdump; } >/dev/null || need="$$need binutils"; \
+	{ command -v mcopy && command -v mmd; } >/dev/null || need="$$need mtools"; \
+	command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || [ -x /sbin/mkfs.vfat ] || need="$$need dosfstools"; \
+	command -v xorriso >/dev/null || need="$$need xorriso"; \
+	command -v qemu-img >/dev/null || need="$$need qemu-utils"; \
+	command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need="$$need fdisk"; \
+	[ -f /usr/lib/ISOLINUX/isolinux.bin ] || need="$$need isolinux"; \
+	{ command -v syslinux >/dev/null && [ -f /usr/lib/syslinux/mbr/mbr.bin ]; } || need="$$need syslinux syslinux-common"; \
 	if [ -n "$$need" ]; then \
 	  echo "make deps: installing$$need"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -90,6 +106,7 @@ test-unit:
 # VM tests boot real images under QEMU TCG (one at a time: 2 cores).
 test-vm: build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
+	cargo test -p keel-tests --test vm_outputs -- --ignored --test-threads=1 --nocapture
 
 bench: deps build kernel
 	bash bench/boot-bench.sh

@@ -26,6 +26,8 @@ pub struct Options {
     pub init_binary: PathBuf,
     pub kernel_cache: PathBuf,
     pub gzip_level: u32,
+    /// Registry references: cache, --offline, --arch, credentials.
+    pub pull: crate::registry::PullOptions,
 }
 
 /// What was built (printed by the CLI, used by tests and the benchmark).
@@ -57,7 +59,13 @@ pub fn bundle_paths(m: &Moby) -> Vec<(String, &Container)> {
 }
 
 /// Assemble the bundles into `t`. `base` resolves relative source paths.
-pub fn add_bundles(t: &mut Tree, m: &Moby, base: &Path, s: &mut Summary) -> Result<(), Error> {
+pub fn add_bundles(
+    t: &mut Tree,
+    m: &Moby,
+    base: &Path,
+    pull: &crate::registry::PullOptions,
+    s: &mut Summary,
+) -> Result<(), Error> {
     // image spec -> (image, in-image path of its unpacked copy)
     let mut images: HashMap<String, (Image, Option<String>)> = HashMap::new();
     for (bundle, c) in bundle_paths(m) {
@@ -66,7 +74,7 @@ pub fn add_bundles(t: &mut Tree, m: &Moby, base: &Path, s: &mut Summary) -> Resu
             continue;
         }
         if !images.contains_key(&c.image) {
-            images.insert(c.image.clone(), (sources::load(&c.image, &c.name, base)?, None));
+            images.insert(c.image.clone(), (sources::load_with(&c.image, &c.name, base, pull)?, None));
         }
         let readonly = c.readonly.unwrap_or(false);
         let (img, shared) = images.get_mut(&c.image).ok_or_else(|| Error::Source(c.image.clone()))?;
@@ -160,7 +168,7 @@ pub fn build(o: &Options) -> Result<Summary, Error> {
     let mut t = layout::base(&o.init_binary, &format!("keel-{hostname}"))?;
     s.init_bytes = layout::file_size(&o.init_binary)?;
     files::apply(&mut t, &m.files, &text, &base)?;
-    add_bundles(&mut t, &m, &base, &mut s)?;
+    add_bundles(&mut t, &m, &base, &o.pull, &mut s)?;
     let extra = m.kernel.as_ref().and_then(|k| k.modules.clone()).unwrap_or_default();
     let rep = kernel::add_modules(&mut t, &k, &extra)?;
     if !rep.not_found.is_empty() {

@@ -2,19 +2,27 @@
 //!
 //! One file per concern: [`yaml`] (schema), [`config`] (container entry -> OCI config.json + runtime.json with
 //! LinuxKit's defaults), [`sources`] (busybox / oci: / docker-archive: / rootfs: image sources), [`files`]
-//! (`files:`), [`tree`] (the in-memory file tree everything is assembled in), [`cpio`] (newc writer),
+//! (`files:`), [`reference`], [`registry`], [`auth`], [`cache`] and [`progress`] (pulling by registry reference into
+//! LinuxKit's cache layout, verified), [`tree`] (the in-memory file tree everything is assembled in), [`cpio`] (newc writer),
 //! [`kernel`] (Debian kernel fetch, modules and their index), [`layout`] (keel's in-image layout), [`build`]
 //! (orchestration) and [`run`] (QEMU runner).
 
+pub mod auth;
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod cpio;
 pub mod files;
 pub mod kernel;
 pub mod layout;
 pub mod modindex;
+pub mod outputs;
+pub mod progress;
+pub mod reference;
+pub mod registry;
 pub mod run;
 pub mod sources;
+pub mod test_registry;
 pub mod testutil;
 pub mod tree;
 pub mod yaml;

@@ -1,6 +1,8 @@
-//! Image sources for `image:` (no registry is reachable here): `busybox` (the host's static busybox and its applet
-//! links), `oci:PATH[:TAG]` (an OCI image layout), `docker-archive:PATH` (a `docker save` tarball) and
-//! `rootfs:DIR` (a directory copied as is). Each yields a file tree plus the image config's defaults.
+//! Image sources for `image:`: `busybox` (the host's static busybox and its applet links), `oci:PATH[:TAG]` (an OCI
+//! image layout), `docker-archive:PATH` (a `docker save` tarball), `rootfs:DIR` (a directory copied as is), and any
+//! other value as a registry reference (`linuxkit/getty:TAG`, `REGISTRY/REPO@sha256:…`), pulled into the cache
+//! ([`crate::registry`], [`crate::cache`]) and read from there. Each yields a file tree plus the image config's
+//! defaults. Blobs read from an OCI layout (the cache or `oci:`) are verified: size and sha256.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::cache::{parse_root, pick_platform, Layout, Root};
+use crate::reference::Reference;
+use crate::registry::{self, PullOptions};
 use crate::tree::{norm, Kind, Node, Tree};
 use crate::{io, Error};
 
@@ -42,7 +47,13 @@ pub fn is_linuxkit_runtime_image(image: &str) -> bool {
 }
 
 /// Resolve `spec` (the `image:` value) for container `who`; `base` is the YAML file's directory (relative paths).
+/// Registry references use the default cache (`~/.linuxkit/cache`) and pull what is missing.
 pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
+    load_with(spec, who, base, &PullOptions::default())
+}
+
+/// [`load`] with explicit pull options (cache, `--offline`, `--arch`, credentials).
+pub fn load_with(spec: &str, who: &str, base: &Path, pull: &PullOptions) -> Result<Image, Error> {
     let rel = |p: &str| -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -60,7 +71,8 @@ pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
             Some((p, t)) if rel(p).is_dir() => (p, Some(t)),
             _ => (rest, None),
         };
-        return oci_layout(&rel(path), tag).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
+        return oci_layout_arch(&rel(path), tag, &pull.arch)
+            .map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
     }
     if let Some(path) = spec.strip_prefix("docker-archive:") {
         return docker_archive(&rel(path)).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
@@ -73,10 +85,19 @@ pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
         let rootfs = Tree::from_dir(&d).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")))?;
         return Ok(Image { rootfs, config: ImageConfig { env: vec![DEFAULT_PATH.into()], ..Default::default() } });
     }
-    Err(Error::Source(format!(
-        "{who}: image {spec:?} cannot be fetched: no registry is reachable from this builder. Use a local source: \
-         busybox, oci:PATH[:TAG] (OCI image layout), docker-archive:FILE (docker save) or rootfs:DIR"
-    )))
+    let r = Reference::parse(spec).map_err(|e| {
+        Error::Source(format!("{who}: {e} (local sources: busybox, oci:PATH[:TAG], docker-archive:FILE, rootfs:DIR)"))
+    })?;
+    registry_image(&r, pull).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")))
+}
+
+/// A registry image: pulled into the cache unless there (or `--offline`), then read from it, verified.
+pub fn registry_image(r: &Reference, pull: &PullOptions) -> Result<Image, Error> {
+    let desc = registry::ensure(r, pull)?;
+    let digest = desc["digest"].as_str().unwrap_or("");
+    image_from_layout(&Layout::at(&pull.cache), digest, desc["size"].as_u64(), &pull.arch).map_err(|e| {
+        Error::Source(format!("{e} (in the cache {}; `keel-image cache rm {r}` drops it)", pull.cache.display()))
+    })
 }
 
 /// The host's busybox binary (must be static: it runs inside containers with nothing else).
@@ -139,14 +160,6 @@ fn read_json(p: &Path) -> Result<Value, Error> {
     serde_json::from_slice(&s).map_err(|e| Error::Source(format!("{}: bad JSON: {e}", p.display())))
 }
 
-fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, Error> {
-    let (alg, hex) = digest.split_once(':').ok_or_else(|| Error::Source(format!("bad digest {digest:?}")))?;
-    if alg.contains('/') || hex.contains('/') || hex.is_empty() {
-        return Err(Error::Source(format!("bad digest {digest:?}")));
-    }
-    Ok(layout.join("blobs").join(alg).join(hex))
-}
-
 fn strs(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
 }
@@ -163,12 +176,8 @@ pub fn parse_image_config(v: &Value) -> ImageConfig {
     }
 }
 
-fn is_index(v: &Value) -> bool {
-    v.get("manifests").is_some()
-}
-
-/// Pick a manifest descriptor from an index: by tag (org.opencontainers.image.ref.name), else the only one, else
-/// linux/amd64.
+/// Pick a manifest descriptor from a layout's index.json: by tag (org.opencontainers.image.ref.name, whole or
+/// after its last ':'), else the only one, else linux/amd64.
 fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
     let ms = index["manifests"].as_array().cloned().unwrap_or_default();
     if ms.is_empty() {
@@ -195,25 +204,46 @@ fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
         .ok_or_else(|| Error::Source(format!("{what}: {} manifests and none for linux/amd64; name a tag", ms.len())))
 }
 
-/// Read an OCI image layout directory.
+/// Read an OCI image layout directory (linux/amd64 from a multi-platform index).
 pub fn oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, Error> {
+    oci_layout_arch(dir, tag, "amd64")
+}
+
+/// Read an OCI image layout directory, resolving indexes to linux/`arch`. Every blob is verified.
+pub fn oci_layout_arch(dir: &Path, tag: Option<&str>, arch: &str) -> Result<Image, Error> {
     let index = read_json(&dir.join("index.json"))?;
-    let mut desc = pick(&index, tag, "index.json")?;
-    // Nested indexes (multi-platform images): descend until a manifest.
+    let desc = pick(&index, tag, "index.json")?;
+    image_from_layout(&Layout::at(dir), desc["digest"].as_str().unwrap_or(""), desc["size"].as_u64(), arch)
+}
+
+/// The image whose manifest (or index, resolved to linux/`arch`) is blob `digest` of layout `l`: manifest,
+/// config and layers read and verified (size and sha256), layers applied in order.
+pub fn image_from_layout(l: &Layout, digest: &str, size: Option<u64>, arch: &str) -> Result<Image, Error> {
+    let (mut dg, mut sz) = (digest.to_string(), size);
     for _ in 0..4 {
-        let blob = read_json(&blob_path(dir, desc["digest"].as_str().unwrap_or(""))?)?;
-        if is_index(&blob) {
-            desc = pick(&blob, None, "nested index")?;
-            continue;
+        let data = l.read_blob(&dg, sz)?;
+        match parse_root(&data, &format!("manifest {dg}"))? {
+            Root::Index(ix) => {
+                let d = pick_platform(&ix, arch, &format!("index {dg}"))?;
+                (dg, sz) = (d.digest().to_string(), Some(d.size()));
+            }
+            Root::Manifest(m) => {
+                let raw = l.read_desc(m.config())?;
+                let cfg: Value = serde_json::from_slice(&raw)
+                    .map_err(|e| Error::Source(format!("config {}: bad JSON: {e}", m.config().digest())))?;
+                let mut rootfs = Tree::new();
+                for layer in m.layers() {
+                    let mt = layer.media_type().to_string();
+                    if mt.contains("zstd") {
+                        return Err(Error::Source(format!("layer {}: {mt} is not supported", layer.digest())));
+                    }
+                    let data = l.read_desc(layer)?;
+                    apply_layer(&mut rootfs, &data)
+                        .map_err(|e| Error::Source(format!("layer {}: {e}", layer.digest())))?;
+                }
+                return Ok(Image { rootfs, config: parse_image_config(&cfg) });
+            }
         }
-        let cfg = read_json(&blob_path(dir, blob["config"]["digest"].as_str().unwrap_or(""))?)?;
-        let mut rootfs = Tree::new();
-        for l in blob["layers"].as_array().cloned().unwrap_or_default() {
-            let p = blob_path(dir, l["digest"].as_str().unwrap_or(""))?;
-            let data = std::fs::read(&p).map_err(io("reading layer", &p))?;
-            apply_layer(&mut rootfs, &data).map_err(|e| Error::Source(format!("layer {}: {e}", p.display())))?;
-        }
-        return Ok(Image { rootfs, config: parse_image_config(&cfg) });
     }
     Err(Error::Source("index nesting too deep".into()))
 }
@@ -396,9 +426,13 @@ pub mod tests {
     }
 
     #[test]
-    fn unknown_registry_image_is_a_clear_error() {
-        let e = load("linuxkit/sshd:v1.0", "sshd", Path::new(".")).unwrap_err().to_string();
-        assert!(e.contains("sshd") && e.contains("linuxkit/sshd:v1.0") && e.contains("oci:"), "{e}");
+    fn registry_image_offline_and_bad_references_are_clear_errors() {
+        let cache = std::env::temp_dir().join(format!("keel-src-offline-{}", std::process::id()));
+        let o = PullOptions { cache, offline: true, ..Default::default() };
+        let e = load_with("linuxkit/sshd:v1.0", "sshd", Path::new("."), &o).unwrap_err().to_string();
+        assert!(e.contains("sshd") && e.contains("docker.io/linuxkit/sshd:v1.0") && e.contains("--offline"), "{e}");
+        let e = load_with("Not/Valid", "svc", Path::new("."), &o).unwrap_err().to_string();
+        assert!(e.contains("svc") && e.contains("Not/Valid") && e.contains("oci:"), "{e}");
     }
 
     #[test]

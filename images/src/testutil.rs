@@ -129,3 +129,46 @@ pub fn write_docker_archive(path: &Path, layers: &[Vec<u8>], config: serde_json:
     let data = b.into_inner().unwrap_or_default();
     std::fs::write(path, data).map_err(io("writing", path))
 }
+
+/// Write a multi-platform OCI image layout at `dir`: one image per `(architecture, layers, config)` (layers
+/// gzip'ed), an image index over them (with platforms), and index.json naming that index `tag`.
+pub fn write_oci_index(dir: &Path, images: &[(&str, Vec<Vec<u8>>, serde_json::Value)], tag: &str) -> Result<(), Error> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io("writing", dir))?;
+    let mut manifests = Vec::new();
+    for (arch, layers, config) in images {
+        let mut descs = Vec::new();
+        for l in layers {
+            let data = crate::cpio::gzip(l, 6).map_err(io("gzip", dir))?;
+            let h = put_blob(dir, &data)?;
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": format!("sha256:{h}"), "size": data.len()}));
+        }
+        let cfg = serde_json::to_vec(&json!({"architecture": arch, "os": "linux", "config": config,
+            "rootfs": {"type": "layers", "diff_ids": []}}))
+        .unwrap_or_default();
+        let ch = put_blob(dir, &cfg)?;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{ch}"), "size": cfg.len()},
+            "layers": descs,
+        }))
+        .unwrap_or_default();
+        let mh = put_blob(dir, &manifest)?;
+        manifests.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{mh}"), "size": manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"}}));
+    }
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}))
+    .unwrap_or_default();
+    let ih = put_blob(dir, &index)?;
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": format!("sha256:{ih}"), "size": index.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap_or_default()).map_err(io("writing", dir))
+}

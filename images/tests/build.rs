@@ -30,6 +30,7 @@ fn builds_layout_without_network() {
         init_binary: d.join("init"),
         kernel_cache: d.join("kcache"),
         gzip_level: 1,
+        pull: Default::default(),
     };
     let s = build(&o).unwrap();
     assert_eq!(s.bundles, ["containers/onboot/000-a", "containers/services/s1", "containers/services/s2"]);

@@ -82,3 +82,29 @@ fn rootfs_dir_source() {
     assert!(e.contains("svc") && e.contains("/nonexistent-dir"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn oci_layout_blobs_are_verified() {
+    let dir = tmp("oci-verify");
+    write_oci_layout(&dir, &layers(), true, json!({}), "v1").unwrap();
+    let spec = format!("oci:{}:v1", dir.display());
+    assert!(load(&spec, "t", std::path::Path::new("/")).is_ok());
+    // Corrupt the first layer (same size): refused, naming container, image and blob.
+    let idx: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let md = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&md[7..])).unwrap()).unwrap();
+    let l0 = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let p = dir.join("blobs/sha256").join(&l0[7..]);
+    let mut data = std::fs::read(&p).unwrap();
+    let n = data.len() / 2;
+    data[n] ^= 1;
+    std::fs::write(&p, &data).unwrap();
+    let e = load(&spec, "svc", std::path::Path::new("/")).unwrap_err().to_string();
+    assert!(e.contains("svc") && e.contains(&spec) && e.contains(&l0) && e.contains("hashes to"), "{e}");
+    // Truncated: a size mismatch.
+    std::fs::write(&p, &data[..n]).unwrap();
+    let e = load(&spec, "svc", std::path::Path::new("/")).unwrap_err().to_string();
+    assert!(e.contains(&l0) && e.contains("size"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -77,6 +77,7 @@ pub mod vm {
             init_binary: env.init_binary.clone(),
             kernel_cache: env.kernel_cache.clone(),
             gzip_level: 1,
+            pull: Default::default(),
         };
         match build::build(&o) {
             Ok(s) => {
@@ -154,7 +155,12 @@ pub mod vm {
                 autopoweroff: Some(false),
                 ..Default::default()
             };
-            let mut cmd = run::qemu_command(&o).unwrap_or_else(|e| panic!("qemu command: {e}"));
+            Vm::start_with(&o, timeout)
+        }
+
+        /// Boot with explicit run options (an image file, `disks`, `uefi`, ...).
+        pub fn start_with(o: &RunOptions, timeout: Duration) -> Vm {
+            let mut cmd = run::qemu_command(o).unwrap_or_else(|e| panic!("qemu command: {e}"));
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
             let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting qemu: {e}"));
             let out = child.stdout.take().unwrap_or_else(|| panic!("no qemu stdout"));
