@@ -702,8 +702,17 @@ fn wait_for_start(p: &Plan, fds: &Fds, proc: &mut Option<OwnedFd>) {
         *proc = Some(open_procfs(fds.status));
     }
     let Some(procfd) = proc.as_ref() else { return };
-    let fd = crate::inroot::openat2(procfd.as_fd(), FdPath::new(fds.fifo).as_cstr(), libc::O_WRONLY, 0)
-        .unwrap_or_else(|e| fail_at(fds.status, "open exec fifo", full, e));
+    // Plain openat, not openat2: a seccomp filter without no_new_privs is already installed here, and older
+    // profiles (Docker's before 20.10, runtime-tools') do not allow openat2. `self/fd/N` below a verified procfs.
+    // SAFETY: valid dirfd and C string; a new fd or -1.
+    let fd = unsafe {
+        libc::openat(procfd.as_raw_fd(), FdPath::new(fds.fifo).as_cstr().as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC)
+    };
+    if fd < 0 {
+        fail_at(fds.status, "open exec fifo", full, sys::errno());
+    }
+    // SAFETY: a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: our fd.
     unsafe { libc::close(fds.fifo) };
     if !sys::write_all(fd.as_raw_fd(), b"0") {
