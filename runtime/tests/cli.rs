@@ -298,7 +298,11 @@ fn failures_leave_nothing_behind() {
     let o = t.run(&["create", id("f2").as_str()]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("exec /bin/no-such-binary: No such file or directory"), "{err}");
+    // runc's words (Docker maps them to exit code 127).
+    assert!(
+        err.contains(r#"exec: "/bin/no-such-binary": stat /bin/no-such-binary: no such file or directory"#),
+        "{err}"
+    );
     t.assert_clean(id("f2").as_str());
 
     // A failing mount.
@@ -405,7 +409,8 @@ fn resources_are_written_to_the_container_cgroup() {
 #[test]
 fn hybrid_host_v1_limits_and_membership() {
     let hs = keel_runtime::cgroups::v1::hierarchies();
-    let v2 = std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
+    let v2 =
+        std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
     let v1_of = |c: &str| keel_runtime::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
     let (Some(cpu), Some(mem)) = (v1_of("cpu"), v1_of("memory")) else {
         eprintln!("skipped: not a hybrid host with v1 cpu and memory");
