@@ -1,10 +1,12 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
-#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux (only what is missing)
+#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux podman docker.io golang-go ...
+#                (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
 #   make test    unit + root tests, then the VM tests
+#   make conformance  the OCI runtime-tools validation suite against runc, crun and keel-runc (not in make test)
 #   make bench   boot timeline and memory (bench/boot-bench.sh), runtime latency (bench/runc-bench.sh),
 #                keel-runc under containerd's runc shim (bench/containerd-bench.sh)
 
@@ -24,7 +26,7 @@ export KEEL_INIT_BINARY  := $(INIT_BIN)
 export KEEL_KERNEL_CACHE := $(KCACHE)
 export KEEL_IMAGE_BIN    := $(KEEL_IMAGE)
 
-.PHONY: all build deps kernel image run test lint test-unit test-vm bench clean
+.PHONY: all build deps kernel image run test lint test-unit test-vm bench clean conformance
 
 all: build
 
@@ -54,6 +56,13 @@ deps:
 	  need="$$need containerd"; \
 	command -v unshare >/dev/null || need="$$need util-linux"; \
 	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
+	{ command -v podman && command -v conmon; } >/dev/null || need="$$need podman conmon"; \
+	[ -x /usr/libexec/podman/catatonit ] || need="$$need catatonit"; \
+	{ command -v dockerd && [ -x /usr/bin/docker ] && command -v docker-init; } >/dev/null || need="$$need docker.io tini"; \
+	command -v script >/dev/null || need="$$need bsdutils"; \
+	command -v go >/dev/null || need="$$need golang-go"; \
+	[ -d /usr/share/gocode/src/github.com/opencontainers/runtime-tools ] || \
+	  need="$$need golang-github-opencontainers-runtime-tools-dev"; \
 	if [ -n "$$need" ]; then \
 	  echo "make deps: installing$$need"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -87,6 +96,10 @@ test-unit:
 # VM tests boot real images under QEMU TCG (one at a time: 2 cores).
 test-vm: build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
+
+# ~3 min: 58 test programs x 3 runtimes. Table in build/conformance/conformance.md, TAP logs beside it.
+conformance: deps build
+	bash tests/conformance/run.sh $(REL)/keel-runc
 
 bench: deps build kernel
 	bash bench/boot-bench.sh
