@@ -35,6 +35,30 @@ pub fn sandbox_requested() -> bool {
 }
 
 /// PID 1. Never returns.
+/// Re-execute from a sealed memfd copy of this binary (unless already), so no container reaches PID 1's binary
+/// through /proc/PID/exe of a setup child (CVE-2019-5736 class; see keel_runtime::sealed). Needs /proc: mounted here
+/// if it is not yet (rc's mount table then finds it in place).
+fn run_sealed() -> Result<(), String> {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self/exe").exists() {
+        let _ = std::fs::create_dir(proc);
+        // SAFETY: valid C strings; mounting procfs on /proc.
+        let r = unsafe {
+            libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return Err(format!("mount /proc: {}", std::io::Error::last_os_error()));
+        }
+    }
+    keel_runtime::sealed::ensure(&std::env::args_os().collect::<Vec<_>>())
+}
+
 pub fn main() -> ! {
     let start = Instant::now();
     let start_boot_ms = time::boot_ms();
@@ -59,6 +83,9 @@ pub fn main() -> ! {
             Ok(_) => {}
             Err(e) => early.push((Level::Error, format!("switch root: {e}; staying on the initramfs"))),
         }
+    }
+    if let Err(e) = run_sealed() {
+        early.push((Level::Warn, format!("cannot run from a sealed copy of init: {e}")));
     }
     let mut console = if sandbox { Console::stdout() } else { Console::open_primary() };
     if let Some(fd) = console.primary_fd() {

@@ -118,7 +118,7 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
     let bundle = format!("[bundle {}]", t.containers().join("services/nobinary").display());
     assert!(
         nobin[0].contains("keel: ERROR nobinary: cannot start: exec")
-            && nobin[0].contains("/bin/no-such-binary: No such file or directory (errno 2)")
+            && nobin[0].contains("stat /bin/no-such-binary: no such file or directory (errno 2)")
             && nobin[0].contains(&bundle)
             && nobin[0].contains("not restarting (keelctl start nobinary to retry)"),
         "{nobin:?}"

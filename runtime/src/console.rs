@@ -61,9 +61,7 @@ pub fn setup(sock: i32, rows: u16, cols: u16) -> Result<(), (&'static str, i32)>
     unsafe {
         libc::close(master);
         libc::close(sock);
-        if libc::setsid() < 0 {
-            return Err(("setsid", sys::errno()));
-        }
+        // The child made itself a session leader before (Plan::setsid); a second setsid would fail with EPERM.
         if libc::ioctl(slave, libc::TIOCSCTTY, 0) != 0 {
             return Err(("set controlling terminal", sys::errno()));
         }

@@ -12,7 +12,7 @@
 //!   the caller owns reaping.
 //! - [`Spawned::poll_status`] (non-blocking) / [`Spawned::wait_status`] (bounded) read the setup outcome:
 //!   Pending, Started, or Failed("what path: strerror (errno N)"), e.g.
-//!   Failed("exec /bin/x: No such file or directory (errno 2)").
+//!   Failed("exec: \"/bin/x\": stat /bin/x: no such file or directory (errno 2)") (runc's wording).
 //! - [`Spawned::rebuild`] recreates the cleanup handle in another process (keel-runc delete after create).
 //! - [`run_poststart`] runs poststart hooks; prestart/createRuntime run inside spawn, createContainer/startContainer
 //!   in the container, poststop in cleanup.
@@ -32,13 +32,17 @@ pub mod devices;
 pub mod error;
 pub mod hooks;
 mod identity;
+pub mod inroot;
 mod interfaces;
 pub mod mounts;
 pub mod namespaces;
+mod plan;
+pub mod procfs;
 mod reaper;
 pub mod rlimits;
 pub mod rootfs;
 pub mod runtime_json;
+pub mod sealed;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
@@ -48,7 +52,7 @@ pub use bundle::Bundle;
 pub use error::Error;
 pub use hooks::run_poststart;
 pub use runtime_json::RuntimeJson;
-pub use spawn::{spawn, SpawnOptions, Spawned, Status};
+pub use spawn::{exec, spawn, SpawnOptions, Spawned, Status};
 /// spawn() reads the caller's signal dispositions once per process and resets only the changed ones in the child: a caller
 /// that installs or ignores signals after its first spawn calls this.
 pub use sys::refresh_changed_signals;

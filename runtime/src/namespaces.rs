@@ -137,3 +137,48 @@ pub fn leave_for_children(p: &NsPlan) {
         unsafe { libc::setns(own.as_raw_fd(), *t) };
     }
 }
+
+/// The namespaces of a running process that differ from ours, to join (keel-runc exec): user first, then ipc, uts,
+/// net, cgroup, mount; pid and time for children only.
+pub fn of_process(pid: i32) -> Result<NsPlan, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let mut p = NsPlan::default();
+    let differs = |name: &str, mine: &str| -> bool {
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{name}"));
+        let ours = std::fs::metadata(format!("/proc/self/ns/{mine}"));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) => t.ino() != o.ino() || t.dev() != o.dev(),
+            _ => false,
+        }
+    };
+    for (name, kind) in [
+        ("user", NamespaceType::User),
+        ("ipc", NamespaceType::Ipc),
+        ("uts", NamespaceType::Uts),
+        ("net", NamespaceType::Network),
+        ("cgroup", NamespaceType::Cgroup),
+        ("mnt", NamespaceType::Mount),
+    ] {
+        if !differs(name, name) {
+            continue;
+        }
+        let path = format!("/proc/{pid}/ns/{name}");
+        let fd = open(&path)?;
+        if kind == NamespaceType::Mount {
+            p.joined_mount = true;
+        }
+        let path = CString::new(path).unwrap_or_default();
+        p.joins.push(Join { fd, nstype: kind.clone_flag(), path });
+    }
+    for (name, mine, kind) in
+        [("pid", "pid_for_children", NamespaceType::Pid), ("time", "time_for_children", NamespaceType::Time)]
+    {
+        if !differs(name, mine) {
+            continue;
+        }
+        let fd = open(&format!("/proc/{pid}/ns/{name}"))?;
+        let own = open(&format!("/proc/self/ns/{mine}"))?;
+        p.for_children.push((fd, own, kind.clone_flag()));
+    }
+    Ok(p)
+}

@@ -6,15 +6,13 @@
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::caps::{self, CapSets};
 use crate::child::Plan;
-use crate::devices::{self, DeviceStep};
-use crate::hooks::{self, PreparedHook};
+use crate::hooks;
 use crate::mounts::parse_options;
-use crate::rootfs::{MountStep, Resolver};
-use crate::spec::NamespaceType;
+use crate::spec::{NamespaceType, Process};
 use crate::{namespaces, Bundle, Error};
 
 /// How the caller wants the container's process wired up. `Default` gives runc-like behaviour.
@@ -67,6 +65,8 @@ pub struct Spawned {
     rt_mounts: Vec<PathBuf>,
     /// The container's cgroup directory, if spawn created/used one.
     cgroup: Option<PathBuf>,
+    /// A process exec'd into a running container: nothing of the container's to clean up.
+    exec: bool,
 }
 
 /// What [`Spawned::poll_status`] saw.
@@ -111,11 +111,11 @@ impl Spawned {
     /// Rebuild the handle of a container spawned by another process (keel-runc `delete` after `create`), for
     /// [`Spawned::cleanup`]: the runtime.json mounts and the cgroup are derived from the bundle and `opts` exactly as
     /// spawn derived them. The status fd is /dev/null (the real pipe is gone): poll_status says Started.
-    pub fn rebuild(bundle: &Bundle, opts: &SpawnOptions, pid: i32) -> Spawned {
-        let status = match std::fs::File::open("/dev/null") {
-            Ok(f) => OwnedFd::from(f),
-            // SAFETY: dup of stdin only as a stand-in fd when /dev/null cannot be opened.
-            Err(_) => unsafe { OwnedFd::from_raw_fd(libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3)) },
+    pub fn rebuild(bundle: &Bundle, opts: &SpawnOptions, pid: i32) -> std::io::Result<Spawned> {
+        // Any fd that reads EOF at once: a pipe whose write end is closed (else /dev/null).
+        let status = match pipe_cloexec(0) {
+            Ok((r, _)) => r,
+            Err(_) => OwnedFd::from(std::fs::File::open("/dev/null")?),
         };
         let mut rt_mounts = Vec::new();
         if let Some(rt) = &bundle.runtime {
@@ -128,7 +128,15 @@ impl Spawned {
         }
         let cgroup = cgroup_rel(bundle, opts)
             .map(|rel| opts.cgroup_root.clone().unwrap_or_else(cg::default_root).join(rel.trim_start_matches('/')));
-        Spawned { pid, status, seen: RefCell::new(Some(Status::Started)), id: opts.id.clone(), rt_mounts, cgroup }
+        Ok(Spawned {
+            pid,
+            status,
+            seen: RefCell::new(Some(Status::Started)),
+            id: opts.id.clone(),
+            rt_mounts,
+            cgroup,
+            exec: false,
+        })
     }
 
     /// The cgroup directory the container runs in, if any.
@@ -140,6 +148,9 @@ impl Spawned {
     /// Call after the caller has reaped `pid`. Returns every error met; never panics.
     pub fn cleanup(&self, bundle: &Bundle) -> Vec<Error> {
         let mut errs = Vec::new();
+        if self.exec {
+            return errs;
+        }
         if let Some(h) = &bundle.spec.hooks {
             if let Err(e) = hooks::run_list("poststop", &h.poststop, bundle, &self.id, "stopped", self.pid) {
                 errs.push(e);
@@ -166,398 +177,13 @@ fn undo_runtime_mounts(mounts: &[PathBuf], errs: &mut Vec<Error>) {
 /// cgroup v2 handling (R2's module: create with limits, remove, default root detection).
 use crate::cgroups as cg;
 
-fn cstr(s: impl AsRef<[u8]>) -> CString {
-    let b = s.as_ref();
-    CString::new(b.iter().copied().filter(|&c| c != 0).collect::<Vec<u8>>()).unwrap_or_default()
-}
-
 fn cpath(p: &Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
-    cstr(p.as_os_str().as_bytes())
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
 }
 
 fn sys_err(what: String) -> Error {
     Error::Sys { what, errno: nix::errno::Errno::last() }
-}
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Is this host cgroup2-only (cgroup2 mounted at /sys/fs/cgroup)? Asked once per process (the host's cgroup layout
-/// is set up before anything is spawned).
-fn cgroup2_only() -> bool {
-    static ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ONLY.get_or_init(|| Path::new("/sys/fs/cgroup/cgroup.controllers").exists())
-}
-
-/// A read-only tmpfs with mounts, devices or links to be made beneath it (LinuxKit's `readonly: true` puts `ro` on
-/// the /dev tmpfs) cannot get its mount points: mount it read-write and remount it read-only once everything is in
-/// place, as runc does in finalizeRootfs. Returns those mounts (rootfs-prefixed target, destination), in order.
-fn defer_readonly(
-    mounts: &mut [MountStep],
-    devs: &[DeviceStep],
-    links: &[(CString, CString)],
-) -> Vec<(CString, CString)> {
-    let mut out = Vec::new();
-    for i in 0..mounts.len() {
-        let m = &mounts[i];
-        let tmpfs = m.fstype.as_deref().map(|t| t.to_bytes()) == Some(b"tmpfs".as_slice());
-        if m.flags & libc::MS_RDONLY == 0 || !tmpfs {
-            continue;
-        }
-        let mut prefix = m.target.as_bytes().to_vec();
-        prefix.push(b'/');
-        let below = |p: &CString| p.as_bytes().starts_with(&prefix);
-        if mounts[i + 1..].iter().any(|l| below(&l.target))
-            || devs.iter().any(|d| below(&d.path))
-            || links.iter().any(|(_, l)| below(l))
-        {
-            mounts[i].flags &= !libc::MS_RDONLY;
-            out.push((mounts[i].target.clone(), mounts[i].display.clone()));
-        }
-    }
-    out
-}
-
-/// Prepare the child's plan. No side effects besides opening namespace files.
-fn build_plan(bundle: &Bundle, opts: &SpawnOptions, ns: &namespaces::NsPlan) -> Result<Plan, Error> {
-    let cfg = bundle.dir.join("config.json");
-    let invalid = |field: &str, msg: String| Error::Invalid { path: cfg.clone(), field: field.into(), msg };
-    let spec = &bundle.spec;
-    let process = spec.process.as_ref().ok_or_else(|| invalid("process", "missing: nothing to run".into()))?;
-    let linux = spec.linux.as_ref();
-    let rootfs = &bundle.rootfs;
-
-    if opts.preserve_fds.len() > 64 {
-        return Err(invalid(
-            "preserve_fds",
-            format!("{} fds asked, at most 64 are supported", opts.preserve_fds.len()),
-        ));
-    }
-    let setup_root = ns.new_mount;
-    let chroot_only = !ns.new_mount && !ns.joined_mount;
-    if !setup_root && !spec.mounts.is_empty() && chroot_only {
-        return Err(invalid("mounts", "mounts need a new mount namespace (linux.namespaces has no \"mount\")".into()));
-    }
-
-    // Mounts.
-    let mut mounts = Vec::with_capacity(spec.mounts.len() + opts.binds.len());
-    let mut dev_tmpfs = false;
-    let mut resolver = Resolver::new(rootfs);
-    for m in &spec.mounts {
-        let kind = m.kind.as_deref().unwrap_or("");
-        let o = parse_options(&m.options);
-        let bind = kind == "bind" || o.bind || ((kind == "cgroup" || kind == "cgroup2") && !cgroup2_only());
-        let target = if bind { resolver.resolve(&m.destination) } else { resolver.resolve_fresh_mount(&m.destination) };
-        let display = cstr(&m.destination);
-        let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-        let step = if kind == "bind" || o.bind {
-            let src = m.source.as_deref().unwrap_or("");
-            let src = if src.starts_with('/') { PathBuf::from(src) } else { bundle.dir.join(src) };
-            let file = std::fs::metadata(&src).map(|md| !md.is_dir()).unwrap_or(false);
-            MountStep {
-                source: Some(cpath(&src)),
-                target: cpath(&target),
-                display,
-                fstype: None,
-                flags: libc::MS_BIND | (o.flags & libc::MS_REC),
-                data: None,
-                remount: (extra != 0).then_some(extra),
-                propagation: o.propagation,
-                file,
-            }
-        } else if kind == "cgroup" || kind == "cgroup2" {
-            if kind == "cgroup2" || !bind {
-                MountStep {
-                    source: Some(cstr("cgroup2")),
-                    target: cpath(&target),
-                    display,
-                    fstype: Some(cstr("cgroup2")),
-                    flags: extra,
-                    data: None,
-                    remount: None,
-                    propagation: o.propagation,
-                    file: false,
-                }
-            } else {
-                // Hybrid host (cgroup2 at /sys/fs/cgroup/unified): show the host's tree, as runc does for v1.
-                MountStep {
-                    source: Some(cstr("/sys/fs/cgroup")),
-                    target: cpath(&target),
-                    display,
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                    remount: (extra != 0).then_some(extra),
-                    propagation: o.propagation,
-                    file: false,
-                }
-            }
-        } else {
-            if m.destination == "/dev" && kind == "tmpfs" {
-                dev_tmpfs = true;
-            }
-            MountStep {
-                source: Some(cstr(m.source.as_deref().unwrap_or(kind))),
-                target: cpath(&target),
-                display,
-                fstype: (!kind.is_empty()).then(|| cstr(kind)),
-                flags: o.flags,
-                data: (!o.data.is_empty()).then(|| cstr(&o.data)),
-                remount: None,
-                propagation: o.propagation,
-                file: false,
-            }
-        };
-        mounts.push(step);
-    }
-    for (src, dst) in &opts.binds {
-        let file = std::fs::metadata(src).map(|md| !md.is_dir()).unwrap_or(false);
-        let d = dst.to_string_lossy();
-        mounts.push(MountStep {
-            source: Some(cpath(src)),
-            target: cpath(&resolver.resolve(&d)),
-            display: cstr(d.as_bytes()),
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
-            remount: None,
-            propagation: 0,
-            file,
-        });
-    }
-
-    // Devices.
-    let mut devs = Vec::new();
-    let mut links = Vec::new();
-    let spec_devices = linux.map(|l| l.devices.as_slice()).unwrap_or(&[]);
-    if dev_tmpfs {
-        for (name, major, minor) in devices::DEFAULT {
-            let path = format!("/dev/{name}");
-            if spec_devices.iter().any(|d| d.path == path) {
-                continue;
-            }
-            devs.push(DeviceStep {
-                path: cpath(&resolver.resolve(&path)),
-                host: cstr(&path),
-                display: cstr(&path),
-                mode: libc::S_IFCHR | 0o666,
-                dev: libc::makedev(major, minor),
-                uid: None,
-                gid: None,
-            });
-        }
-        for (name, target) in devices::LINKS {
-            links.push((cstr(target), cpath(&resolver.resolve(&format!("/dev/{name}")))));
-        }
-    }
-    for d in spec_devices {
-        devs.push(DeviceStep {
-            path: cpath(&resolver.resolve(&d.path)),
-            host: cstr(&d.path),
-            display: cstr(&d.path),
-            mode: devices::type_bits(&d.kind) | d.file_mode.unwrap_or(0o666) & 0o7777,
-            dev: libc::makedev(d.major as u32, d.minor as u32),
-            uid: d.uid,
-            gid: d.gid,
-        });
-    }
-
-    let remount_ro = defer_readonly(&mut mounts, &devs, &links);
-
-    let sysctl = linux
-        .map(|l| {
-            l.sysctl.iter().map(|(k, v)| (cpath(&rootfs.join("proc/sys").join(k.replace('.', "/"))), cstr(v))).collect()
-        })
-        .unwrap_or_default();
-    let readonly_paths =
-        linux.map(|l| l.readonly_paths.iter().map(|p| cpath(&resolver.resolve(p))).collect()).unwrap_or_default();
-    let masked_paths =
-        linux.map(|l| l.masked_paths.iter().map(|p| cpath(&resolver.resolve(p))).collect()).unwrap_or_default();
-
-    let mut rlimits = Vec::with_capacity(process.rlimits.len());
-    for (i, r) in process.rlimits.iter().enumerate() {
-        let res = crate::rlimits::resource(&r.kind)
-            .ok_or_else(|| invalid(&format!("process.rlimits[{i}].type"), format!("unknown rlimit {:?}", r.kind)))?;
-        rlimits.push((res, r.soft, r.hard));
-    }
-
-    let last_cap = caps::last_cap();
-    let known = if last_cap >= 63 { u64::MAX } else { (1u64 << (last_cap + 1)) - 1 };
-    let caps = {
-        let c = process.capabilities.clone().unwrap_or_default();
-        let m = |field: &str, names: &[String]| {
-            caps::mask(names)
-                .map(|m| m & known)
-                .map_err(|n| invalid(&format!("process.capabilities.{field}"), format!("unknown capability {n:?}")))
-        };
-        CapSets {
-            bounding: m("bounding", &c.bounding)?,
-            effective: m("effective", &c.effective)?,
-            permitted: m("permitted", &c.permitted)?,
-            inheritable: m("inheritable", &c.inheritable)?,
-            ambient: m("ambient", &c.ambient)?,
-        }
-    };
-
-    let personality = match linux.and_then(|l| l.personality.as_ref()) {
-        None => None,
-        Some(p) => {
-            let mut v: libc::c_ulong = match p.domain.as_str() {
-                "LINUX" => 0,
-                "LINUX32" => 0x0008,
-                d => return Err(invalid("linux.personality.domain", format!("unknown domain {d:?}"))),
-            };
-            for f in &p.flags {
-                v |= personality_flag(f)
-                    .ok_or_else(|| invalid("linux.personality.flags", format!("unknown flag {f:?}")))?;
-            }
-            Some(v)
-        }
-    };
-
-    let seccomp = match linux.and_then(|l| l.seccomp.as_ref()) {
-        Some(s) => Some(crate::seccomp::compile(s)?),
-        None => None,
-    };
-    let seccomp_flags = linux.and_then(|l| l.seccomp.as_ref()).map(|s| s.flags.clone()).unwrap_or_default();
-
-    // Environment: process.env, then opts.env overriding the same keys.
-    let mut env: Vec<String> = process.env.clone();
-    for e in &opts.env {
-        let key = e.split('=').next().unwrap_or("");
-        match env.iter_mut().find(|x| x.split('=').next() == Some(key)) {
-            Some(x) => *x = e.clone(),
-            None => env.push(e.clone()),
-        }
-    }
-    // Bundle::load checks this too, but Bundle's fields are public: never index on faith in PID 1.
-    let Some(arg0) = process.args.first() else {
-        return Err(invalid("process.args", "must not be empty".into()));
-    };
-    let exec_paths: Vec<CString> = if arg0.contains('/') {
-        vec![cstr(arg0)]
-    } else {
-        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
-        path.split(':').map(|d| if d.is_empty() { "." } else { d }).map(|d| cstr(format!("{d}/{arg0}"))).collect()
-    };
-    let argv_c: Vec<CString> = process.args.iter().map(cstr).collect();
-    let envp_c: Vec<CString> = env.iter().map(cstr).collect();
-    let mut argv: Vec<_> = argv_c.iter().map(|c| c.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<_> = envp_c.iter().map(|c| c.as_ptr()).collect();
-    envp.push(std::ptr::null());
-
-    let h = spec.hooks.as_ref();
-    let create_container: Vec<PreparedHook> =
-        h.map(|h| h.create_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
-    let start_container: Vec<PreparedHook> =
-        h.map(|h| h.start_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
-    let runtime_hooks_sync = h.is_some_and(|h| !h.prestart.is_empty() || !h.create_runtime.is_empty());
-    let (state_prefix, state_suffix) = if create_container.is_empty() && start_container.is_empty() {
-        (Vec::new(), Vec::new())
-    } else {
-        hooks::state_parts(bundle, &opts.id, "created")
-    };
-
-    let root_propagation = linux
-        .and_then(|l| l.rootfs_propagation.as_deref())
-        .and_then(crate::mounts::propagation_flag)
-        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
-    // Only a shared "/" needs the mount table (to find the rootfs's parent mount).
-    let private_parent = if setup_root && root_propagation & libc::MS_SHARED != 0 {
-        parent_mount(rootfs).map(|p| cpath(&p))
-    } else {
-        None
-    };
-    let new_pid = linux.and_then(|l| l.namespace(NamespaceType::Pid)).is_some_and(|n| n.path.is_none());
-    let (changed_signals, sigpipe_ignored) = crate::sys::changed_signals();
-    Ok(Plan {
-        status_w: -1,
-        sync: -1,
-        new_user: ns.new_user,
-        stdio: [-1, opts.stdout.unwrap_or(-1), opts.stderr.unwrap_or(-1)],
-        preserve: opts.preserve_fds.clone(),
-        cgroup_procs: -1,
-        cgroup_procs_v1: Vec::new(),
-        joins: Vec::new(),
-        setup_root,
-        chroot_only,
-        root_propagation,
-        private_parent,
-        rootfs: cpath(rootfs),
-        mounts,
-        devices: devs,
-        links,
-        remount_ro,
-        sysctl,
-        readonly_paths,
-        masked_paths,
-        no_pivot: opts.no_pivot,
-        readonly_root: spec.root.as_ref().is_some_and(|r| r.readonly),
-        hostname: if ns.new_uts { spec.hostname.as_deref().map(cstr) } else { None },
-        domainname: if ns.new_uts { spec.domainname.as_deref().map(cstr) } else { None },
-        rlimits,
-        oom_score_adj: process.oom_score_adj.map(|v| cstr(v.to_string())),
-        personality,
-        umask: process.user.umask.unwrap_or(0o022) as libc::mode_t,
-        uid: process.user.uid,
-        gid: process.user.gid,
-        groups: Some(process.user.additional_gids.clone()),
-        caps: Some(caps),
-        last_cap,
-        no_new_privs: process.no_new_privileges,
-        seccomp,
-        seccomp_flags,
-        cwd: cstr(if process.cwd.is_empty() { "/" } else { &process.cwd }),
-        arg0: cstr(arg0),
-        exec_paths,
-        _argv: argv_c,
-        _envp: envp_c,
-        argv,
-        envp,
-        exec_fifo: None,
-        ns_reaper: opts.ns_reaper && new_pid,
-        reaper_memfd: if opts.ns_reaper && new_pid { crate::reaper::prepare() } else { -1 },
-        create_container,
-        start_container,
-        state_prefix,
-        state_suffix,
-        runtime_hooks_sync,
-        dev_null: cstr("/dev/null"),
-        console: -1,
-        console_size: process.console_size.map(|c| (c.height as u16, c.width as u16)).unwrap_or((0, 0)),
-        changed_signals,
-        sigpipe_ignored,
-    })
-}
-
-/// The mount point of the mount that contains `path` (longest mount point prefix in /proc/self/mountinfo).
-fn parent_mount(path: &Path) -> Option<PathBuf> {
-    let path = std::fs::canonicalize(path).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
-        .filter(|mp| path.starts_with(mp))
-        .max_by_key(|mp| mp.as_os_str().len())
-}
-
-/// A personality(2) flag by its name in <linux/personality.h>.
-fn personality_flag(name: &str) -> Option<libc::c_ulong> {
-    Some(match name {
-        "UNAME26" => 0x0020000,
-        "ADDR_NO_RANDOMIZE" => 0x0040000,
-        "FDPIC_FUNCPTRS" => 0x0080000,
-        "MMAP_PAGE_ZERO" => 0x0100000,
-        "ADDR_COMPAT_LAYOUT" => 0x0200000,
-        "READ_IMPLIES_EXEC" => 0x0400000,
-        "ADDR_LIMIT_32BIT" => 0x0800000,
-        "SHORT_INODE" => 0x1000000,
-        "WHOLE_SECONDS" => 0x2000000,
-        "STICKY_TIMEOUTS" => 0x4000000,
-        "ADDR_LIMIT_3GB" => 0x8000000,
-        _ => return None,
-    })
 }
 
 /// Load the overlay module ourselves before the first overlay mount of this process, if the kernel lacks overlay
@@ -705,27 +331,12 @@ pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
             let _ = cg::remove(c);
         }
     };
-    let res = prepare_runtime(bundle, &cg_root, &mut rt_mounts).and_then(|()| build_plan(bundle, opts, &ns)).and_then(
-        |mut plan| {
-            // stdin: /dev/null unless given.
-            let devnull;
-            plan.stdio[0] = match opts.stdin {
-                Some(fd) => fd,
-                None => {
-                    devnull = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
-                        what: "open",
-                        path: "/dev/null".into(),
-                        err,
-                    })?;
-                    devnull.as_raw_fd()
-                }
-            };
-            spawn_inner(bundle, opts, &ns, &mut plan, cgroup.as_deref())
-        },
-    );
+    let res = prepare_runtime(bundle, &cg_root, &mut rt_mounts)
+        .and_then(|()| crate::plan::for_bundle(bundle, opts, &ns, cgroup.as_deref(), &cg_root))
+        .and_then(|mut plan| spawn_inner(bundle, opts, &ns, &mut plan, cgroup.as_deref(), None));
     match res {
         Ok((pid, status)) => {
-            Ok(Spawned { pid, status, seen: RefCell::new(None), id: opts.id.clone(), rt_mounts, cgroup })
+            Ok(Spawned { pid, status, seen: RefCell::new(None), id: opts.id.clone(), rt_mounts, cgroup, exec: false })
         }
         Err(e) => {
             undo(&rt_mounts, &cgroup);
@@ -744,16 +355,60 @@ fn pipe_cloexec(extra: libc::c_int) -> Result<(OwnedFd, OwnedFd), Error> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Start another process in the running container `pid` of `bundle` (keel-runc exec): it joins the container's
+/// namespaces and cgroup (`cgroup`, its v2 directory) and runs `process` through the same setup path as the
+/// container's first process, minus the rootfs. The caller owns reaping; [`Spawned::cleanup`] does nothing for it.
+pub fn exec(
+    bundle: &Bundle,
+    pid: i32,
+    cgroup: Option<&Path>,
+    process: &Process,
+    opts: &SpawnOptions,
+) -> Result<Spawned, Error> {
+    let ns = namespaces::of_process(pid)?;
+    let mut plan = crate::plan::for_exec(bundle, process, opts, &ns)?;
+    let (pid, status) = spawn_inner(bundle, opts, &ns, &mut plan, cgroup, Some(process))?;
+    Ok(Spawned {
+        pid,
+        status,
+        seen: RefCell::new(None),
+        id: opts.id.clone(),
+        rt_mounts: Vec::new(),
+        cgroup: None,
+        exec: true,
+    })
+}
+
 fn spawn_inner(
     bundle: &Bundle,
     opts: &SpawnOptions,
     ns: &namespaces::NsPlan,
     plan: &mut Plan,
     cgroup: Option<&Path>,
+    exec: Option<&Process>,
 ) -> Result<(i32, OwnedFd), Error> {
+    // stdin: /dev/null unless given.
+    let devnull = match opts.stdin {
+        Some(fd) => {
+            plan.stdio[0] = fd;
+            None
+        }
+        None => {
+            let f = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
+                what: "open",
+                path: "/dev/null".into(),
+                err,
+            })?;
+            plan.stdio[0] = f.as_raw_fd();
+            Some(f)
+        }
+    };
     let (status_r, status_w) = pipe_cloexec(libc::O_NONBLOCK)?;
     // runc: a console socket is used only when process.terminal is true.
-    let terminal = bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
+    let terminal = match exec {
+        Some(p) => p.terminal,
+        None => bundle.spec.process.as_ref().is_some_and(|p| p.terminal),
+    };
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => {
             let s = std::os::unix::net::UnixStream::connect(path).map_err(|err| Error::Io {
@@ -766,23 +421,22 @@ fn spawn_inner(
         }
         _ => None,
     };
-    let fifo_dir = match &opts.exec_fifo {
+    // The fifo as an O_PATH fd: the child reopens it through its procfs and holds no directory of the host.
+    let fifo = match &opts.exec_fifo {
         Some(f) => {
-            let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let name = f.file_name().map(|n| cpath(Path::new(n))).unwrap_or_default();
-            let d = std::fs::File::open(dir).map_err(|err| Error::Io {
-                what: "open exec fifo dir",
-                path: dir.into(),
-                err,
-            })?;
-            plan.exec_fifo = Some((d.as_raw_fd(), name, cpath(f)));
-            Some(d)
+            let fd = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(f)
+                .map_err(|err| Error::Io { what: "open exec fifo", path: f.clone(), err })?;
+            plan.exec_fifo = Some((fd.as_raw_fd(), cpath(f)));
+            Some(fd)
         }
         None => None,
     };
     plan.status_w = status_w.as_raw_fd();
-    let has_ifaces =
-        bundle.runtime.as_ref().is_some_and(|r| !r.interfaces.is_empty() || r.bind_ns.entries().next().is_some());
+    let has_ifaces = exec.is_none()
+        && bundle.runtime.as_ref().is_some_and(|r| !r.interfaces.is_empty() || r.bind_ns.entries().next().is_some());
     let need_sync = ns.new_user
         || has_ifaces
         || plan.runtime_hooks_sync
@@ -892,10 +546,14 @@ fn spawn_inner(
     }
     let pid = pid as i32;
     drop(status_w);
-    drop(fifo_dir);
+    drop(fifo);
     drop(console);
     drop(sync_child);
+    drop(devnull);
 
+    if exec.is_some() {
+        return Ok((pid, status_r));
+    }
     if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {
         // The child cannot go on without us: stop it and reap it ourselves (it is our child and nobody else has
         // seen its pid yet).

@@ -30,6 +30,12 @@ impl StackBuf {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+    /// Lower-case the ASCII letter at byte `i` (strerror's "No such file" → Go's "no such file").
+    pub fn lowercase_at(&mut self, i: usize) {
+        if i < self.len {
+            self.buf[i] = self.buf[i].to_ascii_lowercase();
+        }
+    }
     pub fn push_bytes(&mut self, b: &[u8]) {
         let n = b.len().min(self.buf.len() - self.len);
         self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
@@ -120,37 +126,6 @@ pub fn mkdir_p(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
             buf[i] = saved;
         }
     }
-    Ok(())
-}
-
-/// Create an empty file at `path` (and its parent dirs) if nothing is there, for a file bind mount target.
-pub fn touch_p(path: &CStr) -> Result<(), i32> {
-    let bytes = path.to_bytes();
-    if let Some(slash) = bytes.iter().rposition(|&b| b == b'/') {
-        if slash > 0 {
-            let mut buf = [0u8; libc::PATH_MAX as usize + 1];
-            if slash >= buf.len() {
-                return Err(libc::ENAMETOOLONG);
-            }
-            buf[..slash].copy_from_slice(&bytes[..slash]);
-            let parent = CStr::from_bytes_until_nul(&buf[..=slash]).map_err(|_| libc::EINVAL)?;
-            mkdir_p(parent, 0o755)?;
-        }
-    }
-    // SAFETY: path is a valid C string; the fd is closed right away.
-    let fd = unsafe {
-        libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644)
-    };
-    if fd < 0 {
-        let e = errno();
-        // A directory or device already there is fine as a mount target.
-        if e == libc::EISDIR || e == libc::EEXIST || e == libc::ENXIO || e == libc::ELOOP {
-            return Ok(());
-        }
-        return Err(e);
-    }
-    // SAFETY: fd was just opened by us.
-    unsafe { libc::close(fd) };
     Ok(())
 }
 

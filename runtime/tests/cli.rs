@@ -249,7 +249,11 @@ fn detached_list_ps_exec_pause_resume_kill() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("exec failed"), "{o:?}");
     // The error names the path, as runc's does.
-    assert!(String::from_utf8_lossy(&o.stderr).contains("exec /no/such/binary: No such file"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("exec: \"/no/such/binary\": stat /no/such/binary: no such file or directory"),
+        "{o:?}"
+    );
 
     t.ok(&["pause", id("d1").as_str()]);
     assert_eq!(t.status(id("d1").as_str()), "paused");
@@ -298,9 +302,8 @@ fn failures_leave_nothing_behind() {
     let o = t.run(&["create", id("f2").as_str()]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
-    // runc's words (Docker maps them to exit code 127).
     assert!(
-        err.contains(r#"exec: "/bin/no-such-binary": stat /bin/no-such-binary: no such file or directory"#),
+        err.contains("exec: \"/bin/no-such-binary\": stat /bin/no-such-binary: no such file or directory"),
         "{err}"
     );
     t.assert_clean(id("f2").as_str());

@@ -131,7 +131,10 @@ fn missing_binary_and_failing_mount_are_reported_and_leave_nothing() {
     let opts = SpawnOptions { default_cgroup: Some(cg_rel.clone()), ..Default::default() };
     let r = run(&b, opts.clone());
     assert_eq!(r.exit, 127);
-    assert_eq!(r.status, Status::Failed("exec /bin/nope: No such file or directory (errno 2)".into()));
+    assert_eq!(
+        r.status,
+        Status::Failed("exec: \"/bin/nope\": stat /bin/nope: no such file or directory (errno 2)".into())
+    );
     assert!(cg_root.join(&cg_rel).exists(), "the container ran in its cgroup");
     let mounted = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&*tb.dir.to_string_lossy());
     assert!(mounted(), "runtime.json tmpfs is mounted while the container lives");
@@ -144,7 +147,7 @@ fn missing_binary_and_failing_mount_are_reported_and_leave_nothing() {
     // PATH lookup failure names the program.
     let b = tb.write(&config(&["nosuchprog"]));
     let r = run(&b, SpawnOptions::default());
-    assert_eq!(r.status, Status::Failed("exec nosuchprog: No such file or directory (errno 2)".into()));
+    assert_eq!(r.status, Status::Failed("exec: \"nosuchprog\": executable file not found in $PATH (errno 2)".into()));
     r.spawned.cleanup(&b);
 
     // A failing mount names its destination.

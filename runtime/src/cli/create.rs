@@ -66,8 +66,8 @@ pub fn base_opts(id: &str) -> SpawnOptions {
 }
 
 /// Rebuild a [`Spawned`] for `cleanup` in a later keel-runc process.
-pub fn rebuild_spawned(bundle: &Bundle, id: &str, pid: i32) -> Spawned {
-    Spawned::rebuild(bundle, &base_opts(id), pid)
+pub fn rebuild_spawned(bundle: &Bundle, id: &str, pid: i32) -> CliResult<Spawned> {
+    Spawned::rebuild(bundle, &base_opts(id), pid).map_err(|e| cli_err!("delete {id}: cleanup handle: {e}"))
 }
 
 /// Undo a launch that failed after spawn: kill and reap the process, undo spawn's setup, drop the state dir.

@@ -45,12 +45,10 @@ pub fn destroy(g: &Globals, st: &State) -> CliResult {
         }
     }
     match Bundle::load(&st.bundle) {
-        Ok(bundle) => {
-            let spawned = super::create::rebuild_spawned(&bundle, &st.id, st.pid);
-            for e in spawned.cleanup(&bundle) {
-                errs.push(e.to_string());
-            }
-        }
+        Ok(bundle) => match super::create::rebuild_spawned(&bundle, &st.id, st.pid) {
+            Ok(spawned) => errs.extend(spawned.cleanup(&bundle).iter().map(|e| e.to_string())),
+            Err(e) => errs.push(e.0),
+        },
         Err(e) => g.log("warning", &format!("delete {}: cleanup skipped: {e}", st.id)),
     }
     state_dir::remove(g, &st.id)?;

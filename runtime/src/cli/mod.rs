@@ -169,7 +169,8 @@ commands: create start state kill delete run list ps exec pause resume features 
 
 /// Run the CLI with `args` (argv[0] first). Returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let argv: Vec<String> = args.into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<OsString> = args.into_iter().collect();
+    let argv: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let gspec =
         ["root=", "log=", "log-format=", "debug", "systemd-cgroup", "criu=", "rootless=", "help|h", "version|v"];
     let g = match Args::parse(&argv, &gspec) {
@@ -193,6 +194,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         eprintln!("{USAGE}");
         return if g.has("help") { 0 } else { 1 };
     };
+    // Verbs that start container processes run from a sealed copy of keel-runc (CVE-2019-5736: see sealed.rs).
+    if matches!(verb.as_str(), "create" | "run" | "exec") {
+        if let Err(e) = crate::sealed::ensure(&args) {
+            globals.log("error", &e);
+            eprintln!("keel-runc: {e}");
+            return 1;
+        }
+    }
     globals.log("debug", &format!("{verb} {rest:?}"));
     // Failed poststart/poststop hooks are warnings (runtime-spec): on stderr and in the --log file, as runc does.
     let _ = LOG.set(globals.clone());
