@@ -31,7 +31,7 @@ command -v go >/dev/null || { echo "conformance: go missing (make deps installs 
 
 mkdir -p "$out/bin" "$out/work"
 gp=$out/gopath
-rm -rf "$gp" && mkdir -p "$gp" && cp -r "$here/runtime-tools/src" "$gp/"
+rm -rf "$gp" && mkdir -p "$gp" && cp -rp "$here/runtime-tools/src" "$gp/"   # -p: unchanged sources keep their binaries
 export GO111MODULE=off GOPATH="$gp:/usr/share/gocode" GOCACHE="$out/gocache" GOPROXY=off GOFLAGS= CGO_ENABLED=0
 src=$gp/src/github.com/opencontainers/runtime-tools
 tests=${TESTS:-$(cd "$src/validation" && for d in */; do d=${d%/}; [ "$d" != util ] && [ -f "$d/$d.go" ] && echo "$d"; done)}
