@@ -219,3 +219,24 @@ fn exec_failures_use_runcs_words() {
         assert!(!t.root.join(id("words")).exists(), "state left after a failed create");
     }
 }
+
+/// Seccomp profiles older than openat2 (runtime-tools' default, Docker's before 20.10, many LinuxKit images) answer
+/// it with EPERM. Without noNewPrivileges the filter is installed before the exec fifo is opened (as runc does), so
+/// the runtime's own steps after it must not need openat2: runc opens the fifo with open(2) and passes. Today keel's
+/// child reopens the fifo with openat2 and `create` fails ("open exec fifo ...: Operation not permitted").
+#[test]
+fn seccomp_profile_without_openat2_still_creates() {
+    let Some(t) = T::new("no-openat2") else { return };
+    t.config(&["true"], |c| {
+        c["process"]["noNewPrivileges"] = false.into();
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+        });
+    });
+    let c = id("no-openat2");
+    let o = t.run(&["create", &c]);
+    assert!(o.status.success(), "create under a profile without openat2: {}", String::from_utf8_lossy(&o.stderr));
+    t.ok(&["start", &c]);
+}
