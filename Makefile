@@ -3,11 +3,13 @@
 #   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux; for the seccomp tests
 #                libseccomp-dev (verdicts compared with libseccomp) and gcc-multilib (an i386 program); for registries
 #                and output formats docker-registry skopeo openssl apache2-utils ovmf systemd-boot-efi mtools dosfstools
-#                xorriso qemu-utils fdisk isolinux syslinux (only what is missing)
+#                xorriso qemu-utils fdisk isolinux syslinux; for the client matrices and conformance podman docker.io
+#                golang-go ... (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
 #   make test    unit + root tests, then the VM tests
+#   make conformance  the OCI runtime-tools validation suite against runc, crun and keel-runc (not in make test)
 #   make bench   boot timeline and memory (bench/boot-bench.sh), runtime latency (bench/runc-bench.sh),
 #                keel-runc under containerd's runc shim (bench/containerd-bench.sh)
 
@@ -27,7 +29,7 @@ export KEEL_INIT_BINARY  := $(INIT_BIN)
 export KEEL_KERNEL_CACHE := $(KCACHE)
 export KEEL_IMAGE_BIN    := $(KEEL_IMAGE)
 
-.PHONY: all build deps kernel image run test lint test-unit test-vm bench clean
+.PHONY: all build deps kernel image run test lint test-unit test-vm bench clean conformance
 
 all: build
 
@@ -73,6 +75,13 @@ deps:
 	command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need="$$need fdisk"; \
 	[ -f /usr/lib/ISOLINUX/isolinux.bin ] || need="$$need isolinux"; \
 	{ command -v syslinux >/dev/null && [ -f /usr/lib/syslinux/mbr/mbr.bin ]; } || need="$$need syslinux syslinux-common"; \
+	{ command -v podman && command -v conmon; } >/dev/null || need="$$need podman conmon"; \
+	[ -x /usr/libexec/podman/catatonit ] || need="$$need catatonit"; \
+	{ command -v dockerd && [ -x /usr/bin/docker ] && command -v docker-init; } >/dev/null || need="$$need docker.io tini"; \
+	command -v script >/dev/null || need="$$need bsdutils"; \
+	command -v go >/dev/null || need="$$need golang-go"; \
+	[ -d /usr/share/gocode/src/github.com/opencontainers/runtime-tools ] || \
+	  need="$$need golang-github-opencontainers-runtime-tools-dev"; \
 	if [ -n "$$need" ]; then \
 	  echo "make deps: installing$$need"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -107,6 +116,10 @@ test-unit:
 test-vm: build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
 	cargo test -p keel-tests --test vm_outputs -- --ignored --test-threads=1 --nocapture
+
+# ~3 min: 58 test programs x 3 runtimes. Table in build/conformance/conformance.md, TAP logs beside it.
+conformance: deps build
+	bash tests/conformance/run.sh $(REL)/keel-runc
 
 bench: deps build kernel
 	bash bench/boot-bench.sh

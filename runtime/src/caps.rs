@@ -122,7 +122,8 @@ struct CapData {
     inheritable: u32,
 }
 
-/// capset(2) effective/permitted/inheritable, then raise the ambient ones. Returns (what, errno) on failure.
+/// capset(2) effective/permitted/inheritable, then raise the ambient ones that permitted and inheritable allow
+/// (others are skipped, as runc and crun do). Returns (what, errno) on failure.
 pub fn apply(sets: &CapSets, last: u32) -> Result<(), (&'static str, i32)> {
     let hdr = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
     let lo = |m: u64| m as u32;
@@ -149,7 +150,15 @@ pub fn apply(sets: &CapSets, last: u32) -> Result<(), (&'static str, i32)> {
                     )
                 };
                 if r != 0 {
-                    return Err(("raise ambient capability", crate::sys::errno()));
+                    // EPERM: the cap is not in both permitted and inheritable (runc's and crun's default `spec`
+                    // lists ambient caps with no inheritable set); EINVAL: a kernel without ambient caps or an
+                    // unknown cap. runc warns and goes on, crun ignores both: the process runs with the ambient
+                    // caps the kernel allows (here: none of these), as with them.
+                    let e = crate::sys::errno();
+                    if e == libc::EPERM || e == libc::EINVAL {
+                        continue;
+                    }
+                    return Err(("raise ambient capability", e));
                 }
             }
         }

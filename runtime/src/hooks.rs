@@ -189,7 +189,29 @@ pub fn state_json(bundle: &Bundle, id: &str, status: &str, pid: i32) -> Vec<u8> 
     p
 }
 
-/// Run a list of hooks in the runtime namespace (parent side), stopping at the first failure.
+/// Where warnings about failed poststart/poststop hooks go (default: stderr). keel-runc sends them to its log too.
+static WARN: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Route hook warnings to `f` (first call wins).
+pub fn set_warning_sink(f: fn(&str)) {
+    let _ = WARN.set(f);
+}
+
+fn warn(msg: &str) {
+    match WARN.get() {
+        Some(f) => f(msg),
+        None => eprintln!("warning: {msg}"),
+    }
+}
+
+/// Whether a failure of this kind of hook only warns (runtime-spec: "If any poststart hook fails, the runtime MUST
+/// log a warning, but the remaining hooks and lifecycle continue as if the hook had succeeded"; poststop alike).
+pub fn failure_only_warns(kind: &str) -> bool {
+    matches!(kind, "poststart" | "poststop")
+}
+
+/// Run a list of hooks in the runtime namespace (parent side). prestart/createRuntime: stop at the first failure
+/// and return it. poststart/poststop: run every hook, log a warning for each failure, return Ok.
 pub fn run_list(kind: &str, hooks: &[Hook], bundle: &Bundle, id: &str, status: &str, pid: i32) -> Result<(), Error> {
     if hooks.is_empty() {
         return Ok(());
@@ -200,18 +222,25 @@ pub fn run_list(kind: &str, hooks: &[Hook], bundle: &Bundle, id: &str, status: &
         if let Err(f) = run(&p, &[&state]) {
             let mut m = StackBuf::new();
             f.describe(&mut m, kind, &p);
-            return Err(Error::Setup {
-                bundle: bundle.name.clone(),
-                msg: String::from_utf8_lossy(m.as_bytes()).into(),
-            });
+            let msg = String::from_utf8_lossy(m.as_bytes()).into_owned();
+            if failure_only_warns(kind) {
+                warn(&format!("container {id}: {msg}"));
+                continue;
+            }
+            return Err(Error::Setup { bundle: bundle.name.clone(), msg });
         }
     }
     Ok(())
 }
 
 /// Run the bundle's poststart hooks for the container process `pid` (state "running"). For callers of spawn, after
-/// [`crate::Spawned::poll_status`] says Started.
+/// [`crate::Spawned::poll_status`] says Started. Failures only warn (see [`run_list`]).
 pub fn run_poststart(bundle: &Bundle, pid: i32) -> Result<(), Error> {
+    run_poststart_for(bundle, &bundle.name, pid)
+}
+
+/// [`run_poststart`] with the container id the state JSON names (keel-runc's id rather than the bundle's name).
+pub fn run_poststart_for(bundle: &Bundle, id: &str, pid: i32) -> Result<(), Error> {
     let Some(h) = &bundle.spec.hooks else { return Ok(()) };
-    run_list("poststart", &h.poststart, bundle, &bundle.name, "running", pid)
+    run_list("poststart", &h.poststart, bundle, id, "running", pid)
 }

@@ -3,6 +3,8 @@
 //! [`vm`]: build an image from a YAML with keel-image, boot it under QEMU (TCG) with the serial console captured
 //! line by line, wait for lines, talk to forwarded ports, and collect the whole console at power-off.
 
+pub mod clients;
+
 pub mod vm {
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;

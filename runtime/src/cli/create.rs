@@ -124,7 +124,12 @@ pub fn launch(g: &Globals, l: &Launch, fifo: bool, detached: bool) -> CliResult<
     std::fs::create_dir_all(&g.root).map_err(|e| cli_err!("mkdir {}: {e}", g.root.display()))?;
     let dir = state_dir::dir(g, &l.id);
     match std::fs::create_dir(&dir) {
-        Ok(()) => {}
+        Ok(()) => {
+            // runc's 0711: the container's process (any uid) reaches the exec fifo inside, nobody lists it.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| cli_err!("chmod 0711 {}: {e}", dir.display()))?;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(cli_err!("container with id exists: {}", l.id))
         }
@@ -137,11 +142,57 @@ pub fn launch(g: &Globals, l: &Launch, fifo: bool, detached: bool) -> CliResult<
     r
 }
 
+/// The host uid and gid of the container's root: mapped through linux.uidMappings/gidMappings when the container
+/// has a user namespace, else 0 (runc's HostRootUID/HostRootGID).
+pub fn host_root_ids(bundle: &Bundle) -> (u32, u32) {
+    let Some(linux) = bundle.spec.linux.as_ref() else { return (0, 0) };
+    let map = |maps: &[crate::spec::IdMapping]| {
+        maps.iter().find(|m| m.container_id == 0 && m.size > 0).map(|m| m.host_id).unwrap_or(0)
+    };
+    (map(&linux.uid_mappings), map(&linux.gid_mappings))
+}
+
+/// Make the exec fifo as runc does: mode 0622 whatever the umask (the container's process opens it for writing
+/// after it has switched to the container's uid, e.g. `--user 1000`), owned by the container's root as mapped on
+/// the host (a user-namespaced root can open it too).
+pub fn make_exec_fifo(p: &std::path::Path, bundle: &Bundle) -> CliResult {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| cli_err!("mkfifo {}: {e}", p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o622))
+        .map_err(|e| cli_err!("chmod 0622 {}: {e}", p.display()))?;
+    let (uid, gid) = host_root_ids(bundle);
+    if (uid, gid) != (0, 0) {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid))
+            .map_err(|e| cli_err!("chown {} to {uid}:{gid}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// runc's wording for a process that cannot be executed (Go's exec.LookPath errors, as runc's init reports them):
+/// Docker's CLI and podman map "no such file or directory" / "executable file not found" to exit 127 and
+/// "permission denied" to 126 by matching these lower-case words in the runtime's error. `msg` is the setup
+/// failure as the child reports it ("exec PATH: Strerror (errno N)"); other messages are returned unchanged.
+pub fn runc_wording(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("exec ") else { return msg.to_string() };
+    let Some(open) = rest.rfind(" (errno ") else { return msg.to_string() };
+    let Ok(errno) = rest[open + 8..].trim_end_matches(')').parse::<i32>() else { return msg.to_string() };
+    let Some(colon) = rest[..open].rfind(": ") else { return msg.to_string() };
+    let prog = &rest[..colon];
+    let text = match errno {
+        libc::ENOENT if !prog.contains('/') => "executable file not found in $PATH".to_string(),
+        libc::ENOENT => format!("stat {prog}: no such file or directory"),
+        libc::ENOTDIR => format!("stat {prog}: not a directory"),
+        libc::EACCES => "permission denied".to_string(),
+        _ => return msg.to_string(),
+    };
+    format!("exec: {prog:?}: {text} (errno {errno})")
+}
+
 fn launch_in(g: &Globals, l: &Launch, fifo: bool, detached: bool, bundle: Bundle) -> CliResult<Launched> {
     let exec_fifo = if fifo {
         let p = state_dir::fifo(g, &l.id);
-        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| cli_err!("mkfifo {}: {e}", p.display()))?;
+        make_exec_fifo(&p, &bundle)?;
         Some(p)
     } else {
         None
@@ -158,7 +209,7 @@ fn launch_in(g: &Globals, l: &Launch, fifo: bool, detached: bool, bundle: Bundle
     let spawned = spawn(&bundle, &opts)?;
     if let Err(msg) = wait_setup(&spawned, fifo) {
         abort(g, &l.id, &spawned, &bundle);
-        return Err(cli_err!("{msg}"));
+        return Err(cli_err!("{}", runc_wording(&msg)));
     }
     let r = (|| {
         let pid_start_time = state_dir::proc_stat(spawned.pid).map(|s| s.1).unwrap_or(0);
@@ -201,4 +252,28 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let l = Launch::from_args(&a, "create")?;
     launch(g, &l, true, true)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runc_wording;
+
+    #[test]
+    fn exec_failures_in_runc_words() {
+        assert_eq!(
+            runc_wording("exec /bin/nope: No such file or directory (errno 2)"),
+            r#"exec: "/bin/nope": stat /bin/nope: no such file or directory (errno 2)"#
+        );
+        assert_eq!(
+            runc_wording("exec nope: No such file or directory (errno 2)"),
+            r#"exec: "nope": executable file not found in $PATH (errno 2)"#
+        );
+        assert_eq!(
+            runc_wording("exec /etc/passwd: Permission denied (errno 13)"),
+            r#"exec: "/etc/passwd": permission denied (errno 13)"#
+        );
+        for other in ["mount /proc: Operation not permitted (errno 1)", "exec /x: Exec format error (errno 8)", "x"] {
+            assert_eq!(runc_wording(other), other);
+        }
+    }
 }

@@ -22,6 +22,9 @@ pub mod start;
 pub mod state;
 pub mod state_dir;
 
+/// The global flags, for the hook warning sink (a plain fn).
+static LOG: std::sync::OnceLock<Globals> = std::sync::OnceLock::new();
+
 /// Default state root, like runc's /run/runc.
 pub const DEFAULT_ROOT: &str = "/run/keel-runc";
 
@@ -200,6 +203,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     }
     globals.log("debug", &format!("{verb} {rest:?}"));
+    // Failed poststart/poststop hooks are warnings (runtime-spec): on stderr and in the --log file, as runc does.
+    let _ = LOG.set(globals.clone());
+    crate::hooks::set_warning_sink(|msg| {
+        if let Some(g) = LOG.get() {
+            g.log("warning", msg);
+        }
+        eprintln!("warning: {msg}");
+    });
     let r = match verb.as_str() {
         "create" => create::main(&globals, rest),
         "start" => start::main(&globals, rest),

@@ -64,11 +64,13 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
         install_forwarding();
     }
     let launched = create::launch(g, &l, false, detach)?;
+    let pid = launched.spawned.pid;
+    CHILD.store(pid, Ordering::Relaxed);
+    // launch returned once the process exec'd the user's program: poststart hooks now (before `run -d` returns).
+    super::start::poststart(g, &launched.state, Some(&launched.bundle));
     if detach {
         return Ok(0);
     }
-    let pid = launched.spawned.pid;
-    CHILD.store(pid, Ordering::Relaxed);
     let code = loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, c)) => break c,
