@@ -566,6 +566,20 @@ impl Loop {
         };
         self.ep.delete(sp.status.as_raw_fd());
         rt.status_watch = false;
+        // poststart hooks, once the program runs (runtime-spec; each bounded by its timeout, at most 5 s in PID 1).
+        // A failing one is a warning: the process is already running.
+        let hook_err = match (&ev, rt.bundle.as_ref(), rt.pid) {
+            (Event::Execd { .. }, Some(b), Some(pid))
+                if b.spec.hooks.as_ref().is_some_and(|h| !h.poststart.is_empty()) =>
+            {
+                keel_runtime::run_poststart(b, pid).err()
+            }
+            _ => None,
+        };
+        if let Some(e) = hook_err {
+            let name = self.name(u);
+            self.keel_line(Level::Warn, &format!("{name}: poststart hook: {e}"));
+        }
         self.queue.push_back(ev);
     }
 
