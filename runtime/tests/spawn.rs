@@ -586,7 +586,6 @@ fn personality_linux32_and_flags() {
 #[test]
 fn shared_propagation_reaches_the_host() {
     if !is_root() {
-        eprintln!("SKIPPED: needs root");
         return;
     }
     let tb = TestBundle::new("propagation");
@@ -622,7 +621,6 @@ fn shared_propagation_reaches_the_host() {
 #[test]
 fn cgroup_mount_below_a_bind_of_sys() {
     if !is_root() {
-        eprintln!("SKIPPED: needs root");
         return;
     }
     let tb = TestBundle::new("sysbind");
