@@ -105,9 +105,12 @@ test: deps build kernel lint test-unit test-vm
 
 # Formatting and clippy (init and rc deny unwrap/expect/panic outside tests).
 lint:
-	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else echo "lint: rustfmt not installed: skipped"; fi
-	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --workspace --all-targets -- -D warnings; \
-	else echo "lint: clippy not installed: skipped"; fi
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1 || \
+	  { echo "lint: rustfmt is missing and cannot be installed (rustup component add rustfmt)"; exit 1; }
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >/dev/null 2>&1 || \
+	  { echo "lint: clippy is missing and cannot be installed (rustup component add clippy)"; exit 1; }
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 test-unit:
 	cargo test --workspace
