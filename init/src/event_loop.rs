@@ -98,6 +98,17 @@ pub struct Loop {
     coldplug: Option<crate::coldplug::Coldplug>,
 }
 
+/// Hook warnings from the runtime (it reports them through a plain fn sink), drained by the loop.
+static HOOK_WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn hook_warning(msg: &str) {
+    if let Ok(mut w) = HOOK_WARNINGS.lock() {
+        if w.len() < 64 {
+            w.push(msg.to_string());
+        }
+    }
+}
+
 impl Loop {
     /// Set up epoll, the signalfd and the control socket. Failures here are reported and survived where possible.
     pub fn new(
@@ -107,6 +118,7 @@ impl Loop {
         mut console: Console,
         keel_ring: Ring,
     ) -> Result<Loop, String> {
+        keel_runtime::hooks::set_warning_sink(hook_warning);
         let ep = sys::Epoll::new().map_err(|e| format!("epoll_create1: {e}"))?;
         let sigfd = sys::signalfd(SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
         ep.add(sigfd.as_raw_fd(), T_SIGNAL).map_err(|e| format!("epoll add signalfd: {e}"))?;
@@ -228,6 +240,17 @@ impl Loop {
             for a in actions {
                 self.perform(a);
             }
+        }
+    }
+
+    /// Warnings the runtime reported for failed poststart/poststop hooks, as console lines.
+    fn hook_warnings(&mut self) {
+        let taken = match HOOK_WARNINGS.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return,
+        };
+        for w in taken {
+            self.keel_line(Level::Warn, &w);
         }
     }
 
@@ -546,6 +569,7 @@ impl Loop {
         for e in errors {
             self.keel_line(Level::Warn, &format!("cleanup {name}: {e}"));
         }
+        self.hook_warnings();
         let exit = match how {
             sys::Reaped::Code(c) => Exit::Code(c),
             sys::Reaped::Signal(s) => Exit::Signal(s),
@@ -567,19 +591,16 @@ impl Loop {
         self.ep.delete(sp.status.as_raw_fd());
         rt.status_watch = false;
         // poststart hooks, once the program runs (runtime-spec; each bounded by its timeout, at most 5 s in PID 1).
-        // A failing one is a warning: the process is already running.
-        let hook_err = match (&ev, rt.bundle.as_ref(), rt.pid) {
-            (Event::Execd { .. }, Some(b), Some(pid))
-                if b.spec.hooks.as_ref().is_some_and(|h| !h.poststart.is_empty()) =>
-            {
-                keel_runtime::run_poststart(b, pid).err()
+        // A failing one is a warning (the runtime reports it through the sink): the process is already running.
+        if let (Event::Execd { .. }, Some(b), Some(pid)) = (&ev, rt.bundle.as_ref(), rt.pid) {
+            if b.spec.hooks.as_ref().is_some_and(|h| !h.poststart.is_empty()) {
+                if let Err(e) = keel_runtime::run_poststart(b, pid) {
+                    let name = self.name(u);
+                    self.keel_line(Level::Warn, &format!("{name}: poststart hook: {e}"));
+                }
             }
-            _ => None,
-        };
-        if let Some(e) = hook_err {
-            let name = self.name(u);
-            self.keel_line(Level::Warn, &format!("{name}: poststart hook: {e}"));
         }
+        self.hook_warnings();
         self.queue.push_back(ev);
     }
 

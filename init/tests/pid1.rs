@@ -469,3 +469,31 @@ fn notify_readiness_orders_dependents() {
     p.signal(libc::SIGUSR2);
     assert_eq!(p.wait_exit(Duration::from_secs(10)), 0);
 }
+
+/// poststart hooks run once the service's program runs, with the state (status "running", the pid) on stdin; a
+/// failing one is a warning and the service keeps running.
+#[test]
+fn poststart_hooks_run_after_the_program_starts() {
+    if let Some(why) = skip_reason(true) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let t = tree("poststart");
+    let marker = t.containers().join("poststart-state");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&t.config("echo web up; exec sleep 100", &[], true, &t.rootfs(), "[]")).unwrap();
+    cfg["hooks"] = serde_json::json!({"poststart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", marker.display())]},
+        {"path": "/bin/false"}
+    ]});
+    t.raw("services/web", cfg.to_string());
+    let mut p = Pid1::start(&t);
+    p.wait_for("poststart hook /bin/false", Duration::from_secs(10));
+    let state = std::fs::read_to_string(&marker).unwrap_or_default();
+    p.signal(libc::SIGPWR);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), 0);
+    assert!(state.contains("\"status\":\"running\"") && state.contains("\"pid\":"), "hook state: {state:?}");
+    let text = p.output().join("\n");
+    assert!(text.contains("keel: WARN") || text.contains("poststart hook /bin/false"), "{text}");
+    assert!(p.output().iter().any(|l| unit_line(l, "web", "web up")), "{text}");
+}
