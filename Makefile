@@ -122,7 +122,7 @@ test-vm: build kernel
 
 # ~3 min: 58 test programs x 3 runtimes. Table in build/conformance/conformance.md, TAP logs beside it.
 conformance: deps build
-	bash tests/conformance/run.sh $(REL)/keel-runc
+	RUNTIME_TOOLS_SRC="$(RUNTIME_TOOLS_SRC)" bash tests/conformance/run.sh $(REL)/keel-runc
 
 bench: deps build kernel
 	bash bench/boot-bench.sh

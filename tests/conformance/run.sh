@@ -1,10 +1,11 @@
 #!/bin/bash
 # OCI runtime-tools validation suite against runc, crun and keel-runc (make conformance).
 #
-# The suite's sources (validation/*/*.go, cmd/runtimetest, and the two Go packages Debian does not ship:
-# mndrix/tap-go, google/uuid) are in tests/conformance/runtime-tools, taken from opencontainers/runtime-tools at
-# commit 0105384, the commit Debian's golang-github-opencontainers-runtime-tools-dev packages: everything else they
-# import comes from Debian's /usr/share/gocode (GOPATH mode, GOPROXY=off: no network).
+# The suite's sources are not part of keel: RUNTIME_TOOLS_SRC names a GOPATH-style src directory holding
+# github.com/opencontainers/runtime-tools (its validation/*/*.go and cmd/runtimetest, at commit 0105384, the commit
+# Debian's golang-github-opencontainers-runtime-tools-dev packages) and the two Go packages Debian does not ship,
+# github.com/mndrix/tap-go and github.com/google/uuid; everything else they import comes from Debian's
+# /usr/share/gocode (GOPATH mode, GOPROXY=off: no network).
 #
 # Each test program runs from a work dir holding runtimetest and a busybox rootfs-amd64.tar.gz (built from
 # /bin/busybox). A program fails when it exits non-zero, prints "not ok", or prints an "error" diagnostic and no
@@ -28,10 +29,16 @@ command -v go >/dev/null || { echo "conformance: go missing (make deps installs 
 [ -d /usr/share/gocode/src/github.com/opencontainers/runtime-tools/generate ] ||
   { echo "conformance: golang-github-opencontainers-runtime-tools-dev missing (make deps)"; exit 1; }
 [ -x "$keel" ] || { echo "conformance: keel-runc not built: $keel (make build)"; exit 1; }
+srcdir=${RUNTIME_TOOLS_SRC:-}
+[ -n "$srcdir" ] && [ -d "$srcdir/github.com/opencontainers/runtime-tools/validation" ] || {
+  echo "conformance: set RUNTIME_TOOLS_SRC to a GOPATH src dir with github.com/opencontainers/runtime-tools (commit"
+  echo "  0105384, with validation/ and cmd/runtimetest), github.com/mndrix/tap-go and github.com/google/uuid"
+  exit 2
+}
 
 mkdir -p "$out/bin" "$out/work"
 gp=$out/gopath
-rm -rf "$gp" && mkdir -p "$gp" && cp -rp "$here/runtime-tools/src" "$gp/"   # -p: unchanged sources keep their binaries
+rm -rf "$gp" && mkdir -p "$gp/src" && cp -rp "$srcdir/." "$gp/src/"   # -p: unchanged sources keep their binaries
 export GO111MODULE=off GOPATH="$gp:/usr/share/gocode" GOCACHE="$out/gocache" GOPROXY=off GOFLAGS= CGO_ENABLED=0
 src=$gp/src/github.com/opencontainers/runtime-tools
 tests=${TESTS:-$(cd "$src/validation" && for d in */; do d=${d%/}; [ "$d" != util ] && [ -f "$d/$d.go" ] && echo "$d"; done)}
