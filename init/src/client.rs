@@ -251,6 +251,15 @@ pub fn render_status(resp: &Response) -> String {
         if let Some(st) = &u.status {
             kv("status", st.clone());
         }
+        if !u.tasks_max_source.is_empty() {
+            let max = u.tasks_max.map_or_else(|| "no limit".to_string(), |m| format!("max {m}"));
+            let now = u.tasks.map(|t| format!("{t} now, ")).unwrap_or_default();
+            kv("tasks", format!("{now}{max} ({})", u.tasks_max_source));
+        }
+        if u.oom_kills > 0 {
+            let last = u.last_oom.clone().unwrap_or_default();
+            kv("oom kills", format!("{} (last: {last})", u.oom_kills));
+        }
     }
     if !resp.lines.is_empty() {
         s.push_str("  last lines:\n");

@@ -76,6 +76,14 @@ pub struct UnitInfo {
     pub spawned_ms: Option<u64>,
     pub ready_ms: Option<u64>,
     pub exited_ms: Option<u64>,
+    /// Task limit of its cgroup (pids.max; None: no limit) and where it comes from.
+    pub tasks_max: Option<u64>,
+    pub tasks_max_source: String,
+    /// Tasks in its cgroup now (pids.current), while it runs.
+    pub tasks: Option<u64>,
+    /// OOM kills since boot, and the last one ("OOM killer: memory limit 64 MiB reached").
+    pub oom_kills: u64,
+    pub last_oom: Option<String>,
 }
 
 /// `analyze`: the boot timeline.
@@ -341,6 +349,13 @@ impl Server {
             }
         }
         (changed, removed)
+    }
+
+    /// Close a client at once (its fd is not, or no longer, in the loop's epoll).
+    pub fn drop_client(&mut self, i: usize) {
+        if let Some(slot) = self.clients.get_mut(i) {
+            *slot = None;
+        }
     }
 
     /// Close clients whose fds `sweep` returned as removed.

@@ -41,6 +41,20 @@ const T_MASK: u64 = 0xffff_ffff << 32;
 
 /// Bytes read from one log pipe per wake-up (fairness between chatty units).
 const LOG_BUDGET: usize = 64 * 1024;
+/// Log bytes a unit may send per second, and its burst (then its pipe is not read for a while: the writer
+/// blocks, PID 1 does not spend its CPU on it). Like journald's default of 10000 lines per 30 s.
+pub const LOG_BYTES_PER_SEC: u64 = 64 * 1024;
+pub const LOG_BYTES_BURST: u64 = 256 * 1024;
+/// All units together (a unit still in the first half of its own burst is not held by this one: a quiet
+/// service's line is read at once however loud the others are).
+pub const LOG_TOTAL_PER_SEC: u64 = 512 * 1024;
+pub const LOG_TOTAL_BURST: u64 = 1024 * 1024;
+/// How often paused log pipes are looked at again.
+const LOG_RESUME: Duration = Duration::from_millis(50);
+/// Container lines on the console, all units together (each unit also has its own limit, `crate::logs`): a
+/// serial console at 115200 baud shows ~130 lines of 80 characters a second.
+pub const CONSOLE_BURST: u64 = 400;
+pub const CONSOLE_PER_SEC: u64 = 100;
 
 /// Signals PID 1 takes through its signalfd.
 pub const SIGNALS: &[i32] =
@@ -53,6 +67,7 @@ enum TimerItem {
     ShutdownDeadline,
     EmergencyRespawn,
     Coldplug,
+    LogResume,
 }
 
 /// How the loop was started.
@@ -65,6 +80,11 @@ pub struct Config {
     /// PID 1's start.
     pub start: Instant,
     pub start_boot_ms: u64,
+    /// Machine mode: the parent of the units' cgroups (`crate::limits::prepare_parent`), None in sandbox mode.
+    pub cgroup_parent: Option<PathBuf>,
+    /// Default task limit for units without their own (None: no limit), and how it was chosen.
+    pub tasks_default: Option<u64>,
+    pub tasks_what: String,
 }
 
 pub struct Loop {
@@ -96,6 +116,16 @@ pub struct Loop {
     suppressed_pending: bool,
     /// The background coldplug child, until it is reaped.
     coldplug: Option<crate::coldplug::Coldplug>,
+    /// Log bytes all units may still send now (token bucket, see [`LOG_TOTAL_PER_SEC`]) and its last refill.
+    log_tokens: u64,
+    log_refill: Instant,
+    /// Units whose log pipe is not watched for now (their bytes ran out); a LogResume timer is armed meanwhile.
+    log_paused: Vec<UnitId>,
+    log_resume_armed: bool,
+    /// The console's limit on container lines, all units together.
+    console_rate: crate::logs::RateLimit,
+    /// Problems already reported once (epoll, cgroup writes): (what, errno).
+    reported: Vec<(&'static str, i32)>,
 }
 
 impl Loop {
@@ -123,7 +153,20 @@ impl Loop {
                 None
             }
         };
-        let rt = bundles.into_iter().map(|bundle| UnitRt { bundle, ..Default::default() }).collect();
+        let rt: Vec<UnitRt> = bundles
+            .into_iter()
+            .map(|mut bundle| {
+                let tasks = match bundle.as_mut() {
+                    Some(b) if cfg.cgroup_parent.is_some() => {
+                        crate::limits::apply_tasks_max(b, cfg.tasks_default, &cfg.tasks_what)
+                    }
+                    _ if cfg.sandbox => crate::limits::TasksMax { limit: None, source: "none (sandbox)".into() },
+                    _ => crate::limits::TasksMax { limit: None, source: "none (no cgroup)".into() },
+                };
+                UnitRt { bundle, tasks, ..Default::default() }
+            })
+            .collect();
+        let n = rt.len();
         let abstract_prefix = if cfg.sandbox {
             // Parallel sandboxes share the host's network namespace: make abstract names unique per run dir.
             let h =
@@ -138,16 +181,17 @@ impl Loop {
             sigfd,
             sup,
             rt,
-            pids: HashMap::new(),
-            timers: BinaryHeap::new(),
+            // Allocated up front, so a storm (all units restarting, keelctl clients) needs no new memory here.
+            pids: HashMap::with_capacity(2 * n + 8),
+            timers: BinaryHeap::with_capacity(2 * n + 16),
             seq: 0,
-            timer_gen: Vec::new(),
+            timer_gen: vec![0; n],
             killall_gen: 0,
             console,
             keel_ring,
             control,
             devnull,
-            queue: VecDeque::new(),
+            queue: VecDeque::with_capacity(4 * n + 16),
             killall_pending: false,
             complete_ms: None,
             shutdown_requested: false,
@@ -156,6 +200,12 @@ impl Loop {
             spawn_stats: (0, 0, 0),
             suppressed_pending: false,
             coldplug: None,
+            log_tokens: LOG_TOTAL_BURST,
+            log_refill: Instant::now(),
+            log_paused: Vec::with_capacity(n),
+            log_resume_armed: false,
+            console_rate: crate::logs::RateLimit::new(CONSOLE_BURST, CONSOLE_PER_SEC),
+            reported: Vec::with_capacity(16),
         })
     }
 
@@ -244,6 +294,9 @@ impl Loop {
         match a {
             Action::Spawn(u) => self.spawn(u),
             Action::Signal { unit, signal } => {
+                if signal == libc::SIGKILL && self.kill_unit_cgroup(unit) {
+                    return;
+                }
                 if let Some(pid) = self.rt.get(unit).and_then(|r| r.pid) {
                     if let Err(e) = sys::kill(pid, signal) {
                         if e != libc::ESRCH {
@@ -261,8 +314,15 @@ impl Loop {
             Action::ShutdownDeadlineTimer { at } => self.arm(at, TimerItem::ShutdownDeadline),
             Action::ColdplugTimer { at } => self.arm(at, TimerItem::Coldplug),
             Action::KillAll { signal } => {
+                if signal == libc::SIGKILL {
+                    self.kill_all_cgroups();
+                }
                 // We are PID 1 (of the machine or of the sandbox's pid namespace): -1 means everything but us.
-                let _ = sys::kill(-1, signal);
+                if let Err(e) = sys::kill(-1, signal) {
+                    if e != libc::ESRCH {
+                        self.keel_line(Level::Warn, &format!("kill(-1, {}): errno {e}", signal_name(signal)));
+                    }
+                }
                 self.killall_pending = true;
                 self.reap();
                 self.check_no_processes();
@@ -300,7 +360,7 @@ impl Loop {
                 }
             }
             TimerItem::KillAll { gen } => self.killall_gen = gen,
-            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug => {}
+            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug | TimerItem::LogResume => {}
         }
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, item)));
@@ -309,7 +369,10 @@ impl Loop {
             self.timers.retain(|Reverse((_, _, it))| match *it {
                 TimerItem::Unit { unit, gen } => latest.get(unit) == Some(&gen),
                 TimerItem::KillAll { gen } => gen == killall,
-                TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug => true,
+                TimerItem::ShutdownDeadline
+                | TimerItem::EmergencyRespawn
+                | TimerItem::Coldplug
+                | TimerItem::LogResume => true,
             });
         }
     }
@@ -326,6 +389,10 @@ impl Loop {
                 TimerItem::KillAll { gen } => self.queue.push_back(Event::KillAllTimer { gen }),
                 TimerItem::ShutdownDeadline => self.queue.push_back(Event::ShutdownDeadline),
                 TimerItem::Coldplug => self.queue.push_back(Event::ColdplugTimer),
+                TimerItem::LogResume => {
+                    self.log_resume_armed = false;
+                    self.resume_logs();
+                }
                 TimerItem::EmergencyRespawn => {
                     if let Some(e) = self.emergency.as_ref() {
                         let reason = e.reason.clone();
@@ -362,32 +429,42 @@ impl Loop {
         let Some(rt) = self.rt.get_mut(u) else { return };
         let Some(bundle) = rt.bundle.as_ref() else {
             let error = cfg.broken.clone().unwrap_or_else(|| format!("bundle {name}: not loaded"));
-            self.queue.push_back(Event::SpawnFailed { unit: u, error });
+            self.queue.push_back(Event::SpawnFailed { unit: u, error, transient: false });
             return;
         };
+        // Every fd PID 1 must watch for this unit is registered before the spawn: a pipe nobody reads would block
+        // the service silently. A failed registration fails the start (ENOMEM/ENOSPC...: retried with backoff).
         if rt.log.is_none() {
-            match UnitLog::new(self.cfg.log_dir.as_deref(), &name) {
-                Ok(l) => {
-                    let _ = self.ep.add(l.rd.as_raw_fd(), T_LOG | u as u64);
-                    rt.log = Some(l);
-                }
+            let l = match UnitLog::new(self.cfg.log_dir.as_deref(), &name) {
+                Ok(l) => l,
                 Err(e) => {
-                    self.queue.push_back(Event::SpawnFailed { unit: u, error: format!("log pipe for {name}: {e}") });
+                    let (error, transient) = spawner::io_failure(format!("log pipe for {name}"), &e);
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
                     return;
                 }
+            };
+            if let Err(e) = self.ep.add(l.rd.as_raw_fd(), T_LOG | u as u64) {
+                let (error, transient) = epoll_failure(&format!("log pipe of {name}"), &e);
+                self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                return;
             }
+            rt.log = Some(l);
         }
         if cfg.ready == Ready::Notify && rt.notify.is_none() {
-            match spawner::notify_socket(&name, bundle, &self.cfg.run_dir, &self.abstract_prefix) {
-                Ok(n) => {
-                    let _ = self.ep.add(n.fd.as_raw_fd(), T_NOTIFY | u as u64);
-                    rt.notify = Some(n);
-                }
-                Err(e) => {
-                    self.queue.push_back(Event::SpawnFailed { unit: u, error: e });
+            let n = match spawner::notify_socket(&name, bundle, &self.cfg.run_dir, &self.abstract_prefix) {
+                Ok(n) => n,
+                Err(error) => {
+                    let transient = crate::supervisor::errno_in(&error).is_some_and(crate::supervisor::transient_errno);
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
                     return;
                 }
+            };
+            if let Err(e) = self.ep.add(n.fd.as_raw_fd(), T_NOTIFY | u as u64) {
+                let (error, transient) = epoll_failure(&format!("notify socket of {name}"), &e);
+                self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                return;
             }
+            rt.notify = Some(n);
         }
         if let Some(old) = rt.ready_rd.take() {
             self.ep.delete(old.as_raw_fd());
@@ -408,18 +485,36 @@ impl Loop {
         match res {
             Ok(st) => {
                 let pid = st.spawned.pid;
-                let _ = self.ep.add(st.spawned.status.as_raw_fd(), T_STATUS | u as u64);
-                rt.status_watch = true;
-                if let Some(r) = st.ready_rd {
-                    let _ = self.ep.add(r.as_raw_fd(), T_READY | u as u64);
-                    rt.ready_rd = Some(r);
-                }
                 rt.spawned = Some(st.spawned);
                 rt.pid = Some(pid);
                 self.pids.insert(pid, u);
                 self.queue.push_back(Event::Spawned { unit: u, pid });
+                // The status pipe (exec or setup error) and the readiness pipe must be watched, or the start never
+                // completes: if epoll cannot take them, the process is killed and the start failed.
+                let mut failed = None;
+                if let Some(sp) = rt.spawned.as_ref() {
+                    match self.ep.add(sp.status.as_raw_fd(), T_STATUS | u as u64) {
+                        Ok(()) => rt.status_watch = true,
+                        Err(e) => failed = Some(epoll_failure(&format!("status pipe of {name}"), &e)),
+                    }
+                }
+                if let Some(r) = st.ready_rd {
+                    match self.ep.add(r.as_raw_fd(), T_READY | u as u64) {
+                        Ok(()) => rt.ready_rd = Some(r),
+                        Err(e) => failed = failed.or(Some(epoll_failure(&format!("readiness pipe of {name}"), &e))),
+                    }
+                }
+                if let Some((error, transient)) = failed {
+                    // The SpawnFailed is kept until the Exited the kill brings (the supervisor's rule).
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                    if !self.kill_unit_cgroup(u) {
+                        if let Err(e) = sys::kill(pid, libc::SIGKILL) {
+                            self.keel_line(Level::Warn, &format!("kill {name} (pid {pid}) SIGKILL: errno {e}"));
+                        }
+                    }
+                }
             }
-            Err(error) => self.queue.push_back(Event::SpawnFailed { unit: u, error }),
+            Err((error, transient)) => self.queue.push_back(Event::SpawnFailed { unit: u, error, transient }),
         }
     }
 
@@ -538,6 +633,12 @@ impl Loop {
             }
         }
         rt.pid = None;
+        // Before the cgroup goes: did the OOM killer take something of this run, and under which limit?
+        if let Some(oom) = rt.spawned.as_ref().and_then(|sp| sp.cgroup()).and_then(crate::limits::oom_info) {
+            if oom.kills > 0 {
+                self.queue.push_back(Event::OomKilled { unit: u, kills: oom.kills, limit: oom.limit });
+            }
+        }
         let errors = match (rt.spawned.take(), rt.bundle.as_ref()) {
             (Some(sp), Some(b)) => sp.cleanup(b),
             _ => Vec::new(),
@@ -562,7 +663,10 @@ impl Loop {
         let ev = match sp.poll_status() {
             Status::Pending => return,
             Status::Started => Event::Execd { unit: u },
-            Status::Failed(error) => Event::SpawnFailed { unit: u, error },
+            Status::Failed(error) => {
+                let transient = spawner::classify_status(&error);
+                Event::SpawnFailed { unit: u, error, transient }
+            }
         };
         self.ep.delete(sp.status.as_raw_fd());
         rt.status_watch = false;
@@ -570,20 +674,42 @@ impl Loop {
     }
 
     fn log_input(&mut self, u: UnitId) {
+        self.refill_log_tokens();
         let name = self.name(u);
+        let global = self.log_tokens;
         let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
-        let lines = log.read_lines(LOG_BUDGET);
+        // A unit still in the first half of its own burst is not held by the global budget.
+        let quiet = log.bytes.tokens_now(time::boot_ms()) >= LOG_BYTES_BURST / 2;
+        let own = log.bytes.tokens_now(time::boot_ms());
+        let allowed = if quiet { own } else { own.min(global) };
+        let budget = (LOG_BUDGET as u64).min(allowed) as usize;
+        let (lines, read) = if budget > 0 { log.read_lines(budget) } else { (Vec::new(), 0) };
+        log.bytes.take(read as u64);
+        let out_of_bytes = budget == 0 || (read >= budget && budget < LOG_BUDGET);
+        let fd = log.rd.as_raw_fd();
+        self.log_tokens = self.log_tokens.saturating_sub(read as u64);
+        // One write to the log file for everything read now (not one per line).
+        let mut file_text = String::new();
         for line in lines {
             let ms = time::boot_ms();
             let stamp = time::stamp(ms);
+            let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
             log.ring.push(ms, &line);
-            if let Some(f) = log.file.as_mut() {
-                f.write(&stamp, &line);
+            if log.file.is_some() {
+                file_text.push_str(&stamp);
+                file_text.push(' ');
+                file_text.push_str(&line);
+                file_text.push('\n');
             }
             if let Some(c) = self.control.as_mut().filter(|c| c.follows(u)) {
                 c.broadcast(u, &format!("{stamp} {line}"));
             }
             match log.rate.allow(ms) {
+                Some(_) if self.console_rate.allow(ms).is_none() => {
+                    // The console as a whole is full: counted as this unit's, reported in its own note.
+                    log.rate.suppressed += 1;
+                    self.suppressed_pending = true;
+                }
                 Some(suppressed) => {
                     if suppressed > 0 {
                         self.console.keel(Level::Warn, &not_shown(&name, suppressed));
@@ -593,6 +719,118 @@ impl Loop {
                     self.suppressed_pending |= log.rate.suppressed > 0;
                 }
                 None => self.suppressed_pending = true,
+            }
+        }
+        if let Some(f) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).and_then(|l| l.file.as_mut()) {
+            f.write_text(&file_text);
+        }
+        if out_of_bytes && !self.log_paused.contains(&u) {
+            // Stop reading this pipe for a while: the writer blocks on a full pipe instead of PID 1 spending its CPU.
+            self.ep.delete(fd);
+            self.log_paused.push(u);
+            let first = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).is_some_and(|l| {
+                l.throttled += 1;
+                l.throttled == 1
+            });
+            if first {
+                let msg = format!(
+                    "{name}: logging more than {} KiB/s: its output is read more slowly (the service waits)",
+                    LOG_BYTES_PER_SEC / 1024
+                );
+                self.keel_line(Level::Warn, &msg);
+            }
+            if !self.log_resume_armed {
+                self.log_resume_armed = true;
+                self.arm(Instant::now() + LOG_RESUME, TimerItem::LogResume);
+            }
+        }
+    }
+
+    fn refill_log_tokens(&mut self) {
+        let now = Instant::now();
+        let dt = now.saturating_duration_since(self.log_refill);
+        let add = (dt.as_micros() as u64).saturating_mul(LOG_TOTAL_PER_SEC) / 1_000_000;
+        if add > 0 {
+            self.log_tokens = self.log_tokens.saturating_add(add).min(LOG_TOTAL_BURST);
+            self.log_refill = now;
+        }
+    }
+
+    /// Watch paused log pipes again once they have bytes to spend; re-arm while some stay paused.
+    fn resume_logs(&mut self) {
+        self.refill_log_tokens();
+        let now_ms = time::boot_ms();
+        let paused = std::mem::take(&mut self.log_paused);
+        let mut still = Vec::with_capacity(paused.len());
+        let mut failed = Vec::new();
+        for u in paused {
+            let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
+            let own = log.bytes.tokens_now(now_ms);
+            let quiet = own >= LOG_BYTES_BURST / 2;
+            if own == 0 || (!quiet && self.log_tokens == 0) {
+                still.push(u);
+                continue;
+            }
+            match self.ep.add(log.rd.as_raw_fd(), T_LOG | u as u64) {
+                Ok(()) => {}
+                Err(e) => {
+                    failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+                    still.push(u);
+                }
+            }
+        }
+        self.log_paused = still;
+        for errno in failed {
+            self.report_once("log pipe: epoll add", errno, "retrying every 50 ms");
+        }
+        if !self.log_paused.is_empty() && !self.log_resume_armed {
+            self.log_resume_armed = true;
+            self.arm(Instant::now() + LOG_RESUME, TimerItem::LogResume);
+        }
+    }
+
+    /// One WARN line per (what, errno) for the life of PID 1: a problem that repeats in a storm is said once.
+    fn report_once(&mut self, what: &'static str, errno: i32, then: &str) {
+        if self.reported.contains(&(what, errno)) {
+            return;
+        }
+        if self.reported.len() < self.reported.capacity() {
+            self.reported.push((what, errno));
+        }
+        let desc = std::io::Error::from_raw_os_error(errno).to_string();
+        let desc = desc.split(" (os error").next().unwrap_or("").to_string();
+        self.keel_line(Level::Warn, &format!("{what}: {desc} (errno {errno}); {then}"));
+    }
+
+    /// SIGKILL a whole unit through its cgroup's cgroup.kill (whatever it forks meanwhile dies too). False if
+    /// the unit has no cgroup or the kernel has no cgroup.kill (the caller then signals the pid).
+    fn kill_unit_cgroup(&mut self, u: UnitId) -> bool {
+        let Some(cg) = self.rt.get(u).and_then(|r| r.spawned.as_ref()).and_then(|sp| sp.cgroup()) else {
+            return false;
+        };
+        match crate::limits::kill_cgroup(cg) {
+            Ok(()) => true,
+            Err(libc::ENOENT) => false,
+            Err(e) => {
+                let msg = format!("kill {} via {}/cgroup.kill: errno {e}", self.name(u), cg.display());
+                self.keel_line(Level::Warn, &msg);
+                false
+            }
+        }
+    }
+
+    /// Shutdown's SIGKILL: every service cgroup at once (one write to keel/cgroup.kill), frozen first so that
+    /// nothing in them runs, forks or writes meanwhile.
+    fn kill_all_cgroups(&mut self) {
+        let Some(parent) = self.cfg.cgroup_parent.clone() else { return };
+        if let Err(e) = crate::limits::freeze_cgroup(&parent, true) {
+            if e != libc::ENOENT {
+                self.keel_line(Level::Warn, &format!("freeze {}: errno {e}", parent.display()));
+            }
+        }
+        if let Err(e) = crate::limits::kill_cgroup(&parent) {
+            if e != libc::ENOENT {
+                self.keel_line(Level::Warn, &format!("kill {} via cgroup.kill: errno {e}", parent.display()));
             }
         }
     }
@@ -690,8 +928,16 @@ impl Loop {
 
     fn accept(&mut self) {
         let Some(c) = self.control.as_mut() else { return };
+        let mut failed = Vec::new();
         for (i, fd) in c.accept() {
-            let _ = self.ep.add(fd, T_CLIENT | i as u64);
+            if let Err(e) = self.ep.add(fd, T_CLIENT | i as u64) {
+                // Never answered otherwise: close it (keelctl sees the connection end) and say so once per errno.
+                c.drop_client(i);
+                failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+        }
+        for errno in failed {
+            self.report_once("control client: epoll add", errno, "the client was disconnected");
         }
     }
 
@@ -721,13 +967,22 @@ impl Loop {
     fn sweep_clients(&mut self) {
         let Some(c) = self.control.as_mut() else { return };
         let (changed, removed) = c.sweep();
+        let mut failed = Vec::new();
         for (i, fd, out) in changed {
-            let _ = self.ep.modify(fd, T_CLIENT | i as u64, out);
+            if let Err(e) = self.ep.modify(fd, T_CLIENT | i as u64, out) {
+                // Its output would never be flushed: drop it now rather than leave it hanging.
+                self.ep.delete(fd);
+                c.drop_client(i);
+                failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+            }
         }
         for fd in removed {
             self.ep.delete(fd);
         }
         c.close_removed();
+        for errno in failed {
+            self.report_once("control client: epoll modify", errno, "the client was disconnected");
+        }
     }
 
     fn find(&self, name: &str) -> Option<UnitId> {
@@ -758,6 +1013,7 @@ impl Loop {
                 Exit::Code(c) => format!("exit {c}"),
                 Exit::Signal(sig) => signal_name(sig),
             }),
+            // (an OOM kill of the last run shows in `reason`/`last_oom`)
             reason: s.reason.clone().or(s.config.broken.clone()),
             status: rt.and_then(|r| r.status_text.clone()),
             restart: match s.config.restart {
@@ -775,6 +1031,15 @@ impl Loop {
             spawned_ms: self.ms_since_start(s.spawned_at),
             ready_ms: self.ms_since_start(s.ready_at),
             exited_ms: self.ms_since_start(s.exited_at),
+            tasks_max: rt.and_then(|r| r.tasks.limit),
+            tasks_max_source: rt.map(|r| r.tasks.source.clone()).unwrap_or_default(),
+            tasks: rt
+                .and_then(|r| r.spawned.as_ref())
+                .and_then(|sp| sp.cgroup())
+                .filter(|_| live)
+                .and_then(crate::limits::tasks_current),
+            oom_kills: s.oom_kills,
+            last_oom: s.last_oom.clone(),
         }
     }
 
@@ -874,6 +1139,11 @@ pub fn state_str(s: State) -> &'static str {
         State::Exited => "exited",
         State::Failed => "failed",
     }
+}
+
+/// "epoll add log pipe of web: Cannot allocate memory (errno 12)", and whether it may heal.
+fn epoll_failure(what: &str, e: &std::io::Error) -> (String, bool) {
+    spawner::io_failure(format!("epoll add {what}"), e)
 }
 
 /// The note for lines a unit's console rate limit held back.

@@ -249,6 +249,16 @@ pub fn has_children() -> bool {
     }
 }
 
+/// mlockall(MCL_CURRENT | MCL_FUTURE): keep every page of this process resident.
+pub fn lock_memory() -> io::Result<()> {
+    // SAFETY: mlockall has no memory effects visible to Rust.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// kill(2); the errno on failure.
 pub fn kill(pid: i32, sig: i32) -> Result<(), i32> {
     // SAFETY: kill has no memory effects.
