@@ -216,12 +216,12 @@ impl Console {
         }
     }
 
-    /// Like [`Console::raw`] for a container's line: it may fill at most 3/4 of a device's queue.
+    /// Like [`Console::raw`] for a container's line: it may fill at most 3/4 of a device's queue, and it is
+    /// written by the next [`Console::flush`] (the loop's, once per wake-up: many lines, one write).
     fn raw_unit(&mut self, line: &str) {
         for d in &mut self.devs {
             let limit = d.cap / 4 * 3;
             d.push(line, limit);
-            d.flush();
         }
     }
 

@@ -45,10 +45,15 @@ const LOG_BUDGET: usize = 64 * 1024;
 /// blocks, PID 1 does not spend its CPU on it). Like journald's default of 10000 lines per 30 s.
 pub const LOG_BYTES_PER_SEC: u64 = 64 * 1024;
 pub const LOG_BYTES_BURST: u64 = 256 * 1024;
-/// All units together (a unit still in the first half of its own burst is not held by this one: a quiet
-/// service's line is read at once however loud the others are).
-pub const LOG_TOTAL_PER_SEC: u64 = 512 * 1024;
-pub const LOG_TOTAL_BURST: u64 = 1024 * 1024;
+/// PID 1's time for container output, all loud units together: at most this much per [`LOG_CPU_WINDOW`] (10 %
+/// of a CPU); then loud units' pipes wait for the next window. A unit still in the first half of its own burst
+/// is not loud: a quiet service's line is read at once however loud the others are.
+pub const LOG_CPU_BUDGET: Duration = Duration::from_millis(100);
+pub const LOG_CPU_WINDOW: Duration = Duration::from_secs(1);
+/// A loud unit's pipe is read at most this often (it fills meanwhile: one wake-up reads many lines).
+const LOG_BATCH: Duration = Duration::from_millis(50);
+/// Bytes read from a loud unit's pipe per wake-up.
+const LOG_LOUD_BUDGET: usize = 16 * 1024;
 /// How often paused log pipes are looked at again.
 const LOG_RESUME: Duration = Duration::from_millis(50);
 /// Container lines on the console, all units together (each unit also has its own limit, `crate::logs`): a
@@ -116,9 +121,9 @@ pub struct Loop {
     suppressed_pending: bool,
     /// The background coldplug child, until it is reaped.
     coldplug: Option<crate::coldplug::Coldplug>,
-    /// Log bytes all units may still send now (token bucket, see [`LOG_TOTAL_PER_SEC`]) and its last refill.
-    log_tokens: u64,
-    log_refill: Instant,
+    /// Time spent on loud units' output in the current [`LOG_CPU_WINDOW`], and when that window began.
+    log_cpu: Duration,
+    log_window: Instant,
     /// Units whose log pipe is not watched for now (their bytes ran out); a LogResume timer is armed meanwhile.
     log_paused: Vec<UnitId>,
     log_resume_armed: bool,
@@ -200,8 +205,8 @@ impl Loop {
             spawn_stats: (0, 0, 0),
             suppressed_pending: false,
             coldplug: None,
-            log_tokens: LOG_TOTAL_BURST,
-            log_refill: Instant::now(),
+            log_cpu: Duration::ZERO,
+            log_window: Instant::now(),
             log_paused: Vec::with_capacity(n),
             log_resume_armed: false,
             console_rate: crate::logs::RateLimit::new(CONSOLE_BURST, CONSOLE_PER_SEC),
@@ -674,20 +679,25 @@ impl Loop {
     }
 
     fn log_input(&mut self, u: UnitId) {
-        self.refill_log_tokens();
+        let t0 = Instant::now();
+        self.roll_log_window(t0);
         let name = self.name(u);
-        let global = self.log_tokens;
+        let now_ms = time::boot_ms();
+        let cpu_left = self.log_cpu < LOG_CPU_BUDGET;
         let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
-        // A unit still in the first half of its own burst is not held by the global budget.
-        let quiet = log.bytes.tokens_now(time::boot_ms()) >= LOG_BYTES_BURST / 2;
-        let own = log.bytes.tokens_now(time::boot_ms());
-        let allowed = if quiet { own } else { own.min(global) };
-        let budget = (LOG_BUDGET as u64).min(allowed) as usize;
+        let own = log.bytes.tokens_now(now_ms);
+        // Loud: past the first half of its own burst. A loud unit is read in batches, within PID 1's budget.
+        let loud = own < LOG_BYTES_BURST / 2;
+        let recent = log.last_read.is_some_and(|t| t0.saturating_duration_since(t) < LOG_BATCH);
+        let budget = if loud { LOG_LOUD_BUDGET } else { LOG_BUDGET };
+        let budget = if loud && (recent || !cpu_left) { 0 } else { (budget as u64).min(own) as usize };
         let (lines, read) = if budget > 0 { log.read_lines(budget) } else { (Vec::new(), 0) };
         log.bytes.take(read as u64);
-        let out_of_bytes = budget == 0 || (read >= budget && budget < LOG_BUDGET);
+        if read > 0 {
+            log.last_read = Some(t0);
+        }
+        let pause = budget == 0 || (loud && read >= budget);
         let fd = log.rd.as_raw_fd();
-        self.log_tokens = self.log_tokens.saturating_sub(read as u64);
         // One write to the log file for everything read now (not one per line).
         let mut file_text = String::new();
         for line in lines {
@@ -704,8 +714,11 @@ impl Loop {
             if let Some(c) = self.control.as_mut().filter(|c| c.follows(u)) {
                 c.broadcast(u, &format!("{stamp} {line}"));
             }
+            // A unit that is not loud itself (first half of its own burst left) is never held by the console's
+            // global budget: a heartbeat shows however loud the others are.
+            let quiet = log.rate.quiet();
             match log.rate.allow(ms) {
-                Some(_) if self.console_rate.allow(ms).is_none() => {
+                Some(_) if self.console_rate.allow(ms).is_none() && !quiet => {
                     // The console as a whole is full: counted as this unit's, reported in its own note.
                     log.rate.suppressed += 1;
                     self.suppressed_pending = true;
@@ -724,13 +737,17 @@ impl Loop {
         if let Some(f) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).and_then(|l| l.file.as_mut()) {
             f.write_text(&file_text);
         }
-        if out_of_bytes && !self.log_paused.contains(&u) {
+        if loud {
+            self.log_cpu += t0.elapsed();
+        }
+        if pause && !self.log_paused.contains(&u) {
             // Stop reading this pipe for a while: the writer blocks on a full pipe instead of PID 1 spending its CPU.
             self.ep.delete(fd);
             self.log_paused.push(u);
+            let over_bytes = own == 0 || read as u64 >= own;
             let first = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).is_some_and(|l| {
-                l.throttled += 1;
-                l.throttled == 1
+                l.throttled += u64::from(over_bytes);
+                over_bytes && l.throttled == 1
             });
             if first {
                 let msg = format!(
@@ -746,28 +763,28 @@ impl Loop {
         }
     }
 
-    fn refill_log_tokens(&mut self) {
-        let now = Instant::now();
-        let dt = now.saturating_duration_since(self.log_refill);
-        let add = (dt.as_micros() as u64).saturating_mul(LOG_TOTAL_PER_SEC) / 1_000_000;
-        if add > 0 {
-            self.log_tokens = self.log_tokens.saturating_add(add).min(LOG_TOTAL_BURST);
-            self.log_refill = now;
+    fn roll_log_window(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.log_window) >= LOG_CPU_WINDOW {
+            self.log_window = now;
+            self.log_cpu = Duration::ZERO;
         }
     }
 
-    /// Watch paused log pipes again once they have bytes to spend; re-arm while some stay paused.
+    /// Watch paused log pipes again once they may be read; re-arm while some stay paused.
     fn resume_logs(&mut self) {
-        self.refill_log_tokens();
+        let now = Instant::now();
+        self.roll_log_window(now);
         let now_ms = time::boot_ms();
+        let cpu_left = self.log_cpu < LOG_CPU_BUDGET;
         let paused = std::mem::take(&mut self.log_paused);
         let mut still = Vec::with_capacity(paused.len());
         let mut failed = Vec::new();
         for u in paused {
             let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
             let own = log.bytes.tokens_now(now_ms);
-            let quiet = own >= LOG_BYTES_BURST / 2;
-            if own == 0 || (!quiet && self.log_tokens == 0) {
+            let loud = own < LOG_BYTES_BURST / 2;
+            let recent = log.last_read.is_some_and(|t| now.saturating_duration_since(t) < LOG_BATCH);
+            if own == 0 || (loud && (recent || !cpu_left)) {
                 still.push(u);
                 continue;
             }

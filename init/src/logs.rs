@@ -165,6 +165,11 @@ impl RateLimit {
         }
     }
 
+    /// More than half of the burst is left: this unit is not flooding (as of its last line).
+    pub fn quiet(&self) -> bool {
+        self.tokens >= self.burst * 1000 / 2
+    }
+
     fn report_due(&self, now_ms: u64) -> bool {
         self.last_report_ms.is_none_or(|t| now_ms.saturating_sub(t) >= REPORT_EVERY_MS)
     }
@@ -255,6 +260,8 @@ pub struct UnitLog {
     pub bytes: ByteBucket,
     /// Times its pipe was paused for sending too much.
     pub throttled: u64,
+    /// When its pipe was last read with data.
+    pub last_read: Option<std::time::Instant>,
 }
 
 /// A token bucket of bytes, refilled per millisecond.
@@ -299,6 +306,7 @@ impl UnitLog {
             rate: RateLimit::new(RATE_BURST, RATE_PER_SEC),
             bytes: ByteBucket::new(crate::event_loop::LOG_BYTES_BURST, crate::event_loop::LOG_BYTES_PER_SEC),
             throttled: 0,
+            last_read: None,
         })
     }
 
