@@ -45,9 +45,13 @@ const LOG_BUDGET: usize = 64 * 1024;
 /// blocks, PID 1 does not spend its CPU on it). Like journald's default of 10000 lines per 30 s.
 pub const LOG_BYTES_PER_SEC: u64 = 64 * 1024;
 pub const LOG_BYTES_BURST: u64 = 256 * 1024;
+/// A unit is loud once it sent more than this in a burst / per second ([`crate::logs::UnitLog::quiet`]); a
+/// heartbeat or an ordinary service never is.
+pub const LOG_QUIET_BURST: u64 = 16 * 1024;
+pub const LOG_QUIET_PER_SEC: u64 = 4 * 1024;
 /// PID 1's time for container output, all loud units together: at most this much per [`LOG_CPU_WINDOW`] (10 %
-/// of a CPU); then loud units' pipes wait for the next window. A unit still in the first half of its own burst
-/// is not loud: a quiet service's line is read at once however loud the others are.
+/// of a CPU); then loud units' pipes wait for the next window. A quiet service's line is read at once however
+/// loud the others are.
 pub const LOG_CPU_BUDGET: Duration = Duration::from_millis(100);
 pub const LOG_CPU_WINDOW: Duration = Duration::from_secs(1);
 /// A loud unit's pipe is read at most this often (it fills meanwhile: one wake-up reads many lines).
@@ -59,7 +63,7 @@ const LOG_RESUME: Duration = Duration::from_millis(50);
 /// Container lines on the console, all units together (each unit also has its own limit, `crate::logs`): a
 /// serial console at 115200 baud shows ~130 lines of 80 characters a second.
 pub const CONSOLE_BURST: u64 = 400;
-pub const CONSOLE_PER_SEC: u64 = 100;
+pub const CONSOLE_PER_SEC: u64 = 50;
 
 /// Signals PID 1 takes through its signalfd.
 pub const SIGNALS: &[i32] =
@@ -686,13 +690,14 @@ impl Loop {
         let cpu_left = self.log_cpu < LOG_CPU_BUDGET;
         let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
         let own = log.bytes.tokens_now(now_ms);
-        // Loud: past the first half of its own burst. A loud unit is read in batches, within PID 1's budget.
-        let loud = own < LOG_BYTES_BURST / 2;
+        // A loud unit is read in batches, within PID 1's budget.
+        let loud = log.quiet.tokens_now(now_ms) == 0;
         let recent = log.last_read.is_some_and(|t| t0.saturating_duration_since(t) < LOG_BATCH);
         let budget = if loud { LOG_LOUD_BUDGET } else { LOG_BUDGET };
         let budget = if loud && (recent || !cpu_left) { 0 } else { (budget as u64).min(own) as usize };
         let (lines, read) = if budget > 0 { log.read_lines(budget) } else { (Vec::new(), 0) };
         log.bytes.take(read as u64);
+        log.quiet.take(read as u64);
         if read > 0 {
             log.last_read = Some(t0);
         }
@@ -782,7 +787,7 @@ impl Loop {
         for u in paused {
             let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
             let own = log.bytes.tokens_now(now_ms);
-            let loud = own < LOG_BYTES_BURST / 2;
+            let loud = log.quiet.tokens_now(now_ms) == 0;
             let recent = log.last_read.is_some_and(|t| now.saturating_duration_since(t) < LOG_BATCH);
             if own == 0 || (loud && (recent || !cpu_left)) {
                 still.push(u);

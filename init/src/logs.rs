@@ -262,6 +262,8 @@ pub struct UnitLog {
     pub throttled: u64,
     /// When its pipe was last read with data.
     pub last_read: Option<std::time::Instant>,
+    /// Empty: the unit is loud (it sent more than `crate::event_loop::LOG_QUIET_PER_SEC` for a while).
+    pub quiet: ByteBucket,
 }
 
 /// A token bucket of bytes, refilled per millisecond.
@@ -307,6 +309,7 @@ impl UnitLog {
             bytes: ByteBucket::new(crate::event_loop::LOG_BYTES_BURST, crate::event_loop::LOG_BYTES_PER_SEC),
             throttled: 0,
             last_read: None,
+            quiet: ByteBucket::new(crate::event_loop::LOG_QUIET_BURST, crate::event_loop::LOG_QUIET_PER_SEC),
         })
     }
 
