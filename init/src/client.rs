@@ -295,6 +295,12 @@ pub fn render_analyze(a: &Analyze) -> String {
             a.spawns, a.spawn_avg_us, a.spawn_max_us
         ));
     }
+    if a.wakeups > 0 {
+        s.push_str(&format!(
+            "PID 1's time: output {} ms, console {} ms, cleanups {} ms, keelctl {} ms, in {} wake-ups\n",
+            a.time_log_ms, a.time_console_ms, a.time_cleanup_ms, a.time_control_ms, a.wakeups
+        ));
+    }
     let w = a.units.iter().map(|u| u.name.len()).max().unwrap_or(4).max(4);
     s.push_str(&format!("{:<w$}  {:<10}  {:>9}  {:>9}  {:>9}  STATE\n", "UNIT", "KIND", "SPAWN", "READY", "TOOK"));
     let mut units: Vec<&UnitInfo> = a.units.iter().collect();
@@ -425,7 +431,15 @@ mod tests {
 
     /// An analysis started 812 ms after kernel boot, complete after 140 ms, with no spawn statistics.
     fn analyze(units: Vec<UnitInfo>) -> Analyze {
-        Analyze { spawns: 0, spawn_avg_us: 0, spawn_max_us: 0, start_boot_ms: 812, complete_ms: Some(140), units }
+        Analyze {
+            spawns: 0,
+            spawn_avg_us: 0,
+            spawn_max_us: 0,
+            start_boot_ms: 812,
+            complete_ms: Some(140),
+            units,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -98,6 +98,14 @@ pub struct Analyze {
     pub spawns: u64,
     pub spawn_avg_us: u64,
     pub spawn_max_us: u64,
+    /// Where PID 1's time went since it started, in ms of wall time inside each part: container output (pipes,
+    /// rings, log files), console writes, cleanups after exits (runtime.json mounts, cgroup removal), keelctl.
+    pub time_log_ms: u64,
+    pub time_console_ms: u64,
+    pub time_cleanup_ms: u64,
+    pub time_control_ms: u64,
+    /// Loop wake-ups since start.
+    pub wakeups: u64,
     pub units: Vec<UnitInfo>,
 }
 

@@ -121,6 +121,9 @@ pub struct Loop {
     abstract_prefix: String,
     /// Cost of keel_runtime::spawn calls (the time PID 1 spends per start): count, total and max in µs.
     spawn_stats: (u64, u64, u64),
+    /// Time spent per part (µs): output, console, cleanup, control; and loop wake-ups.
+    time_us: [u64; 4],
+    wakeups: u64,
     /// Some unit has console lines held back by its rate limit, not yet reported.
     suppressed_pending: bool,
     /// The background coldplug child, until it is reaped.
@@ -207,6 +210,8 @@ impl Loop {
             emergency: None,
             abstract_prefix,
             spawn_stats: (0, 0, 0),
+            time_us: [0; 4],
+            wakeups: 0,
             suppressed_pending: false,
             coldplug: None,
             log_cpu: Duration::ZERO,
@@ -238,9 +243,12 @@ impl Loop {
         loop {
             self.drain();
             self.check_boot_complete();
+            let t = Instant::now();
             let pending = self.console.flush();
+            self.spent(1, t);
             let timeout = self.timeout(pending);
             self.ep.wait(&mut evs, timeout);
+            self.wakeups += 1;
             for &(token, events) in &evs {
                 self.dispatch(token, events);
             }
@@ -250,6 +258,13 @@ impl Loop {
                 self.check_no_processes();
             }
             self.sweep_clients();
+        }
+    }
+
+    /// Add the time since `t` to part `i` of [`Loop::time_us`].
+    fn spent(&mut self, i: usize, t: Instant) {
+        if let Some(v) = self.time_us.get_mut(i) {
+            *v = v.saturating_add(t.elapsed().as_micros() as u64);
         }
     }
 
@@ -531,8 +546,13 @@ impl Loop {
         let idx = (token & !T_MASK) as usize;
         match token & T_MASK {
             T_SIGNAL => self.signals(),
-            T_CONTROL => self.accept(),
+            T_CONTROL => {
+                let t = Instant::now();
+                self.accept();
+                self.spent(3, t);
+            }
             T_CLIENT => {
+                let t = Instant::now();
                 if events & (libc::EPOLLOUT as u32) != 0 {
                     if let Some(c) = self.control.as_mut() {
                         c.writable(idx);
@@ -541,8 +561,13 @@ impl Loop {
                 if events & (libc::EPOLLIN as u32 | libc::EPOLLHUP as u32 | libc::EPOLLERR as u32) != 0 {
                     self.client_input(idx);
                 }
+                self.spent(3, t);
             }
-            T_LOG => self.log_input(idx),
+            T_LOG => {
+                let t = Instant::now();
+                self.log_input(idx);
+                self.spent(0, t);
+            }
             T_STATUS => self.status_input(idx),
             T_READY => self.ready_input(idx),
             T_NOTIFY => self.notify_input(idx),
@@ -648,10 +673,12 @@ impl Loop {
                 self.queue.push_back(Event::OomKilled { unit: u, kills: oom.kills, limit: oom.limit });
             }
         }
+        let t = Instant::now();
         let errors = match (rt.spawned.take(), rt.bundle.as_ref()) {
             (Some(sp), Some(b)) => sp.cleanup(b),
             _ => Vec::new(),
         };
+        self.spent(2, t);
         let name = self.name(u);
         for e in errors {
             self.keel_line(Level::Warn, &format!("cleanup {name}: {e}"));
@@ -1115,6 +1142,11 @@ impl Loop {
                     spawns: n,
                     spawn_avg_us: total.checked_div(n).unwrap_or(0),
                     spawn_max_us: max,
+                    time_log_ms: self.time_us[0] / 1000,
+                    time_console_ms: self.time_us[1] / 1000,
+                    time_cleanup_ms: self.time_us[2] / 1000,
+                    time_control_ms: self.time_us[3] / 1000,
+                    wakeups: self.wakeups,
                     units,
                 };
                 (Response { ok: true, analyze: Some(a), ..Default::default() }, true, None)

@@ -97,6 +97,9 @@ fn report_and_check(c: &Console) {
     if let Some(l) = c.lines.iter().find_map(|l| unit_text(l, "ctl").and_then(|t| t.strip_prefix("ctl: pid1 cpu "))) {
         eprintln!("MEASURED PID 1 CPU during the storm: {l}");
     }
+    for l in c.lines.iter().filter_map(|l| unit_text(l, "ctl").and_then(|t| t.strip_prefix("ctl: analyze: "))) {
+        eprintln!("MEASURED keelctl analyze: {l}");
+    }
 
     // OOM kills named, with the limit.
     c.expect("hog killed by the OOM killer (memory limit 64 MiB reached");
@@ -118,6 +121,40 @@ fn report_and_check(c: &Console) {
              {b:.3} s: {:.2} s from request to power down",
             b - a
         );
+        assert!(b - a < 60.0, "power-off took {:.1} s:\n{}", b - a, text());
+    }
+    assert_eq!(c.exit, Some(0), "qemu exit code:\n{}", text());
+}
+
+#[test]
+#[ignore = "VM test: make test-vm"]
+fn unlimited_fork_bomb_fills_the_task_table_and_pid1_still_retries_and_powers_off() {
+    let Some(env) = vm::env() else { return };
+    let dir = vm::build_image(&env, "images/test/hostile-pidmax.yml", "hostile-pidmax");
+    let c = Vm::start(&dir, &["keel.tasks_max=infinity"], &[], TIMEOUT).finish();
+    eprintln!("hostile-pidmax.yml booted and powered off in {:.1} s wall", c.wall.as_secs_f64());
+    let text = || c.text();
+    assert!(!c.timed_out, "VM did not power off within {TIMEOUT:?}:\n{}", text());
+    // The table filled up: the bomb's shells could not fork any more.
+    c.expect("bomb&can't fork");
+    // Starts that met the full table failed with EAGAIN and were retried, saying so.
+    let transient = c.count("cannot start&(errno 11)&transient failure: restart");
+    eprintln!("MEASURED pid table full: {transient} transient start failures retried");
+    assert!(!c.has("permanent failure"), "a start failed as permanent:\n{}", text());
+    // The heartbeat kept going (it needs no fork).
+    let beats: Vec<f64> =
+        c.lines.iter().filter(|l| unit_text(l, "steady").is_some()).filter_map(|l| stamp(l)).collect();
+    let (gap, at) = largest_gap(&beats);
+    eprintln!(
+        "MEASURED heartbeat with a full task table: {} beats, largest gap {gap:.2} s (ending at {at:.1} s)",
+        beats.len()
+    );
+    assert!(beats.len() >= 20, "only {} heartbeats:\n{}", beats.len(), text());
+    // Power-off wins.
+    let req = c.expect("stopper&requesting poweroff");
+    let down = c.find_from(req, "reboot: Power down").unwrap_or_else(|| panic!("no power down:\n{}", text()));
+    if let (Some(a), Some(b)) = (stamp(&c.lines[req]), stamp(&c.lines[down])) {
+        eprintln!("MEASURED power-off with a full task table: {:.2} s from request to power down", b - a);
         assert!(b - a < 60.0, "power-off took {:.1} s:\n{}", b - a, text());
     }
     assert_eq!(c.exit, Some(0), "qemu exit code:\n{}", text());
