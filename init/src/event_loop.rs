@@ -45,8 +45,8 @@ const LOG_BUDGET: usize = 64 * 1024;
 /// blocks, PID 1 does not spend its CPU on it). Like journald's default of 10000 lines per 30 s.
 pub const LOG_BYTES_PER_SEC: u64 = 64 * 1024;
 pub const LOG_BYTES_BURST: u64 = 256 * 1024;
-/// A unit is loud once it sent more than this in a burst / per second ([`crate::logs::UnitLog::quiet`]); a
-/// heartbeat or an ordinary service never is.
+/// A unit is loud while it has used more than half of this burst, refilled at this rate
+/// ([`crate::logs::UnitLog::quiet`]): more than 4 KiB/s for a while. A heartbeat or an ordinary service never is.
 pub const LOG_QUIET_BURST: u64 = 16 * 1024;
 pub const LOG_QUIET_PER_SEC: u64 = 4 * 1024;
 /// PID 1's time for container output, all loud units together: at most this much per [`LOG_CPU_WINDOW`] (10 %
@@ -718,7 +718,7 @@ impl Loop {
         let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
         let own = log.bytes.tokens_now(now_ms);
         // A loud unit is read in batches, within PID 1's budget.
-        let loud = log.quiet.tokens_now(now_ms) == 0;
+        let loud = log.quiet.tokens_now(now_ms) < LOG_QUIET_BURST / 2;
         let recent = log.last_read.is_some_and(|t| t0.saturating_duration_since(t) < LOG_BATCH);
         let budget = if loud { LOG_LOUD_BUDGET } else { LOG_BUDGET };
         let budget = if loud && (recent || !cpu_left) { 0 } else { (budget as u64).min(own) as usize };
@@ -814,7 +814,7 @@ impl Loop {
         for u in paused {
             let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
             let own = log.bytes.tokens_now(now_ms);
-            let loud = log.quiet.tokens_now(now_ms) == 0;
+            let loud = log.quiet.tokens_now(now_ms) < LOG_QUIET_BURST / 2;
             let recent = log.last_read.is_some_and(|t| now.saturating_duration_since(t) < LOG_BATCH);
             if own == 0 || (loud && (recent || !cpu_left)) {
                 still.push(u);
