@@ -160,10 +160,7 @@ impl Console {
     /// Add a device by path; false if it cannot be opened.
     pub fn add_path(&mut self, path: &str) -> bool {
         match sys::open(path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY) {
-            Ok(fd) => {
-                self.add_fd(fd, path, QUEUE_CAP);
-                true
-            }
+            Ok(fd) => self.add_fd(fd, path, QUEUE_CAP),
             Err(_) => false,
         }
     }
@@ -179,17 +176,20 @@ impl Console {
         if fd >= 0 {
             // SAFETY: fd was just returned by dup and is owned by nobody else.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            let _ = sys::set_nonblock(fd.as_raw_fd(), true);
             self.add_fd(fd, "stdout", QUEUE_CAP);
         }
     }
 
-    /// Add an already-open fd (made non-blocking) with a queue of `cap` bytes.
-    pub fn add_fd(&mut self, fd: OwnedFd, path: &str, cap: usize) {
-        let _ = sys::set_nonblock(fd.as_raw_fd(), true);
+    /// Add an already-open fd (made non-blocking) with a queue of `cap` bytes. An fd that cannot be made
+    /// non-blocking is not used (a blocking console write could stall PID 1): false.
+    pub fn add_fd(&mut self, fd: OwnedFd, path: &str, cap: usize) -> bool {
+        if sys::set_nonblock(fd.as_raw_fd(), true).is_err() {
+            return false;
+        }
         // Allocated up front: a console flood needs no new memory.
         let queue = VecDeque::with_capacity(cap);
         self.devs.push(Device { fd, path: path.to_string(), queue, cap, dropped: 0, dead: false });
+        true
     }
 
     /// Every `console=` device but the last (the last is /dev/console itself), opened as /dev/NAME.

@@ -49,10 +49,10 @@ pub const LOG_BYTES_BURST: u64 = 256 * 1024;
 /// ([`crate::logs::UnitLog::quiet`]): more than 4 KiB/s for a while. A heartbeat or an ordinary service never is.
 pub const LOG_QUIET_BURST: u64 = 16 * 1024;
 pub const LOG_QUIET_PER_SEC: u64 = 4 * 1024;
-/// PID 1's time for container output, all loud units together: at most this much per [`LOG_CPU_WINDOW`] (10 %
+/// PID 1's time for container output, all loud units together: at most this much per [`LOG_CPU_WINDOW`] (5 %
 /// of a CPU); then loud units' pipes wait for the next window. A quiet service's line is read at once however
 /// loud the others are.
-pub const LOG_CPU_BUDGET: Duration = Duration::from_millis(100);
+pub const LOG_CPU_BUDGET: Duration = Duration::from_millis(50);
 pub const LOG_CPU_WINDOW: Duration = Duration::from_secs(1);
 /// A loud unit's pipe is read at most this often (it fills meanwhile: one wake-up reads many lines).
 const LOG_BATCH: Duration = Duration::from_millis(50);
@@ -776,14 +776,14 @@ impl Loop {
             // Stop reading this pipe for a while: the writer blocks on a full pipe instead of PID 1 spending its CPU.
             self.ep.delete(fd);
             self.log_paused.push(u);
-            let over_bytes = own == 0 || read as u64 >= own;
             let first = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).is_some_and(|l| {
-                l.throttled += u64::from(over_bytes);
-                over_bytes && l.throttled == 1
+                l.throttled += 1;
+                l.throttled == 1
             });
             if first {
                 let msg = format!(
-                    "{name}: logging more than {} KiB/s: its output is read more slowly (the service waits)",
+                    "{name} is flooding its output: read in batches within PID 1's budget, at most {} KiB/s \
+                     (its writes wait meanwhile; keelctl logs {name})",
                     LOG_BYTES_PER_SEC / 1024
                 );
                 self.keel_line(Level::Warn, &msg);

@@ -258,7 +258,7 @@ pub struct UnitLog {
     pub rate: RateLimit,
     /// Bytes this unit may send now (see `crate::event_loop::LOG_BYTES_PER_SEC`).
     pub bytes: ByteBucket,
-    /// Times its pipe was paused for sending too much.
+    /// Times its pipe was paused (loud: batches, PID 1's output budget, or its own byte budget).
     pub throttled: u64,
     /// When its pipe was last read with data.
     pub last_read: Option<std::time::Instant>,

@@ -112,7 +112,8 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
     if let Some((host, _)) = &bind {
         // Services running as another uid must be able to send to it (abstract sockets have no permissions).
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666));
+        std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("chmod 0666 notify socket {}: {e}", host.display()))?;
     }
     Ok(Notify { fd, env, bind })
 }
