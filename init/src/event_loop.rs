@@ -717,11 +717,16 @@ impl Loop {
         let cpu_left = self.log_cpu < LOG_CPU_BUDGET;
         let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
         let own = log.bytes.tokens_now(now_ms);
-        // A loud unit is read in batches, within PID 1's budget.
-        let loud = log.quiet.tokens_now(now_ms) < LOG_QUIET_BURST / 2;
+        // A loud unit is read in batches, within PID 1's budget. A quiet one is read at once, but never more than
+        // its quiet allowance (it is loud after that): so nothing escapes the budget for long.
+        let quiet_left = log.quiet.tokens_now(now_ms);
+        let loud = quiet_left < LOG_QUIET_BURST / 2;
         let recent = log.last_read.is_some_and(|t| t0.saturating_duration_since(t) < LOG_BATCH);
-        let budget = if loud { LOG_LOUD_BUDGET } else { LOG_BUDGET };
-        let budget = if loud && (recent || !cpu_left) { 0 } else { (budget as u64).min(own) as usize };
+        let budget = match loud {
+            true if recent || !cpu_left => 0,
+            true => (LOG_LOUD_BUDGET as u64).min(own) as usize,
+            false => (LOG_BUDGET as u64).min(own).min(quiet_left) as usize,
+        };
         let (lines, read) = if budget > 0 { log.read_lines(budget) } else { (Vec::new(), 0) };
         log.bytes.take(read as u64);
         log.quiet.take(read as u64);
@@ -732,11 +737,11 @@ impl Loop {
         let fd = log.rd.as_raw_fd();
         // One write to the log file for everything read now (not one per line).
         let mut file_text = String::new();
+        // One time stamp for the batch (they were read at the same moment; a clock read can be a slow syscall).
+        let ms = now_ms;
+        let stamp = time::stamp(ms);
         for line in lines {
-            let ms = time::boot_ms();
-            let stamp = time::stamp(ms);
             let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
-            log.ring.push(ms, &line);
             if log.file.is_some() {
                 file_text.push_str(&stamp);
                 file_text.push(' ');
@@ -765,13 +770,13 @@ impl Loop {
                 }
                 None => self.suppressed_pending = true,
             }
+            log.ring.push_owned(ms, line);
         }
         if let Some(f) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).and_then(|l| l.file.as_mut()) {
             f.write_text(&file_text);
         }
-        if loud {
-            self.log_cpu += t0.elapsed();
-        }
+        // Every unit's output counts towards the budget; only loud units are held back by it.
+        self.log_cpu += t0.elapsed();
         if pause && !self.log_paused.contains(&u) {
             // Stop reading this pipe for a while: the writer blocks on a full pipe instead of PID 1 spending its CPU.
             self.ep.delete(fd);

@@ -92,8 +92,16 @@ impl Ring {
     /// Add a line stamped `ms` (boot ms), dropping the oldest to stay in bounds.
     pub fn push(&mut self, ms: u64, line: &str) {
         let line = if line.len() > self.max_bytes { &line[..floor_char(line, self.max_bytes)] } else { line };
+        self.push_owned(ms, line.to_string());
+    }
+
+    /// [`Ring::push`] without copying the line.
+    pub fn push_owned(&mut self, ms: u64, mut line: String) {
+        if line.len() > self.max_bytes {
+            line.truncate(floor_char(&line, self.max_bytes));
+        }
         self.bytes += line.len();
-        self.lines.push_back((ms, line.to_string()));
+        self.lines.push_back((ms, line));
         while self.lines.len() > self.max_lines || self.bytes > self.max_bytes {
             match self.lines.pop_front() {
                 Some((_, l)) => self.bytes -= l.len(),

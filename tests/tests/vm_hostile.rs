@@ -97,6 +97,10 @@ fn report_and_check(c: &Console) {
     if let Some(l) = c.lines.iter().find_map(|l| unit_text(l, "ctl").and_then(|t| t.strip_prefix("ctl: pid1 cpu "))) {
         eprintln!("MEASURED PID 1 CPU during the storm: {l}");
     }
+    if let Some(l) = c.lines.iter().find_map(|l| unit_text(l, "ctl").and_then(|t| t.strip_prefix("ctl: pid1 memory: ")))
+    {
+        eprintln!("MEASURED PID 1 memory after the storm: {l}");
+    }
     for l in c.lines.iter().filter_map(|l| unit_text(l, "ctl").and_then(|t| t.strip_prefix("ctl: analyze: "))) {
         eprintln!("MEASURED keelctl analyze: {l}");
     }
