@@ -11,9 +11,10 @@
 //! Kernel command line (machine mode): `keel.shutdown_timeout=SECONDS`, the whole shutdown's deadline (default 90);
 //! `keel.tasks_max=N|P%|infinity`, the default task limit of every unit's cgroup (default 15 %: `crate::limits`).
 //!
-//! Machine mode, before any service: PID 1 locks its memory (mlockall: its code and data stay resident however
-//! hard the services push memory, so restarting a service, answering keelctl and shutting down never wait for a
-//! page to come back from disk), and prepares the units' parent cgroup `keel` (cpu, memory, pids, io).
+//! Machine mode, before any service: PID 1 locks its memory (mlockall with MCL_ONFAULT: every page it has used
+//! stays resident however hard the services push memory, with swap or a disk-backed root too, so restarting a
+//! service, answering keelctl and shutting down never wait for a page to come back; pages it never used are not
+//! loaded), and prepares the units' parent cgroup `keel` (cpu, memory, pids, io).
 //!
 //! Environment overrides (any mode): `KEEL_CONTAINERS` (bundle tree, default /containers), `KEEL_RUN` (control and
 //! notify sockets, default /run/keel), `KEEL_LOG_DIR` (NAME.log files; default /var/log, none in sandbox mode).

@@ -249,10 +249,12 @@ pub fn has_children() -> bool {
     }
 }
 
-/// mlockall(MCL_CURRENT | MCL_FUTURE): keep every page of this process resident.
+/// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page this process has touched, and will touch, stays
+/// resident (swap or a disk-backed root cannot take it away under memory pressure); pages never used are not
+/// faulted in, so the RSS does not grow.
 pub fn lock_memory() -> io::Result<()> {
     // SAFETY: mlockall has no memory effects visible to Rust.
-    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
