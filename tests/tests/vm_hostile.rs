@@ -118,6 +118,9 @@ fn report_and_check(c: &Console) {
     let req = c.expect("ctl&ctl: requesting poweroff");
     let down = c.find_from(req, "reboot: Power down").unwrap_or_else(|| panic!("no power down:\n{}", text()));
     let shutting = c.find_from(req, "keel: shutting down (power off)").unwrap_or(req);
+    for l in c.lines.get(req..=down).unwrap_or(&[]).iter().filter(|l| l.contains(" keel: ")) {
+        eprintln!("  shutdown: {l}");
+    }
     let (t_req, t_shut, t_down) = (stamp(&c.lines[req]), stamp(&c.lines[shutting]), stamp(&c.lines[down]));
     if let (Some(a), Some(s), Some(b)) = (t_req, t_shut, t_down) {
         eprintln!(
@@ -161,6 +164,9 @@ fn unlimited_fork_bomb_fills_the_task_table_and_pid1_still_retries_and_powers_of
     // Power-off wins.
     let req = c.expect("stopper&requesting poweroff");
     let down = c.find_from(req, "reboot: Power down").unwrap_or_else(|| panic!("no power down:\n{}", text()));
+    for l in c.lines.get(req..=down).unwrap_or(&[]).iter().filter(|l| l.contains(" keel: ")) {
+        eprintln!("  shutdown: {l}");
+    }
     if let (Some(a), Some(b)) = (stamp(&c.lines[req]), stamp(&c.lines[down])) {
         eprintln!("MEASURED power-off with a full task table: {:.2} s from request to power down", b - a);
         assert!(b - a < 60.0, "power-off took {:.1} s:\n{}", b - a, text());
