@@ -251,6 +251,15 @@ pub fn render_status(resp: &Response) -> String {
         if let Some(st) = &u.status {
             kv("status", st.clone());
         }
+        if !u.tasks_max_source.is_empty() {
+            let max = u.tasks_max.map_or_else(|| "no limit".to_string(), |m| format!("max {m}"));
+            let now = u.tasks.map(|t| format!("{t} now, ")).unwrap_or_default();
+            kv("tasks", format!("{now}{max} ({})", u.tasks_max_source));
+        }
+        if u.oom_kills > 0 {
+            let last = u.last_oom.clone().unwrap_or_default();
+            kv("oom kills", format!("{} (last: {last})", u.oom_kills));
+        }
     }
     if !resp.lines.is_empty() {
         s.push_str("  last lines:\n");
@@ -284,6 +293,12 @@ pub fn render_analyze(a: &Analyze) -> String {
         s.push_str(&format!(
             "{} spawns, {} µs each on average in PID 1 (max {} µs)\n",
             a.spawns, a.spawn_avg_us, a.spawn_max_us
+        ));
+    }
+    if a.wakeups > 0 {
+        s.push_str(&format!(
+            "PID 1's time: output {} ms, console {} ms, cleanups {} ms, keelctl {} ms, in {} wake-ups\n",
+            a.time_log_ms, a.time_console_ms, a.time_cleanup_ms, a.time_control_ms, a.wakeups
         ));
     }
     let w = a.units.iter().map(|u| u.name.len()).max().unwrap_or(4).max(4);
@@ -416,7 +431,15 @@ mod tests {
 
     /// An analysis started 812 ms after kernel boot, complete after 140 ms, with no spawn statistics.
     fn analyze(units: Vec<UnitInfo>) -> Analyze {
-        Analyze { spawns: 0, spawn_avg_us: 0, spawn_max_us: 0, start_boot_ms: 812, complete_ms: Some(140), units }
+        Analyze {
+            spawns: 0,
+            spawn_avg_us: 0,
+            spawn_max_us: 0,
+            start_boot_ms: 812,
+            complete_ms: Some(140),
+            units,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -84,20 +84,22 @@ struct Device {
 }
 
 impl Device {
-    fn push(&mut self, line: &str) {
+    /// Queue a line if it fits under `limit` bytes (container lines leave the last quarter of the queue to keel's
+    /// own lines, so an error or a shutdown line is shown even while services flood the console).
+    fn push(&mut self, line: &str, limit: usize) {
         if self.dead {
             return;
         }
         if self.dropped > 0 {
             let note = format_keel(time::boot_ms(), Level::Warn, &format!("{} console lines dropped", self.dropped));
-            if self.queue.len() + note.len() + line.len() > self.cap {
+            if self.queue.len() + note.len() + line.len() > limit.min(self.cap) {
                 self.dropped += 1;
                 return;
             }
             self.queue.extend(note.as_bytes());
             self.dropped = 0;
         }
-        if self.queue.len() + line.len() > self.cap {
+        if self.queue.len() + line.len() > limit.min(self.cap) {
             self.dropped += 1;
             return;
         }
@@ -158,10 +160,7 @@ impl Console {
     /// Add a device by path; false if it cannot be opened.
     pub fn add_path(&mut self, path: &str) -> bool {
         match sys::open(path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY) {
-            Ok(fd) => {
-                self.add_fd(fd, path, QUEUE_CAP);
-                true
-            }
+            Ok(fd) => self.add_fd(fd, path, QUEUE_CAP),
             Err(_) => false,
         }
     }
@@ -177,15 +176,20 @@ impl Console {
         if fd >= 0 {
             // SAFETY: fd was just returned by dup and is owned by nobody else.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            let _ = sys::set_nonblock(fd.as_raw_fd(), true);
             self.add_fd(fd, "stdout", QUEUE_CAP);
         }
     }
 
-    /// Add an already-open fd (made non-blocking) with a queue of `cap` bytes.
-    pub fn add_fd(&mut self, fd: OwnedFd, path: &str, cap: usize) {
-        let _ = sys::set_nonblock(fd.as_raw_fd(), true);
-        self.devs.push(Device { fd, path: path.to_string(), queue: VecDeque::new(), cap, dropped: 0, dead: false });
+    /// Add an already-open fd (made non-blocking) with a queue of `cap` bytes. An fd that cannot be made
+    /// non-blocking is not used (a blocking console write could stall PID 1): false.
+    pub fn add_fd(&mut self, fd: OwnedFd, path: &str, cap: usize) -> bool {
+        if sys::set_nonblock(fd.as_raw_fd(), true).is_err() {
+            return false;
+        }
+        // Allocated up front: a console flood needs no new memory.
+        let queue = VecDeque::with_capacity(cap);
+        self.devs.push(Device { fd, path: path.to_string(), queue, cap, dropped: 0, dead: false });
+        true
     }
 
     /// Every `console=` device but the last (the last is /dev/console itself), opened as /dev/NAME.
@@ -207,8 +211,17 @@ impl Console {
     /// Queue an already formatted line (ending in '\n') on every device and try to write it.
     pub fn raw(&mut self, line: &str) {
         for d in &mut self.devs {
-            d.push(line);
+            d.push(line, usize::MAX);
             d.flush();
+        }
+    }
+
+    /// Like [`Console::raw`] for a container's line: it may fill at most 3/4 of a device's queue, and it is
+    /// written by the next [`Console::flush`] (the loop's, once per wake-up: many lines, one write).
+    fn raw_unit(&mut self, line: &str) {
+        for d in &mut self.devs {
+            let limit = d.cap / 4 * 3;
+            d.push(line, limit);
         }
     }
 
@@ -221,7 +234,7 @@ impl Console {
     /// A container's line.
     pub fn unit(&mut self, ms: u64, name: &str, line: &str) {
         let l = format_unit(ms, name, self.name_width, line);
-        self.raw(&l);
+        self.raw_unit(&l);
     }
 
     /// Write what can be written now. True if something is still queued.
@@ -308,6 +321,30 @@ mod tests {
         assert!(got.contains("keel: WARN 5 console lines dropped\n"), "{got}");
         assert!(got.ends_with("after\n"));
         assert_eq!(c.dropped(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn keel_lines_keep_room_while_containers_flood() -> Result<(), Box<dyn std::error::Error>> {
+        let (r, w) = sys::pipe()?;
+        sys::set_nonblock(w.as_raw_fd(), true)?;
+        let filler = vec![b'x'; 4096];
+        while let Io::Done(_) = sys::write(w.as_raw_fd(), &filler) {}
+        let mut c = Console::empty();
+        c.add_fd(w, "test", 4000);
+        for i in 0..200 {
+            c.unit(0, "flood", &format!("line {i}"));
+        }
+        let dropped = c.dropped();
+        assert!(dropped > 0);
+        c.keel(Level::Error, "still shown");
+        assert_eq!(c.dropped(), 0, "keel's own line (and the note on the {dropped} dropped) did not fit");
+        let mut b = [0u8; 65536];
+        while let Io::Done(_) = sys::read(r.as_raw_fd(), &mut b) {}
+        c.flush();
+        let got = read_all(r.as_raw_fd());
+        assert!(got.contains(&format!("keel: WARN {dropped} console lines dropped\n")), "{got}");
+        assert!(got.contains("keel: ERROR still shown"), "{got}");
         Ok(())
     }
 

@@ -76,6 +76,14 @@ pub struct UnitInfo {
     pub spawned_ms: Option<u64>,
     pub ready_ms: Option<u64>,
     pub exited_ms: Option<u64>,
+    /// Task limit of its cgroup (pids.max; None: no limit) and where it comes from.
+    pub tasks_max: Option<u64>,
+    pub tasks_max_source: String,
+    /// Tasks in its cgroup now (pids.current), while it runs.
+    pub tasks: Option<u64>,
+    /// OOM kills since boot, and the last one ("OOM killer: memory limit 64 MiB reached").
+    pub oom_kills: u64,
+    pub last_oom: Option<String>,
 }
 
 /// `analyze`: the boot timeline.
@@ -90,6 +98,14 @@ pub struct Analyze {
     pub spawns: u64,
     pub spawn_avg_us: u64,
     pub spawn_max_us: u64,
+    /// Where PID 1's time went since it started, in ms of wall time inside each part: container output (pipes,
+    /// rings, log files), console writes, cleanups after exits (runtime.json mounts, cgroup removal), keelctl.
+    pub time_log_ms: u64,
+    pub time_console_ms: u64,
+    pub time_cleanup_ms: u64,
+    pub time_control_ms: u64,
+    /// Loop wake-ups since start.
+    pub wakeups: u64,
     pub units: Vec<UnitInfo>,
 }
 
@@ -341,6 +357,13 @@ impl Server {
             }
         }
         (changed, removed)
+    }
+
+    /// Close a client at once (its fd is not, or no longer, in the loop's epoll).
+    pub fn drop_client(&mut self, i: usize) {
+        if let Some(slot) = self.clients.get_mut(i) {
+            *slot = None;
+        }
     }
 
     /// Close clients whose fds `sweep` returned as removed.

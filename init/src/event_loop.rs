@@ -41,6 +41,29 @@ const T_MASK: u64 = 0xffff_ffff << 32;
 
 /// Bytes read from one log pipe per wake-up (fairness between chatty units).
 const LOG_BUDGET: usize = 64 * 1024;
+/// Log bytes a unit may send per second, and its burst (then its pipe is not read for a while: the writer
+/// blocks, PID 1 does not spend its CPU on it). Like journald's default of 10000 lines per 30 s.
+pub const LOG_BYTES_PER_SEC: u64 = 64 * 1024;
+pub const LOG_BYTES_BURST: u64 = 256 * 1024;
+/// A unit is loud while it has used more than half of this burst, refilled at this rate
+/// ([`crate::logs::UnitLog::quiet`]): more than 4 KiB/s for a while. A heartbeat or an ordinary service never is.
+pub const LOG_QUIET_BURST: u64 = 16 * 1024;
+pub const LOG_QUIET_PER_SEC: u64 = 4 * 1024;
+/// PID 1's time for container output, all loud units together: at most this much per [`LOG_CPU_WINDOW`] (5 %
+/// of a CPU); then loud units' pipes wait for the next window. A quiet service's line is read at once however
+/// loud the others are.
+pub const LOG_CPU_BUDGET: Duration = Duration::from_millis(50);
+pub const LOG_CPU_WINDOW: Duration = Duration::from_secs(1);
+/// A loud unit's pipe is read at most this often (it fills meanwhile: one wake-up reads many lines).
+const LOG_BATCH: Duration = Duration::from_millis(50);
+/// Bytes read from a loud unit's pipe per wake-up.
+const LOG_LOUD_BUDGET: usize = 16 * 1024;
+/// How often paused log pipes are looked at again.
+const LOG_RESUME: Duration = Duration::from_millis(50);
+/// Container lines on the console, all units together (each unit also has its own limit, `crate::logs`): a
+/// serial console at 115200 baud shows ~130 lines of 80 characters a second.
+pub const CONSOLE_BURST: u64 = 400;
+pub const CONSOLE_PER_SEC: u64 = 50;
 
 /// Signals PID 1 takes through its signalfd.
 pub const SIGNALS: &[i32] =
@@ -53,6 +76,7 @@ enum TimerItem {
     ShutdownDeadline,
     EmergencyRespawn,
     Coldplug,
+    LogResume,
 }
 
 /// How the loop was started.
@@ -65,6 +89,11 @@ pub struct Config {
     /// PID 1's start.
     pub start: Instant,
     pub start_boot_ms: u64,
+    /// Machine mode: the parent of the units' cgroups (`crate::limits::prepare_parent`), None in sandbox mode.
+    pub cgroup_parent: Option<PathBuf>,
+    /// Default task limit for units without their own (None: no limit), and how it was chosen.
+    pub tasks_default: Option<u64>,
+    pub tasks_what: String,
 }
 
 pub struct Loop {
@@ -92,10 +121,23 @@ pub struct Loop {
     abstract_prefix: String,
     /// Cost of keel_runtime::spawn calls (the time PID 1 spends per start): count, total and max in µs.
     spawn_stats: (u64, u64, u64),
+    /// Time spent per part (µs): output, console, cleanup, control; and loop wake-ups.
+    time_us: [u64; 4],
+    wakeups: u64,
     /// Some unit has console lines held back by its rate limit, not yet reported.
     suppressed_pending: bool,
     /// The background coldplug child, until it is reaped.
     coldplug: Option<crate::coldplug::Coldplug>,
+    /// Time spent on loud units' output in the current [`LOG_CPU_WINDOW`], and when that window began.
+    log_cpu: Duration,
+    log_window: Instant,
+    /// Units whose log pipe is not watched for now (their bytes ran out); a LogResume timer is armed meanwhile.
+    log_paused: Vec<UnitId>,
+    log_resume_armed: bool,
+    /// The console's limit on container lines, all units together.
+    console_rate: crate::logs::RateLimit,
+    /// Problems already reported once (epoll, cgroup writes): (what, errno).
+    reported: Vec<(&'static str, i32)>,
 }
 
 /// Hook warnings from the runtime (it reports them through a plain fn sink), drained by the loop.
@@ -135,7 +177,20 @@ impl Loop {
                 None
             }
         };
-        let rt = bundles.into_iter().map(|bundle| UnitRt { bundle, ..Default::default() }).collect();
+        let rt: Vec<UnitRt> = bundles
+            .into_iter()
+            .map(|mut bundle| {
+                let tasks = match bundle.as_mut() {
+                    Some(b) if cfg.cgroup_parent.is_some() => {
+                        crate::limits::apply_tasks_max(b, cfg.tasks_default, &cfg.tasks_what)
+                    }
+                    _ if cfg.sandbox => crate::limits::TasksMax { limit: None, source: "none (sandbox)".into() },
+                    _ => crate::limits::TasksMax { limit: None, source: "none (no cgroup)".into() },
+                };
+                UnitRt { bundle, tasks, ..Default::default() }
+            })
+            .collect();
+        let n = rt.len();
         let abstract_prefix = if cfg.sandbox {
             // Parallel sandboxes share the host's network namespace: make abstract names unique per run dir.
             let h =
@@ -150,24 +205,33 @@ impl Loop {
             sigfd,
             sup,
             rt,
-            pids: HashMap::new(),
-            timers: BinaryHeap::new(),
+            // Allocated up front, so a storm (all units restarting, keelctl clients) needs no new memory here.
+            pids: HashMap::with_capacity(2 * n + 8),
+            timers: BinaryHeap::with_capacity(2 * n + 16),
             seq: 0,
-            timer_gen: Vec::new(),
+            timer_gen: vec![0; n],
             killall_gen: 0,
             console,
             keel_ring,
             control,
             devnull,
-            queue: VecDeque::new(),
+            queue: VecDeque::with_capacity(4 * n + 16),
             killall_pending: false,
             complete_ms: None,
             shutdown_requested: false,
             emergency: None,
             abstract_prefix,
             spawn_stats: (0, 0, 0),
+            time_us: [0; 4],
+            wakeups: 0,
             suppressed_pending: false,
             coldplug: None,
+            log_cpu: Duration::ZERO,
+            log_window: Instant::now(),
+            log_paused: Vec::with_capacity(n),
+            log_resume_armed: false,
+            console_rate: crate::logs::RateLimit::new(CONSOLE_BURST, CONSOLE_PER_SEC),
+            reported: Vec::with_capacity(16),
         })
     }
 
@@ -191,9 +255,12 @@ impl Loop {
         loop {
             self.drain();
             self.check_boot_complete();
+            let t = Instant::now();
             let pending = self.console.flush();
+            self.spent(1, t);
             let timeout = self.timeout(pending);
             self.ep.wait(&mut evs, timeout);
+            self.wakeups += 1;
             for &(token, events) in &evs {
                 self.dispatch(token, events);
             }
@@ -203,6 +270,13 @@ impl Loop {
                 self.check_no_processes();
             }
             self.sweep_clients();
+        }
+    }
+
+    /// Add the time since `t` to part `i` of [`Loop::time_us`].
+    fn spent(&mut self, i: usize, t: Instant) {
+        if let Some(v) = self.time_us.get_mut(i) {
+            *v = v.saturating_add(t.elapsed().as_micros() as u64);
         }
     }
 
@@ -267,6 +341,9 @@ impl Loop {
         match a {
             Action::Spawn(u) => self.spawn(u),
             Action::Signal { unit, signal } => {
+                if signal == libc::SIGKILL && self.kill_unit_cgroup(unit) {
+                    return;
+                }
                 if let Some(pid) = self.rt.get(unit).and_then(|r| r.pid) {
                     if let Err(e) = sys::kill(pid, signal) {
                         if e != libc::ESRCH {
@@ -284,8 +361,15 @@ impl Loop {
             Action::ShutdownDeadlineTimer { at } => self.arm(at, TimerItem::ShutdownDeadline),
             Action::ColdplugTimer { at } => self.arm(at, TimerItem::Coldplug),
             Action::KillAll { signal } => {
+                if signal == libc::SIGKILL {
+                    self.kill_all_cgroups();
+                }
                 // We are PID 1 (of the machine or of the sandbox's pid namespace): -1 means everything but us.
-                let _ = sys::kill(-1, signal);
+                if let Err(e) = sys::kill(-1, signal) {
+                    if e != libc::ESRCH {
+                        self.keel_line(Level::Warn, &format!("kill(-1, {}): errno {e}", signal_name(signal)));
+                    }
+                }
                 self.killall_pending = true;
                 self.reap();
                 self.check_no_processes();
@@ -323,7 +407,7 @@ impl Loop {
                 }
             }
             TimerItem::KillAll { gen } => self.killall_gen = gen,
-            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug => {}
+            TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug | TimerItem::LogResume => {}
         }
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, item)));
@@ -332,7 +416,10 @@ impl Loop {
             self.timers.retain(|Reverse((_, _, it))| match *it {
                 TimerItem::Unit { unit, gen } => latest.get(unit) == Some(&gen),
                 TimerItem::KillAll { gen } => gen == killall,
-                TimerItem::ShutdownDeadline | TimerItem::EmergencyRespawn | TimerItem::Coldplug => true,
+                TimerItem::ShutdownDeadline
+                | TimerItem::EmergencyRespawn
+                | TimerItem::Coldplug
+                | TimerItem::LogResume => true,
             });
         }
     }
@@ -349,6 +436,10 @@ impl Loop {
                 TimerItem::KillAll { gen } => self.queue.push_back(Event::KillAllTimer { gen }),
                 TimerItem::ShutdownDeadline => self.queue.push_back(Event::ShutdownDeadline),
                 TimerItem::Coldplug => self.queue.push_back(Event::ColdplugTimer),
+                TimerItem::LogResume => {
+                    self.log_resume_armed = false;
+                    self.resume_logs();
+                }
                 TimerItem::EmergencyRespawn => {
                     if let Some(e) = self.emergency.as_ref() {
                         let reason = e.reason.clone();
@@ -385,32 +476,42 @@ impl Loop {
         let Some(rt) = self.rt.get_mut(u) else { return };
         let Some(bundle) = rt.bundle.as_ref() else {
             let error = cfg.broken.clone().unwrap_or_else(|| format!("bundle {name}: not loaded"));
-            self.queue.push_back(Event::SpawnFailed { unit: u, error });
+            self.queue.push_back(Event::SpawnFailed { unit: u, error, transient: false });
             return;
         };
+        // Every fd PID 1 must watch for this unit is registered before the spawn: a pipe nobody reads would block
+        // the service silently. A failed registration fails the start (ENOMEM/ENOSPC...: retried with backoff).
         if rt.log.is_none() {
-            match UnitLog::new(self.cfg.log_dir.as_deref(), &name) {
-                Ok(l) => {
-                    let _ = self.ep.add(l.rd.as_raw_fd(), T_LOG | u as u64);
-                    rt.log = Some(l);
-                }
+            let l = match UnitLog::new(self.cfg.log_dir.as_deref(), &name) {
+                Ok(l) => l,
                 Err(e) => {
-                    self.queue.push_back(Event::SpawnFailed { unit: u, error: format!("log pipe for {name}: {e}") });
+                    let (error, transient) = spawner::io_failure(format!("log pipe for {name}"), &e);
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
                     return;
                 }
+            };
+            if let Err(e) = self.ep.add(l.rd.as_raw_fd(), T_LOG | u as u64) {
+                let (error, transient) = epoll_failure(&format!("log pipe of {name}"), &e);
+                self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                return;
             }
+            rt.log = Some(l);
         }
         if cfg.ready == Ready::Notify && rt.notify.is_none() {
-            match spawner::notify_socket(&name, bundle, &self.cfg.run_dir, &self.abstract_prefix) {
-                Ok(n) => {
-                    let _ = self.ep.add(n.fd.as_raw_fd(), T_NOTIFY | u as u64);
-                    rt.notify = Some(n);
-                }
-                Err(e) => {
-                    self.queue.push_back(Event::SpawnFailed { unit: u, error: e });
+            let n = match spawner::notify_socket(&name, bundle, &self.cfg.run_dir, &self.abstract_prefix) {
+                Ok(n) => n,
+                Err(error) => {
+                    let transient = crate::supervisor::errno_in(&error).is_some_and(crate::supervisor::transient_errno);
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
                     return;
                 }
+            };
+            if let Err(e) = self.ep.add(n.fd.as_raw_fd(), T_NOTIFY | u as u64) {
+                let (error, transient) = epoll_failure(&format!("notify socket of {name}"), &e);
+                self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                return;
             }
+            rt.notify = Some(n);
         }
         if let Some(old) = rt.ready_rd.take() {
             self.ep.delete(old.as_raw_fd());
@@ -431,18 +532,36 @@ impl Loop {
         match res {
             Ok(st) => {
                 let pid = st.spawned.pid;
-                let _ = self.ep.add(st.spawned.status.as_raw_fd(), T_STATUS | u as u64);
-                rt.status_watch = true;
-                if let Some(r) = st.ready_rd {
-                    let _ = self.ep.add(r.as_raw_fd(), T_READY | u as u64);
-                    rt.ready_rd = Some(r);
-                }
                 rt.spawned = Some(st.spawned);
                 rt.pid = Some(pid);
                 self.pids.insert(pid, u);
                 self.queue.push_back(Event::Spawned { unit: u, pid });
+                // The status pipe (exec or setup error) and the readiness pipe must be watched, or the start never
+                // completes: if epoll cannot take them, the process is killed and the start failed.
+                let mut failed = None;
+                if let Some(sp) = rt.spawned.as_ref() {
+                    match self.ep.add(sp.status.as_raw_fd(), T_STATUS | u as u64) {
+                        Ok(()) => rt.status_watch = true,
+                        Err(e) => failed = Some(epoll_failure(&format!("status pipe of {name}"), &e)),
+                    }
+                }
+                if let Some(r) = st.ready_rd {
+                    match self.ep.add(r.as_raw_fd(), T_READY | u as u64) {
+                        Ok(()) => rt.ready_rd = Some(r),
+                        Err(e) => failed = failed.or(Some(epoll_failure(&format!("readiness pipe of {name}"), &e))),
+                    }
+                }
+                if let Some((error, transient)) = failed {
+                    // The SpawnFailed is kept until the Exited the kill brings (the supervisor's rule).
+                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                    if !self.kill_unit_cgroup(u) {
+                        if let Err(e) = sys::kill(pid, libc::SIGKILL) {
+                            self.keel_line(Level::Warn, &format!("kill {name} (pid {pid}) SIGKILL: errno {e}"));
+                        }
+                    }
+                }
             }
-            Err(error) => self.queue.push_back(Event::SpawnFailed { unit: u, error }),
+            Err((error, transient)) => self.queue.push_back(Event::SpawnFailed { unit: u, error, transient }),
         }
     }
 
@@ -450,8 +569,13 @@ impl Loop {
         let idx = (token & !T_MASK) as usize;
         match token & T_MASK {
             T_SIGNAL => self.signals(),
-            T_CONTROL => self.accept(),
+            T_CONTROL => {
+                let t = Instant::now();
+                self.accept();
+                self.spent(3, t);
+            }
             T_CLIENT => {
+                let t = Instant::now();
                 if events & (libc::EPOLLOUT as u32) != 0 {
                     if let Some(c) = self.control.as_mut() {
                         c.writable(idx);
@@ -460,8 +584,13 @@ impl Loop {
                 if events & (libc::EPOLLIN as u32 | libc::EPOLLHUP as u32 | libc::EPOLLERR as u32) != 0 {
                     self.client_input(idx);
                 }
+                self.spent(3, t);
             }
-            T_LOG => self.log_input(idx),
+            T_LOG => {
+                let t = Instant::now();
+                self.log_input(idx);
+                self.spent(0, t);
+            }
             T_STATUS => self.status_input(idx),
             T_READY => self.ready_input(idx),
             T_NOTIFY => self.notify_input(idx),
@@ -561,10 +690,18 @@ impl Loop {
             }
         }
         rt.pid = None;
+        // Before the cgroup goes: did the OOM killer take something of this run, and under which limit?
+        if let Some(oom) = rt.spawned.as_ref().and_then(|sp| sp.cgroup()).and_then(crate::limits::oom_info) {
+            if oom.kills > 0 {
+                self.queue.push_back(Event::OomKilled { unit: u, kills: oom.kills, limit: oom.limit });
+            }
+        }
+        let t = Instant::now();
         let errors = match (rt.spawned.take(), rt.bundle.as_ref()) {
             (Some(sp), Some(b)) => sp.cleanup(b),
             _ => Vec::new(),
         };
+        self.spent(2, t);
         let name = self.name(u);
         for e in errors {
             self.keel_line(Level::Warn, &format!("cleanup {name}: {e}"));
@@ -586,7 +723,10 @@ impl Loop {
         let ev = match sp.poll_status() {
             Status::Pending => return,
             Status::Started => Event::Execd { unit: u },
-            Status::Failed(error) => Event::SpawnFailed { unit: u, error },
+            Status::Failed(error) => {
+                let transient = spawner::classify_status(&error);
+                Event::SpawnFailed { unit: u, error, transient }
+            }
         };
         self.ep.delete(sp.status.as_raw_fd());
         rt.status_watch = false;
@@ -605,20 +745,56 @@ impl Loop {
     }
 
     fn log_input(&mut self, u: UnitId) {
+        let t0 = Instant::now();
+        self.roll_log_window(t0);
         let name = self.name(u);
+        let now_ms = time::boot_ms();
+        let cpu_left = self.log_cpu < LOG_CPU_BUDGET;
         let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
-        let lines = log.read_lines(LOG_BUDGET);
+        let own = log.bytes.tokens_now(now_ms);
+        // A loud unit is read in batches, within PID 1's budget. A quiet one is read at once, but never more than
+        // its quiet allowance (it is loud after that): so nothing escapes the budget for long.
+        let quiet_left = log.quiet.tokens_now(now_ms);
+        let loud = quiet_left < LOG_QUIET_BURST / 2;
+        let recent = log.last_read.is_some_and(|t| t0.saturating_duration_since(t) < LOG_BATCH);
+        let budget = match loud {
+            true if recent || !cpu_left => 0,
+            true => (LOG_LOUD_BUDGET as u64).min(own) as usize,
+            false => (LOG_BUDGET as u64).min(own).min(quiet_left) as usize,
+        };
+        let (lines, read) = if budget > 0 { log.read_lines(budget) } else { (Vec::new(), 0) };
+        log.bytes.take(read as u64);
+        log.quiet.take(read as u64);
+        if read > 0 {
+            log.last_read = Some(t0);
+        }
+        let pause = budget == 0 || (loud && read >= budget);
+        let fd = log.rd.as_raw_fd();
+        // One write to the log file for everything read now (not one per line).
+        let mut file_text = String::new();
+        // One time stamp for the batch (they were read at the same moment; a clock read can be a slow syscall).
+        let ms = now_ms;
+        let stamp = time::stamp(ms);
         for line in lines {
-            let ms = time::boot_ms();
-            let stamp = time::stamp(ms);
-            log.ring.push(ms, &line);
-            if let Some(f) = log.file.as_mut() {
-                f.write(&stamp, &line);
+            let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { return };
+            if log.file.is_some() {
+                file_text.push_str(&stamp);
+                file_text.push(' ');
+                file_text.push_str(&line);
+                file_text.push('\n');
             }
             if let Some(c) = self.control.as_mut().filter(|c| c.follows(u)) {
                 c.broadcast(u, &format!("{stamp} {line}"));
             }
+            // A unit that is not loud itself (first half of its own burst left) is never held by the console's
+            // global budget: a heartbeat shows however loud the others are.
+            let quiet = log.rate.quiet();
             match log.rate.allow(ms) {
+                Some(_) if self.console_rate.allow(ms).is_none() && !quiet => {
+                    // The console as a whole is full: counted as this unit's, reported in its own note.
+                    log.rate.suppressed += 1;
+                    self.suppressed_pending = true;
+                }
                 Some(suppressed) => {
                     if suppressed > 0 {
                         self.console.keel(Level::Warn, &not_shown(&name, suppressed));
@@ -628,6 +804,122 @@ impl Loop {
                     self.suppressed_pending |= log.rate.suppressed > 0;
                 }
                 None => self.suppressed_pending = true,
+            }
+            log.ring.push_owned(ms, line);
+        }
+        if let Some(f) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).and_then(|l| l.file.as_mut()) {
+            f.write_text(&file_text);
+        }
+        // Every unit's output counts towards the budget; only loud units are held back by it.
+        self.log_cpu += t0.elapsed();
+        if pause && !self.log_paused.contains(&u) {
+            // Stop reading this pipe for a while: the writer blocks on a full pipe instead of PID 1 spending its CPU.
+            self.ep.delete(fd);
+            self.log_paused.push(u);
+            let first = self.rt.get_mut(u).and_then(|r| r.log.as_mut()).is_some_and(|l| {
+                l.throttled += 1;
+                l.throttled == 1
+            });
+            if first {
+                let msg = format!(
+                    "{name} is flooding its output: read in batches within PID 1's budget, at most {} KiB/s \
+                     (its writes wait meanwhile; keelctl logs {name})",
+                    LOG_BYTES_PER_SEC / 1024
+                );
+                self.keel_line(Level::Warn, &msg);
+            }
+            if !self.log_resume_armed {
+                self.log_resume_armed = true;
+                self.arm(Instant::now() + LOG_RESUME, TimerItem::LogResume);
+            }
+        }
+    }
+
+    fn roll_log_window(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.log_window) >= LOG_CPU_WINDOW {
+            self.log_window = now;
+            self.log_cpu = Duration::ZERO;
+        }
+    }
+
+    /// Watch paused log pipes again once they may be read; re-arm while some stay paused.
+    fn resume_logs(&mut self) {
+        let now = Instant::now();
+        self.roll_log_window(now);
+        let now_ms = time::boot_ms();
+        let cpu_left = self.log_cpu < LOG_CPU_BUDGET;
+        let paused = std::mem::take(&mut self.log_paused);
+        let mut still = Vec::with_capacity(paused.len());
+        let mut failed = Vec::new();
+        for u in paused {
+            let Some(log) = self.rt.get_mut(u).and_then(|r| r.log.as_mut()) else { continue };
+            let own = log.bytes.tokens_now(now_ms);
+            let loud = log.quiet.tokens_now(now_ms) < LOG_QUIET_BURST / 2;
+            let recent = log.last_read.is_some_and(|t| now.saturating_duration_since(t) < LOG_BATCH);
+            if own == 0 || (loud && (recent || !cpu_left)) {
+                still.push(u);
+                continue;
+            }
+            match self.ep.add(log.rd.as_raw_fd(), T_LOG | u as u64) {
+                Ok(()) => {}
+                Err(e) => {
+                    failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+                    still.push(u);
+                }
+            }
+        }
+        self.log_paused = still;
+        for errno in failed {
+            self.report_once("log pipe: epoll add", errno, "retrying every 50 ms");
+        }
+        if !self.log_paused.is_empty() && !self.log_resume_armed {
+            self.log_resume_armed = true;
+            self.arm(Instant::now() + LOG_RESUME, TimerItem::LogResume);
+        }
+    }
+
+    /// One WARN line per (what, errno) for the life of PID 1: a problem that repeats in a storm is said once.
+    fn report_once(&mut self, what: &'static str, errno: i32, then: &str) {
+        if self.reported.contains(&(what, errno)) {
+            return;
+        }
+        if self.reported.len() < self.reported.capacity() {
+            self.reported.push((what, errno));
+        }
+        let desc = std::io::Error::from_raw_os_error(errno).to_string();
+        let desc = desc.split(" (os error").next().unwrap_or("").to_string();
+        self.keel_line(Level::Warn, &format!("{what}: {desc} (errno {errno}); {then}"));
+    }
+
+    /// SIGKILL a whole unit through its cgroup's cgroup.kill (whatever it forks meanwhile dies too). False if
+    /// the unit has no cgroup or the kernel has no cgroup.kill (the caller then signals the pid).
+    fn kill_unit_cgroup(&mut self, u: UnitId) -> bool {
+        let Some(cg) = self.rt.get(u).and_then(|r| r.spawned.as_ref()).and_then(|sp| sp.cgroup()) else {
+            return false;
+        };
+        match crate::limits::kill_cgroup(cg) {
+            Ok(()) => true,
+            Err(libc::ENOENT) => false,
+            Err(e) => {
+                let msg = format!("kill {} via {}/cgroup.kill: errno {e}", self.name(u), cg.display());
+                self.keel_line(Level::Warn, &msg);
+                false
+            }
+        }
+    }
+
+    /// Shutdown's SIGKILL: every service cgroup at once (one write to keel/cgroup.kill), frozen first so that
+    /// nothing in them runs, forks or writes meanwhile.
+    fn kill_all_cgroups(&mut self) {
+        let Some(parent) = self.cfg.cgroup_parent.clone() else { return };
+        if let Err(e) = crate::limits::freeze_cgroup(&parent, true) {
+            if e != libc::ENOENT {
+                self.keel_line(Level::Warn, &format!("freeze {}: errno {e}", parent.display()));
+            }
+        }
+        if let Err(e) = crate::limits::kill_cgroup(&parent) {
+            if e != libc::ENOENT {
+                self.keel_line(Level::Warn, &format!("kill {} via cgroup.kill: errno {e}", parent.display()));
             }
         }
     }
@@ -725,8 +1017,16 @@ impl Loop {
 
     fn accept(&mut self) {
         let Some(c) = self.control.as_mut() else { return };
+        let mut failed = Vec::new();
         for (i, fd) in c.accept() {
-            let _ = self.ep.add(fd, T_CLIENT | i as u64);
+            if let Err(e) = self.ep.add(fd, T_CLIENT | i as u64) {
+                // Never answered otherwise: close it (keelctl sees the connection end) and say so once per errno.
+                c.drop_client(i);
+                failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+        }
+        for errno in failed {
+            self.report_once("control client: epoll add", errno, "the client was disconnected");
         }
     }
 
@@ -756,13 +1056,22 @@ impl Loop {
     fn sweep_clients(&mut self) {
         let Some(c) = self.control.as_mut() else { return };
         let (changed, removed) = c.sweep();
+        let mut failed = Vec::new();
         for (i, fd, out) in changed {
-            let _ = self.ep.modify(fd, T_CLIENT | i as u64, out);
+            if let Err(e) = self.ep.modify(fd, T_CLIENT | i as u64, out) {
+                // Its output would never be flushed: drop it now rather than leave it hanging.
+                self.ep.delete(fd);
+                c.drop_client(i);
+                failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+            }
         }
         for fd in removed {
             self.ep.delete(fd);
         }
         c.close_removed();
+        for errno in failed {
+            self.report_once("control client: epoll modify", errno, "the client was disconnected");
+        }
     }
 
     fn find(&self, name: &str) -> Option<UnitId> {
@@ -793,6 +1102,7 @@ impl Loop {
                 Exit::Code(c) => format!("exit {c}"),
                 Exit::Signal(sig) => signal_name(sig),
             }),
+            // (an OOM kill of the last run shows in `reason`/`last_oom`)
             reason: s.reason.clone().or(s.config.broken.clone()),
             status: rt.and_then(|r| r.status_text.clone()),
             restart: match s.config.restart {
@@ -810,6 +1120,15 @@ impl Loop {
             spawned_ms: self.ms_since_start(s.spawned_at),
             ready_ms: self.ms_since_start(s.ready_at),
             exited_ms: self.ms_since_start(s.exited_at),
+            tasks_max: rt.and_then(|r| r.tasks.limit),
+            tasks_max_source: rt.map(|r| r.tasks.source.clone()).unwrap_or_default(),
+            tasks: rt
+                .and_then(|r| r.spawned.as_ref())
+                .and_then(|sp| sp.cgroup())
+                .filter(|_| live)
+                .and_then(crate::limits::tasks_current),
+            oom_kills: s.oom_kills,
+            last_oom: s.last_oom.clone(),
         }
     }
 
@@ -863,6 +1182,11 @@ impl Loop {
                     spawns: n,
                     spawn_avg_us: total.checked_div(n).unwrap_or(0),
                     spawn_max_us: max,
+                    time_log_ms: self.time_us[0] / 1000,
+                    time_console_ms: self.time_us[1] / 1000,
+                    time_cleanup_ms: self.time_us[2] / 1000,
+                    time_control_ms: self.time_us[3] / 1000,
+                    wakeups: self.wakeups,
                     units,
                 };
                 (Response { ok: true, analyze: Some(a), ..Default::default() }, true, None)
@@ -909,6 +1233,11 @@ pub fn state_str(s: State) -> &'static str {
         State::Exited => "exited",
         State::Failed => "failed",
     }
+}
+
+/// "epoll add log pipe of web: Cannot allocate memory (errno 12)", and whether it may heal.
+fn epoll_failure(what: &str, e: &std::io::Error) -> (String, bool) {
+    spawner::io_failure(format!("epoll add {what}"), e)
 }
 
 /// The note for lines a unit's console rate limit held back.

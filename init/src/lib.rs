@@ -12,6 +12,7 @@ pub mod control;
 pub mod discover;
 pub mod emergency;
 pub mod event_loop;
+pub mod limits;
 pub mod logs;
 pub mod pid1;
 pub mod shutdown;

@@ -92,8 +92,16 @@ impl Ring {
     /// Add a line stamped `ms` (boot ms), dropping the oldest to stay in bounds.
     pub fn push(&mut self, ms: u64, line: &str) {
         let line = if line.len() > self.max_bytes { &line[..floor_char(line, self.max_bytes)] } else { line };
+        self.push_owned(ms, line.to_string());
+    }
+
+    /// [`Ring::push`] without copying the line.
+    pub fn push_owned(&mut self, ms: u64, mut line: String) {
+        if line.len() > self.max_bytes {
+            line.truncate(floor_char(&line, self.max_bytes));
+        }
         self.bytes += line.len();
-        self.lines.push_back((ms, line.to_string()));
+        self.lines.push_back((ms, line));
         while self.lines.len() > self.max_lines || self.bytes > self.max_bytes {
             match self.lines.pop_front() {
                 Some((_, l)) => self.bytes -= l.len(),
@@ -165,6 +173,11 @@ impl RateLimit {
         }
     }
 
+    /// More than half of the burst is left: this unit is not flooding (as of its last line).
+    pub fn quiet(&self) -> bool {
+        self.tokens >= self.burst * 1000 / 2
+    }
+
     fn report_due(&self, now_ms: u64) -> bool {
         self.last_report_ms.is_none_or(|t| now_ms.saturating_sub(t) >= REPORT_EVERY_MS)
     }
@@ -210,7 +223,14 @@ impl LogFile {
 
     /// Append one line (a '\n' is added).
     pub fn write(&mut self, stamp: &str, line: &str) {
-        let text = format!("{stamp} {line}\n");
+        self.write_text(&format!("{stamp} {line}\n"));
+    }
+
+    /// Append already formatted lines with one write(2) (rotating first if they would pass the cap).
+    pub fn write_text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
         if self.size + text.len() as u64 > self.cap {
             self.rotate();
         }
@@ -244,6 +264,44 @@ pub struct UnitLog {
     pub ring: Ring,
     pub file: Option<LogFile>,
     pub rate: RateLimit,
+    /// Bytes this unit may send now (see `crate::event_loop::LOG_BYTES_PER_SEC`).
+    pub bytes: ByteBucket,
+    /// Times its pipe was paused (loud: batches, PID 1's output budget, or its own byte budget).
+    pub throttled: u64,
+    /// When its pipe was last read with data.
+    pub last_read: Option<std::time::Instant>,
+    /// Empty: the unit is loud (it sent more than `crate::event_loop::LOG_QUIET_PER_SEC` for a while).
+    pub quiet: ByteBucket,
+}
+
+/// A token bucket of bytes, refilled per millisecond.
+#[derive(Debug)]
+pub struct ByteBucket {
+    burst: u64,
+    per_sec: u64,
+    tokens: u64,
+    last_ms: u64,
+}
+
+impl ByteBucket {
+    pub fn new(burst: u64, per_sec: u64) -> ByteBucket {
+        ByteBucket { burst, per_sec, tokens: burst, last_ms: 0 }
+    }
+
+    /// Bytes available at `now_ms` (refills first).
+    pub fn tokens_now(&mut self, now_ms: u64) -> u64 {
+        let dt = now_ms.saturating_sub(self.last_ms);
+        if dt > 0 {
+            self.tokens = self.tokens.saturating_add(dt.saturating_mul(self.per_sec) / 1000).min(self.burst);
+            self.last_ms = now_ms;
+        }
+        self.tokens
+    }
+
+    /// Spend `n` bytes (never below zero).
+    pub fn take(&mut self, n: u64) {
+        self.tokens = self.tokens.saturating_sub(n);
+    }
 }
 
 impl UnitLog {
@@ -256,24 +314,31 @@ impl UnitLog {
             ring: Ring::default(),
             file: log_dir.and_then(|d| LogFile::open(d, name, FILE_CAP)),
             rate: RateLimit::new(RATE_BURST, RATE_PER_SEC),
+            bytes: ByteBucket::new(crate::event_loop::LOG_BYTES_BURST, crate::event_loop::LOG_BYTES_PER_SEC),
+            throttled: 0,
+            last_read: None,
+            quiet: ByteBucket::new(crate::event_loop::LOG_QUIET_BURST, crate::event_loop::LOG_QUIET_PER_SEC),
         })
     }
 
-    /// Read what the pipe holds now (at most `budget` bytes, for fairness). Returns the complete lines.
-    pub fn read_lines(&mut self, budget: usize) -> Vec<String> {
+    /// Read what the pipe holds now (at most `budget` bytes, for fairness). Returns the complete lines and the
+    /// bytes read.
+    pub fn read_lines(&mut self, budget: usize) -> (Vec<String>, usize) {
         let mut lines = Vec::new();
         let mut buf = [0u8; 4096];
         let mut total = 0;
         while total < budget {
-            match sys::read(self.rd.as_raw_fd(), &mut buf) {
+            let want = (budget - total).min(buf.len());
+            let Some(chunk) = buf.get_mut(..want) else { break };
+            match sys::read(self.rd.as_raw_fd(), chunk) {
                 Io::Done(n) => {
                     total += n;
-                    self.split.feed(&buf[..n], &mut |l| lines.push(l.to_string()));
+                    self.split.feed(chunk.get(..n).unwrap_or(&[]), &mut |l| lines.push(l.to_string()));
                 }
                 _ => break,
             }
         }
-        lines
+        (lines, total)
     }
 }
 
@@ -380,6 +445,16 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 200);
+    }
+
+    #[test]
+    fn byte_bucket_refills_up_to_its_burst() {
+        let mut b = ByteBucket::new(1000, 500);
+        assert_eq!(b.tokens_now(0), 1000);
+        b.take(1200);
+        assert_eq!(b.tokens_now(0), 0);
+        assert_eq!(b.tokens_now(100), 50);
+        assert_eq!(b.tokens_now(10_000), 1000);
     }
 
     #[test]

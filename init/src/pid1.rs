@@ -8,7 +8,13 @@
 //!   no switch root, no Ctrl-Alt-Del change, the console is stdout, no cgroups are created, and the end of a
 //!   shutdown is exit(0) whatever the power action (poweroff, reboot and halt all print their name and exit 0).
 //!
-//! Kernel command line (machine mode): `keel.shutdown_timeout=SECONDS`, the whole shutdown's deadline (default 90).
+//! Kernel command line (machine mode): `keel.shutdown_timeout=SECONDS`, the whole shutdown's deadline (default 90);
+//! `keel.tasks_max=N|P%|infinity`, the default task limit of every unit's cgroup (default 15 %: `crate::limits`).
+//!
+//! Machine mode, before any service: PID 1 locks its memory (mlockall with MCL_ONFAULT: every page it has used
+//! stays resident however hard the services push memory, with swap or a disk-backed root too, so restarting a
+//! service, answering keelctl and shutting down never wait for a page to come back; pages it never used are not
+//! loaded), and prepares the units' parent cgroup `keel` (cpu, memory, pids, io).
 //!
 //! Environment overrides (any mode): `KEEL_CONTAINERS` (bundle tree, default /containers), `KEEL_RUN` (control and
 //! notify sockets, default /run/keel), `KEEL_LOG_DIR` (NAME.log files; default /var/log, none in sandbox mode).
@@ -142,6 +148,32 @@ pub fn main() -> ! {
     if let Some(w) = bad {
         say(&mut console, &mut keel_ring, Level::Warn, &w, true);
     }
+    let mut cgroup_parent = None;
+    let (mut tasks_default, mut tasks_what) = (None, "none (sandbox)".to_string());
+    if !sandbox {
+        if let Err(e) = crate::sys::lock_memory() {
+            let msg = format!("mlockall: {e}; PID 1's memory may be paged out under pressure");
+            say(&mut console, &mut keel_ring, Level::Warn, &msg, true);
+        }
+        let root = keel_runtime::cgroups::default_root();
+        if keel_runtime::cgroups::is_cgroup2(&root) {
+            let (parent, problems) = crate::limits::prepare_parent(&root);
+            for p in problems {
+                say(&mut console, &mut keel_ring, Level::Warn, &p, true);
+            }
+            cgroup_parent = Some(parent);
+            let system = crate::limits::read_system_tasks_max();
+            let (limit, what, bad) = crate::limits::machine_default(cmdline.get("keel.tasks_max"), system);
+            if let Some(w) = bad {
+                say(&mut console, &mut keel_ring, Level::Warn, &w, true);
+            }
+            (tasks_default, tasks_what) = (limit, what);
+        } else {
+            let msg = format!("no cgroup2 at {}: services run without task limits", root.display());
+            say(&mut console, &mut keel_ring, Level::Warn, &msg, true);
+            tasks_what = "none (no cgroup2)".to_string();
+        }
+    }
     if !sandbox {
         for failed in console.add_cmdline_consoles(&cmdline.consoles()) {
             say(&mut console, &mut keel_ring, Level::Warn, &format!("console {failed}: cannot open"), true);
@@ -197,7 +229,16 @@ pub fn main() -> ! {
             );
         }
     }
-    let cfg = Config { sandbox, run_dir: crate::control::run_dir(), log_dir, start, start_boot_ms };
+    let cfg = Config {
+        sandbox,
+        run_dir: crate::control::run_dir(),
+        log_dir,
+        start,
+        start_boot_ms,
+        cgroup_parent,
+        tasks_default,
+        tasks_what,
+    };
     let mut sup = Supervisor::new(configs);
     sup.set_shutdown_timeout(shutdown_timeout);
     match Loop::new(cfg, sup, bundles, console, keel_ring) {

@@ -11,7 +11,10 @@
 //!   SO_PASSCRED and a datagram counts only if the sender's pid (in PID 1's pid namespace) is the unit's main
 //!   pid or one of its descendants; everything else is dropped and counted.
 //! - `ns_reaper`: a tiny reaper as pid 1 of the container's pid namespace (forwards TERM, reaps orphans).
-//! - cgroup `keel/NAME` (not in sandbox mode, where we must not touch the host's cgroup tree).
+//! - cgroup `keel/NAME` (not in sandbox mode, where we must not touch the host's cgroup tree), with the unit's task
+//!   limit (`crate::limits`).
+//! - A failed spawn is classified ([`classify`]): an errno that can heal (EAGAIN, ENOMEM, EINTR...) is transient
+//!   and retried by the supervisor; anything else is permanent.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -56,6 +59,8 @@ pub struct UnitRt {
     pub notify_rejected: u64,
     /// The one WARN line about rejected sd_notify senders was logged.
     pub notify_warned: bool,
+    /// Its task limit (`crate::limits`).
+    pub tasks: crate::limits::TasksMax,
 }
 
 /// Does the container get its own network namespace (then abstract sockets do not reach us)?
@@ -107,7 +112,8 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
     if let Some((host, _)) = &bind {
         // Services running as another uid must be able to send to it (abstract sockets have no permissions).
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666));
+        std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("chmod 0666 notify socket {}: {e}", host.display()))?;
     }
     Ok(Notify { fd, env, bind })
 }
@@ -265,7 +271,7 @@ pub fn spawn(
     notify: Option<&Notify>,
     devnull: RawFd,
     sandbox: bool,
-) -> Result<Started, String> {
+) -> Result<Started, (String, bool)> {
     let mut opts = SpawnOptions {
         id: name.to_string(),
         stdout: Some(log.wr.as_raw_fd()),
@@ -277,23 +283,60 @@ pub fn spawn(
     let mut ready_pipe = None;
     match ready {
         Ready::Fd(n) if (3..=READY_FD_MAX).contains(&n) => {
-            let (r, w) = sys::pipe().map_err(|e| format!("readiness pipe for {name}: {e}"))?;
+            let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e))?;
             opts.preserve_fds = std::iter::repeat_n(devnull, (n - 3) as usize).collect();
             opts.preserve_fds.push(w.as_raw_fd());
             ready_pipe = Some((r, w));
         }
-        Ready::Fd(n) => return Err(format!("keel.ready=fd:{n}: fd must be 3..{READY_FD_MAX}")),
+        Ready::Fd(n) => return Err((format!("keel.ready=fd:{n}: fd must be 3..{READY_FD_MAX}"), false)),
         Ready::Notify => {
-            let n = notify.ok_or_else(|| format!("no notify socket for {name}"))?;
+            let n = notify.ok_or_else(|| (format!("no notify socket for {name}"), false))?;
             opts.env.push(format!("NOTIFY_SOCKET={}", n.env));
             opts.binds.extend(n.bind.clone());
         }
         Ready::Started => {}
     }
-    let spawned = keel_runtime::spawn(bundle, &opts).map_err(|e| cause(&e))?;
+    let spawned = keel_runtime::spawn(bundle, &opts).map_err(|e| (cause(&e), classify(&e)))?;
     // Our copy of the readiness write end closes here: EOF on the read end then means the container closed it.
     let ready_rd = ready_pipe.map(|(r, _w)| r);
     Ok(Started { spawned, ready_rd })
+}
+
+/// "what: cause (errno N)", and whether it may heal.
+pub fn io_failure(what: String, e: &std::io::Error) -> (String, bool) {
+    let errno = e.raw_os_error();
+    let transient = errno.is_some_and(crate::supervisor::transient_errno);
+    let text = e.to_string();
+    let desc = text.split(" (os error").next().unwrap_or(&text);
+    let msg = match errno {
+        Some(n) => format!("{what}: {desc} (errno {n})"),
+        None => format!("{what}: {desc}"),
+    };
+    (msg, transient)
+}
+
+/// May this spawn error heal by itself (retry with backoff)? Decided by its errno ([`transient_errno`]): a
+/// syscall or file error that says EAGAIN/ENOMEM/EINTR..., or a setup message from the child ending in such an
+/// "(errno N)". A config that does not validate, a missing rootfs, a bad mount: never.
+///
+/// [`transient_errno`]: crate::supervisor::transient_errno
+pub fn classify(e: &keel_runtime::Error) -> bool {
+    use crate::supervisor::{errno_in, transient_errno};
+    let errno = match e {
+        keel_runtime::Error::Sys { errno, .. } => Some(*errno as i32),
+        keel_runtime::Error::Io { err, .. } => err.raw_os_error(),
+        keel_runtime::Error::Setup { msg, .. } => errno_in(msg),
+        keel_runtime::Error::Rootfs { .. } | keel_runtime::Error::Json { .. } => None,
+        // The cgroup of the previous run still holds processes (they are being killed): that heals.
+        keel_runtime::Error::Invalid { msg, .. } if msg.contains("has processes") => Some(libc::EBUSY),
+        keel_runtime::Error::Invalid { .. } => None,
+    };
+    errno.is_some_and(|n| n == libc::EBUSY || transient_errno(n))
+}
+
+/// A setup message from the status pipe ("what path: strerror (errno N)"): transient?
+pub fn classify_status(msg: &str) -> bool {
+    crate::supervisor::errno_in(msg).is_some_and(crate::supervisor::transient_errno)
 }
 
 /// The cause of a spawn error, without the "bundle NAME: " prefix (the console line names unit and bundle).

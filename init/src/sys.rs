@@ -249,6 +249,18 @@ pub fn has_children() -> bool {
     }
 }
 
+/// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page this process has touched, and will touch, stays
+/// resident (swap or a disk-backed root cannot take it away under memory pressure); pages never used are not
+/// faulted in, so the RSS does not grow.
+pub fn lock_memory() -> io::Result<()> {
+    // SAFETY: mlockall has no memory effects visible to Rust.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// kill(2); the errno on failure.
 pub fn kill(pid: i32, sig: i32) -> Result<(), i32> {
     // SAFETY: kill has no memory effects.

@@ -225,6 +225,13 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
     let lines = p.count(|l| from_unit(l, "lines"));
     println!("console lines: nonl {nonl}, lines {lines}");
     assert!(nonl <= 600 && lines <= 600, "nonl {nonl} lines {lines}");
+    // The 20 MB flood is read in batches within PID 1's output budget (its writes wait), said once.
+    assert_eq!(p.count(|l| keel_about(l, "nonl is flooding its output")), 1, "{text}");
+    // keelctl analyze says where PID 1's time went; status shows the task limit (none without cgroups).
+    let (_, analyze) = p.keelctl(&["analyze"]);
+    assert!(analyze.contains("PID 1's time: output "), "{analyze}");
+    let (_, status) = p.keelctl(&["status", "good"]);
+    assert!(status.contains("tasks") && status.contains("no limit (none (sandbox))"), "{status}");
     // The well-behaved ones ran.
     assert!(p.count(|l| from_unit(l, "orphans") && l.ends_with("orphans made")) == 1, "{text}");
     // Escape sequences shown visibly: the name and the output.

@@ -119,23 +119,24 @@ impl Supervisor {
     pub(super) fn step_ended(&mut self, now: Instant, id: UnitId, outcome: Outcome) {
         let label = self.label(id);
         let cannot = match &outcome {
-            Outcome::SpawnFailed(e) => self.cannot_start_line(id, e, false),
+            Outcome::SpawnFailed { error, .. } => self.cannot_start_line(id, error, super::Fate::Silent),
             _ => String::new(),
         };
         let Some(u) = self.units.get_mut(id) else { return };
         let took = super::human(now.saturating_duration_since(u.spawned_at.unwrap_or(now)));
         let stop = u.rt.stop.take();
         let signal = super::signal_name(u.rt.stop_signal);
+        let oom = u.rt.oom.take();
         let (ok, level, line) = match (&outcome, stop) {
             (Outcome::Exit(Exit::Code(0)), None) => (true, Level::Info, format!("{label}: exited 0 ({took})")),
             (Outcome::Exit(exit), None | Some(StopCause::Timeout)) => {
-                (false, Level::Error, format!("{label}: {} ({took})", super::describe_exit(*exit)))
+                (false, Level::Error, format!("{label}: {} ({took})", super::describe(*exit, oom)))
             }
             (Outcome::Exit(_), Some(StopCause::Shutdown)) => {
                 (false, Level::Info, format!("{label}: stopped ({signal}) for shutdown after {took}"))
             }
             (Outcome::Exit(_), Some(_)) => (false, Level::Warn, format!("{label}: stopped by keelctl ({signal})")),
-            (Outcome::SpawnFailed(_), _) => (false, Level::Error, cannot),
+            (Outcome::SpawnFailed { .. }, _) => (false, Level::Error, cannot),
             (Outcome::Lost, _) => (
                 false,
                 Level::Error,
@@ -147,8 +148,8 @@ impl Supervisor {
             Outcome::Exit(exit) if stop == Some(StopCause::Timeout) => {
                 format!("timed out after {} ({})", human(u.config.timeout), super::describe_exit(*exit))
             }
-            Outcome::Exit(exit) => super::describe_exit(*exit),
-            Outcome::SpawnFailed(e) => e.clone(),
+            Outcome::Exit(exit) => super::describe(*exit, oom),
+            Outcome::SpawnFailed { error, .. } => error.clone(),
             Outcome::Lost => "did not exit after SIGKILL".to_string(),
         });
         let required = u.config.kind == Kind::Onboot && u.config.required;

@@ -122,9 +122,14 @@ pub enum Event {
     /// The process exec'd its binary (status pipe EOF).
     Execd { unit: UnitId },
     /// spawn() failed, or the child's setup failed before exec (message from the status pipe, e.g.
-    /// `exec /bin/httpd: No such file or directory (errno 2)`). Never retried by the restart policy: the unit is
-    /// Failed with this cause until `keelctl start`.
-    SpawnFailed { unit: UnitId, error: String },
+    /// `exec /bin/httpd: No such file or directory (errno 2)`). `transient` (the loop classifies the errno with
+    /// [`transient_errno`]: EAGAIN, ENOMEM, EINTR...): the start is retried with the service's backoff, whatever
+    /// its restart policy, and never trips the start limit. Otherwise the failure cannot heal by itself: the unit
+    /// is Failed with this cause until `keelctl start`.
+    SpawnFailed { unit: UnitId, error: String, transient: bool },
+    /// The unit's cgroup counted `kills` OOM kills during the run that is ending (`memory.events` oom_kill), under
+    /// the memory limit `limit` (None: none; the whole system ran out). Sent just before that run's Exited.
+    OomKilled { unit: UnitId, kills: u64, limit: Option<u64> },
     /// The reaper collected the unit's process.
     Exited { unit: UnitId, exit: Exit },
     /// Readiness signalled (fd line or READY=1).
@@ -214,6 +219,9 @@ pub struct UnitState {
     pub spawned_at: Option<Instant>,
     pub ready_at: Option<Instant>,
     pub exited_at: Option<Instant>,
+    /// OOM kills reported since boot, and how the last one is described ("OOM killer: memory limit 64 MiB").
+    pub oom_kills: u64,
+    pub last_oom: Option<String>,
     /// Supervisor bookkeeping (timers, backoff, stop progress); private.
     rt: Rt,
 }
@@ -273,8 +281,11 @@ enum StopCause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Exit(Exit),
-    /// spawn() or the child's setup failed (the message from the runtime).
-    SpawnFailed(String),
+    /// spawn() or the child's setup failed (the message from the runtime); `transient`: it may heal (retried).
+    SpawnFailed {
+        error: String,
+        transient: bool,
+    },
     /// Still no exit [`LOST_AFTER`] after SIGKILL: we stop waiting.
     Lost,
 }
@@ -293,8 +304,10 @@ struct Rt {
     stop_at: Option<Instant>,
     /// Last signal sent while stopping (TERM or KILL), for the "stopped (SIGTERM) in 12 ms" line.
     stop_signal: i32,
-    /// SpawnFailed arrived while a process exists: reported with the Exited that must follow.
-    spawn_error: Option<String>,
+    /// SpawnFailed arrived while a process exists: reported with the Exited that must follow (cause, transient).
+    spawn_error: Option<(String, bool)>,
+    /// OomKilled arrived: (kills, memory limit), reported with the Exited that follows.
+    oom: Option<(u64, Option<u64>)>,
     /// Log the "starting"/"ready" lines for this start (first start at boot, keelctl start).
     announce: bool,
     /// Can never start (broken bundle, unknown name or cycle in keel.after).
@@ -372,6 +385,8 @@ impl Supervisor {
                 spawned_at: None,
                 ready_at: None,
                 exited_at: None,
+                oom_kills: 0,
+                last_oom: None,
                 rt: Rt { deps, ..Rt::default() },
             })
             .collect();
@@ -412,7 +427,8 @@ impl Supervisor {
             Event::Boot => self.on_boot(now),
             Event::Spawned { unit, pid } => self.on_spawned(unit, pid),
             Event::Execd { unit } => self.on_execd(now, unit),
-            Event::SpawnFailed { unit, error } => self.on_spawn_failed(now, unit, error),
+            Event::SpawnFailed { unit, error, transient } => self.on_spawn_failed(now, unit, error, transient),
+            Event::OomKilled { unit, kills, limit } => self.on_oom(unit, kills, limit),
             Event::Exited { unit, exit } => self.ended(now, unit, Outcome::Exit(exit)),
             Event::Ready { unit } => self.on_ready(now, unit),
             Event::Timer { unit, gen } => self.on_timer(now, unit, gen),
@@ -528,6 +544,7 @@ impl Supervisor {
         u.rt.stop = None;
         u.rt.stop_at = None;
         u.rt.spawn_error = None;
+        u.rt.oom = None;
         u.rt.finished = false;
         u.rt.announce = announce;
         let (kind, mut timeout) = (u.config.kind, u.config.timeout);
@@ -563,41 +580,63 @@ impl Supervisor {
         }
     }
 
-    fn on_spawn_failed(&mut self, now: Instant, id: UnitId, error: String) {
+    fn on_spawn_failed(&mut self, now: Instant, id: UnitId, error: String, transient: bool) {
         let Some(u) = self.units.get_mut(id) else { return };
         match u.state {
             State::Starting | State::Stopping if u.pid.is_some() => {
                 // A process exists: its Exited follows and ends this start (reported with this error then).
-                u.rt.spawn_error = Some(error);
+                u.rt.spawn_error = Some((error, transient));
             }
-            State::Starting | State::Stopping => self.ended(now, id, Outcome::SpawnFailed(error)),
+            State::Starting | State::Stopping => self.ended(now, id, Outcome::SpawnFailed { error, transient }),
+            State::Backoff if transient => {
+                // The Exited for this process was handled first and scheduled a restart: a transient failure keeps
+                // it; just say why the start failed.
+                let line = self.cannot_start_line(id, &error, Fate::Retry);
+                self.log(Some(id), Level::Warn, line);
+            }
             State::Backoff => {
-                // The Exited for this process was handled first and scheduled a restart: a setup failure is not
-                // retried, so take that back.
+                // The Exited for this process was handled first and scheduled a restart: a setup failure that
+                // cannot heal is not retried, so take that back.
                 u.state = State::Failed;
                 u.rt.timer = None;
                 u.rt.streak = 0;
                 u.rt.streak_since = None;
                 u.reason = Some(error.clone());
-                let line = self.cannot_start_line(id, &error, true);
+                let line = self.cannot_start_line(id, &error, Fate::Permanent);
                 self.log(Some(id), Level::Error, line);
             }
             _ => {
                 // The Exited was handled first (and ended it): just say why it could not start.
-                let line = self.cannot_start_line(id, &error, false);
+                let line = self.cannot_start_line(id, &error, Fate::Silent);
                 self.log(Some(id), Level::Error, line);
             }
         }
     }
 
+    fn on_oom(&mut self, id: UnitId, kills: u64, limit: Option<u64>) {
+        let Some(u) = self.units.get_mut(id) else { return };
+        if kills == 0 {
+            return;
+        }
+        u.oom_kills = u.oom_kills.saturating_add(kills);
+        u.last_oom = Some(oom_text(limit));
+        if matches!(u.state, State::Starting | State::Running | State::Stopping) {
+            u.rt.oom = Some((kills, limit));
+        }
+    }
+
     /// `web: cannot start: exec /bin/httpd: No such file or directory (errno 2) [bundle /containers/services/web];
-    /// not restarting (keelctl start web to retry)` (the tail only with `retry_hint`).
-    fn cannot_start_line(&self, id: UnitId, cause: &str, retry_hint: bool) -> String {
+    /// permanent failure: not restarting (keelctl start web to retry)`; the tail depends on `fate`.
+    fn cannot_start_line(&self, id: UnitId, cause: &str, fate: Fate) -> String {
         let label = self.label(id);
         let name = self.name(id);
         let bundle = self.units.get(id).map(|u| u.config.bundle.display().to_string()).unwrap_or_default();
         let at = if bundle.is_empty() { String::new() } else { format!(" [bundle {bundle}]") };
-        let tail = if retry_hint { format!("; not restarting (keelctl start {name} to retry)") } else { String::new() };
+        let tail = match fate {
+            Fate::Permanent => format!("; permanent failure: not restarting (keelctl start {name} to retry)"),
+            Fate::Retry => "; transient failure: retrying".to_string(),
+            Fate::Silent => String::new(),
+        };
         format!("{label}: cannot start: {cause}{at}{tail}")
     }
 
@@ -649,7 +688,7 @@ impl Supervisor {
             u.last_exit = Some(*exit);
         }
         let outcome = match (outcome, u.rt.spawn_error.take()) {
-            (Outcome::Exit(_), Some(error)) => Outcome::SpawnFailed(error),
+            (Outcome::Exit(_), Some((error, transient))) => Outcome::SpawnFailed { error, transient },
             (outcome, _) => outcome,
         };
         let kind = u.config.kind;
@@ -665,6 +704,7 @@ fn event_unit(event: &Event) -> Option<UnitId> {
         Event::Spawned { unit, .. }
         | Event::Execd { unit }
         | Event::SpawnFailed { unit, .. }
+        | Event::OomKilled { unit, .. }
         | Event::Exited { unit, .. }
         | Event::Ready { unit }
         | Event::Timer { unit, .. } => Some(*unit),
@@ -739,6 +779,54 @@ pub fn signal_name(sig: i32) -> String {
         35..=64 => format!("SIGRTMIN+{}", sig - 34),
         _ => format!("signal {sig}"),
     }
+}
+
+/// How an OOM kill is described: "OOM killer: memory limit 64 MiB" / "OOM killer: system out of memory (no
+/// memory limit)".
+pub fn oom_text(limit: Option<u64>) -> String {
+    format!("OOM killer: {}", oom_limit_text(limit))
+}
+
+fn oom_limit_text(limit: Option<u64>) -> String {
+    match limit {
+        Some(l) => format!("memory limit {} reached", crate::limits::bytes_human(l)),
+        None => "no memory limit: the system ran out of memory".to_string(),
+    }
+}
+
+/// "exited 3", or with an OOM kill reported for this run: "killed by the OOM killer (memory limit 64 MiB
+/// reached; exited 137)".
+fn describe(exit: Exit, oom: Option<(u64, Option<u64>)>) -> String {
+    match oom {
+        Some((_, limit)) => format!("killed by the OOM killer ({}; {})", oom_limit_text(limit), describe_exit(exit)),
+        None => describe_exit(exit),
+    }
+}
+
+/// Can a failed start heal by itself? EAGAIN (no pid left, pids.max reached, threads-max), ENOMEM, EINTR, and
+/// the file table and buffer shortages (ENFILE, EMFILE, ENOBUFS): yes, retried with backoff. Anything else (a
+/// missing binary, a bad mount, a bad config) fails the same way every time: no.
+pub fn transient_errno(errno: i32) -> bool {
+    matches!(errno, libc::EAGAIN | libc::ENOMEM | libc::EINTR | libc::ENFILE | libc::EMFILE | libc::ENOBUFS)
+}
+
+/// The errno named last in a message, as the runtime writes it: "... (errno 11)" or "... (os error 11)".
+pub fn errno_in(msg: &str) -> Option<i32> {
+    ["(errno ", "(os error "].iter().filter_map(|p| msg.rfind(p).map(|i| (i, p.len()))).max().and_then(|(i, n)| {
+        let rest = msg.get(i + n..)?;
+        rest.split(')').next()?.trim().parse().ok()
+    })
+}
+
+/// What a "cannot start" line says will happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Cannot heal: not restarted until keelctl start.
+    Permanent,
+    /// Transient: retried with backoff.
+    Retry,
+    /// Nothing to add (a step, or shutting down).
+    Silent,
 }
 
 /// "exited 3" / "killed by SIGSEGV".

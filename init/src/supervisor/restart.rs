@@ -3,9 +3,15 @@
 //!
 //! - `keel.restart=no`: never restarted. `on-failure` (default): restarted after a non-zero exit, a signal
 //!   or a readiness timeout. `always`: restarted after any exit.
-//! - A setup failure before exec (missing binary, failing mount, bad cwd...: [`Outcome::SpawnFailed`]) is never
-//!   restarted, whatever the policy: it would fail the same way each time. The service is Failed with the cause as
-//!   its reason and one ERROR line naming the unit, the cause and the bundle; `keelctl start` retries it.
+//! - A start that fails with an errno that can heal (EAGAIN: no pid left or `pids.max` reached; ENOMEM; EINTR...:
+//!   [`super::transient_errno`], classified by the loop) is retried with the backoff below, whatever the policy
+//!   (the service never ran), and never trips the start limit: the machine's pid table or memory may take minutes
+//!   to recover from a storm. One WARN line each: "cannot start: CAUSE [bundle]; transient failure: restart N in T".
+//! - A setup failure before exec that cannot heal (missing binary, failing mount, bad cwd, bad config...:
+//!   [`Outcome::SpawnFailed`] not transient) is never restarted, whatever the policy: it would fail the same way
+//!   each time. The service is Failed with the cause as its reason and one ERROR line naming the unit, the cause,
+//!   the bundle and "permanent failure"; `keelctl start` retries it.
+//! - An OOM kill ([`super::Event::OomKilled`] before the exit) is named in the exit line and counts as a failure.
 //! - Backoff: [`BACKOFF_START`] doubling per restart in a row, capped at [`BACKOFF_CAP`]; a run of at least
 //!   [`BACKOFF_RESET`] resets it.
 //! - Start limit: a failure after [`START_LIMIT`] restarts in a row (no run reaching [`BACKOFF_RESET`]) makes the
@@ -15,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    describe_exit, human, signal_name, Exit, Level, Outcome, Restart, State, StopCause, Supervisor, UnitId,
+    describe, human, signal_name, Exit, Fate, Level, Outcome, Restart, State, StopCause, Supervisor, UnitId,
     BACKOFF_CAP, BACKOFF_RESET, BACKOFF_START, START_LIMIT,
 };
 
@@ -32,20 +38,23 @@ impl Supervisor {
         let name = u.config.name.clone();
         let stop = u.rt.stop.take();
         let ran = now.saturating_duration_since(u.spawned_at.unwrap_or(now));
+        let oom = u.rt.oom.take();
         let what = match &outcome {
-            Outcome::Exit(exit) => format!("{name} {}", describe_exit(*exit)),
-            Outcome::SpawnFailed(e) => format!("{name}: cannot start: {e}"),
+            Outcome::Exit(exit) => format!("{name} {}", describe(*exit, oom)),
+            Outcome::SpawnFailed { error, .. } => format!("{name}: cannot start: {error}"),
             Outcome::Lost => {
                 format!("{name}: still running {} after SIGKILL; giving up on it", human(super::LOST_AFTER))
             }
         };
-        if let Outcome::SpawnFailed(cause) = &outcome {
+        let transient = matches!(outcome, Outcome::SpawnFailed { transient: true, .. });
+        if let (Outcome::SpawnFailed { error, .. }, false) = (&outcome, transient && !shutting_down) {
             u.state = State::Failed;
-            u.reason = Some(cause.clone());
+            u.reason = Some(error.clone());
             u.rt.streak = 0;
             u.rt.streak_since = None;
-            let cause = cause.clone();
-            let line = self.cannot_start_line(id, &cause, !shutting_down);
+            let error = error.clone();
+            let fate = if shutting_down { Fate::Silent } else { Fate::Permanent };
+            let line = self.cannot_start_line(id, &error, fate);
             return self.log(Some(id), Level::Error, line);
         }
         if outcome == Outcome::Lost {
@@ -73,6 +82,7 @@ impl Supervisor {
         }
         let failed = stop == Some(StopCause::NotReady) || outcome != Outcome::Exit(Exit::Code(0));
         let restart = match u.config.restart {
+            _ if transient => true, // it never ran: the start is retried whatever the policy
             Restart::No => false,
             Restart::OnFailure => failed,
             Restart::Always => true,
@@ -93,12 +103,12 @@ impl Supervisor {
             u.rt.streak = 0;
             u.rt.streak_since = None;
         }
-        if u.rt.streak >= START_LIMIT {
+        if u.rt.streak >= START_LIMIT && !transient {
             let since = u.rt.streak_since.unwrap_or(now);
             let span = human(now.saturating_duration_since(since));
             let exits = u.rt.streak + 1;
             let last = match &outcome {
-                Outcome::Exit(exit) => describe_exit(*exit),
+                Outcome::Exit(exit) => describe(*exit, oom),
                 _ => "not ready".to_string(),
             };
             let reason = format!("{exits} exits in {span}, none after running {}, last {last}", human(BACKOFF_RESET));
@@ -117,7 +127,15 @@ impl Supervisor {
         let delay = backoff(u.rt.streak);
         let n = u.rt.streak;
         u.state = State::Backoff;
-        self.log(Some(id), Level::Warn, format!("{what}; restart {n} in {}", human(delay)));
+        let line = if let Outcome::SpawnFailed { error, .. } = &outcome {
+            let error = error.clone();
+            u.reason = Some(format!("cannot start: {error} (transient; retrying)"));
+            let line = self.cannot_start_line(id, &error, Fate::Silent);
+            format!("{line}; transient failure: restart {n} in {}", human(delay))
+        } else {
+            format!("{what}; restart {n} in {}", human(delay))
+        };
+        self.log(Some(id), Level::Warn, line);
         self.arm(id, super::TimerKind::Backoff, now, delay);
     }
 }

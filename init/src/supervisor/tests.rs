@@ -341,7 +341,7 @@ fn required_step_timeout_is_a_failure() {
 fn step_spawn_failure_without_process_goes_on() {
     let mut h = H::new(vec![onboot("a"), onboot("b")]);
     h.boot();
-    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "config.json: bad JSON at line 3".into() });
+    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "config.json: bad JSON at line 3".into(), transient: false });
     assert_eq!(h.spawns(&acts), ["b"]);
     let want = "onboot a: cannot start: config.json: bad JSON at line 3 [bundle /containers/x/a]";
     assert_eq!(h.logs.last().map(String::as_str), Some(want), "{:?}", h.logs);
@@ -354,7 +354,7 @@ fn step_spawn_failure_then_exit_advances_once() {
     let mut h = H::new(vec![onboot("a"), onboot("b"), onboot("c")]);
     h.boot();
     h.ev(Event::Spawned { unit: 0, pid: 5 });
-    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into() });
+    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into(), transient: false });
     assert!(h.spawns(&acts).is_empty(), "waits for the Exited");
     assert_eq!(h.sp(|h| h.exit("a", Exit::Code(127))), ["b"]);
     assert_eq!(h.count_logged("onboot a"), 1, "{:?}", h.logs);
@@ -367,7 +367,7 @@ fn step_exit_then_spawn_failure_advances_once() {
     h.boot();
     h.ev(Event::Spawned { unit: 0, pid: 5 });
     assert_eq!(h.sp(|h| h.exit("a", Exit::Code(127))), ["b"]);
-    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into() });
+    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "exec /bin/x: ENOENT".into(), transient: false });
     assert!(h.spawns(&acts).is_empty());
     assert!(h.logged("onboot a: cannot start: exec /bin/x: ENOENT [bundle /containers/x/a]"), "{:?}", h.logs);
     assert_eq!(h.st("b"), State::Starting);
@@ -611,7 +611,7 @@ fn restart_policies() {
 
 const NOEXEC: &str = "exec /bin/httpd: No such file or directory (errno 2)";
 const NOEXEC_LINE: &str = "web: cannot start: exec /bin/httpd: No such file or directory (errno 2) \
-                           [bundle /containers/x/web]; not restarting (keelctl start web to retry)";
+                           [bundle /containers/x/web]; permanent failure: not restarting (keelctl start web to retry)";
 
 /// After a setup failure: Failed with the cause, exactly one (ERROR) line, nothing armed, nothing restarts.
 fn assert_failed_once(h: &mut H, acts: &[Action]) {
@@ -635,7 +635,7 @@ fn spawn_failure_is_not_restarted() {
         let mut h = H::new(vec![c]);
         h.boot();
         h.logs.clear();
-        let acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+        let acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into(), transient: false });
         assert_failed_once(&mut h, &acts);
         assert_eq!(h.s.units[0].restarts, 0);
         // keelctl start retries it.
@@ -651,7 +651,7 @@ fn setup_failure_reported_by_the_status_pipe_is_not_restarted() {
     h.boot();
     h.logs.clear();
     h.ev(Event::Spawned { unit: 0, pid: 7 });
-    let mut acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+    let mut acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into(), transient: false });
     acts.extend(h.exit("web", Exit::Code(127)));
     assert_eq!(h.count_logged("web: cannot start"), 1, "{:?}", h.logs);
     assert_eq!(h.st("web"), State::Failed);
@@ -664,7 +664,7 @@ fn setup_failure_reported_by_the_status_pipe_is_not_restarted() {
     h.ev(Event::Spawned { unit: 0, pid: 7 });
     h.exit("web", Exit::Code(127));
     assert_eq!(h.st("web"), State::Backoff);
-    h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+    h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into(), transient: false });
     assert_eq!(h.st("web"), State::Failed);
     assert_eq!(h.s.units[0].reason.as_deref(), Some(NOEXEC));
     assert!(h.logged(NOEXEC_LINE), "{:?}", h.logs);
@@ -678,7 +678,7 @@ fn spawn_failure_of_a_restarted_service_stops_the_loop() {
     h.exit("web", FAIL);
     h.advance(ms(100));
     h.logs.clear();
-    let acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into() });
+    let acts = h.ev(Event::SpawnFailed { unit: 0, error: NOEXEC.into(), transient: false });
     assert_failed_once(&mut h, &acts);
 }
 
@@ -688,7 +688,11 @@ fn required_step_spawn_failure_is_one_line_then_emergency() {
     net.required = true;
     let mut h = H::new(vec![net, svc("web")]);
     h.boot();
-    let acts = h.ev(Event::SpawnFailed { unit: 0, error: "mount /proc: Permission denied (errno 13)".into() });
+    let acts = h.ev(Event::SpawnFailed {
+        unit: 0,
+        error: "mount /proc: Permission denied (errno 13)".into(),
+        transient: false,
+    });
     assert!(acts.iter().any(|a| matches!(a, Action::Emergency { .. })), "{acts:?}");
     assert!(h.spawns(&acts).is_empty());
     assert_eq!(h.count_logged("onboot net: cannot start"), 1, "{:?}", h.logs);
@@ -1362,4 +1366,139 @@ fn crash_loop_does_not_hold_back_boot_complete() {
         h.logs
     );
     assert_eq!(h.count_logged("boot complete"), 1);
+}
+
+// ---------------------------------------------------------------- storms: transient failures, OOM kills
+
+const EAGAIN_MSG: &str = "fork pid namespace reaper: Resource temporarily unavailable (errno 11)";
+
+#[test]
+fn errnos_that_can_heal_are_transient() {
+    for e in [libc::EAGAIN, libc::ENOMEM, libc::EINTR, libc::ENFILE, libc::EMFILE, libc::ENOBUFS] {
+        assert!(transient_errno(e), "{e}");
+    }
+    for e in [libc::ENOENT, libc::EACCES, libc::EPERM, libc::EINVAL, libc::ENOEXEC, libc::ENOTDIR, libc::EEXIST] {
+        assert!(!transient_errno(e), "{e}");
+    }
+    assert_eq!(errno_in(EAGAIN_MSG), Some(11));
+    assert_eq!(errno_in("open /x: Cannot allocate memory (os error 12)"), Some(12));
+    assert_eq!(errno_in("mount (errno 2) then clone3: (errno 11)"), Some(11));
+    assert_eq!(errno_in("config.json: bad JSON"), None);
+    assert_eq!(errno_in("x (errno ?)"), None);
+}
+
+#[test]
+fn transient_spawn_failure_is_retried_with_backoff_and_never_hits_the_start_limit() {
+    for policy in [Restart::No, Restart::OnFailure, Restart::Always] {
+        let mut c = svc("web");
+        c.restart = policy;
+        let mut h = H::new(vec![c]);
+        h.boot();
+        h.logs.clear();
+        let mut delays = Vec::new();
+        // Far more failures than the start limit, alternating how they arrive.
+        for i in 0..(START_LIMIT as usize + 5) {
+            if i % 2 == 0 {
+                // spawn() itself failed (clone3 EAGAIN): no process.
+                h.ev(Event::SpawnFailed { unit: 0, error: EAGAIN_MSG.into(), transient: true });
+            } else {
+                // The status pipe said so, then the child's exit 127.
+                h.ev(Event::Spawned { unit: 0, pid: 7 + i as i32 });
+                h.ev(Event::SpawnFailed { unit: 0, error: EAGAIN_MSG.into(), transient: true });
+                h.exit("web", Exit::Code(127));
+            }
+            assert_eq!(h.st("web"), State::Backoff, "{policy:?} #{i}: {:?}", h.logs);
+            let (_, at) = h.timers[&0];
+            delays.push(at - h.now);
+            assert_eq!(h.sp(|h| h.advance(at - h.now)), ["web"], "{policy:?} #{i}");
+        }
+        assert_eq!(delays[..4], [ms(100), ms(200), ms(400), ms(800)], "{policy:?}");
+        assert_eq!(*delays.last().unwrap_or(&S), BACKOFF_CAP);
+        assert_eq!(h.count_logged("transient failure: restart"), START_LIMIT as usize + 5, "{:?}", h.logs);
+        assert!(
+            h.logged(&format!(
+                "web: cannot start: {EAGAIN_MSG} [bundle /containers/x/web]; transient failure: restart 1 in 100 ms"
+            )),
+            "{:?}",
+            h.logs
+        );
+        assert!(!h.logs.iter().any(|l| l.contains("giving up") || l.contains("permanent")), "{:?}", h.logs);
+        // Once the machine recovers, the service runs.
+        h.run("web");
+        assert_eq!(h.st("web"), State::Running);
+    }
+}
+
+#[test]
+fn transient_failure_after_the_exit_keeps_the_restart() {
+    let mut h = H::new(vec![svc("web")]);
+    h.boot();
+    h.ev(Event::Spawned { unit: 0, pid: 7 });
+    h.exit("web", Exit::Code(127));
+    assert_eq!(h.st("web"), State::Backoff);
+    h.ev(Event::SpawnFailed { unit: 0, error: EAGAIN_MSG.into(), transient: true });
+    assert_eq!(h.st("web"), State::Backoff);
+    assert!(h.logged("transient failure: retrying"), "{:?}", h.logs);
+    assert_eq!(h.sp(|h| h.advance(S)), ["web"]);
+}
+
+#[test]
+fn transient_failure_during_shutdown_is_not_retried() {
+    let mut h = booted(svc("web"));
+    h.ev(Event::Shutdown(PowerAction::PowerOff));
+    h.ev(Event::SpawnFailed { unit: 0, error: EAGAIN_MSG.into(), transient: true });
+    h.exit("web", Exit::Code(127));
+    assert_ne!(h.st("web"), State::Backoff);
+    assert!(h.sp(|h| h.advance(5 * S)).is_empty());
+}
+
+#[test]
+fn oom_kills_are_named_with_the_limit_and_restart_on_failure() {
+    let mut h = booted(svc("hog"));
+    h.ev(Event::OomKilled { unit: 0, kills: 1, limit: Some(64 << 20) });
+    h.exit("hog", Exit::Code(137));
+    assert!(
+        h.logged("hog killed by the OOM killer (memory limit 64 MiB reached; exited 137); restart 1 in 100 ms"),
+        "{:?}",
+        h.logs
+    );
+    assert_eq!(h.s.units[0].oom_kills, 1);
+    assert_eq!(h.s.units[0].last_oom.as_deref(), Some("OOM killer: memory limit 64 MiB reached"));
+    // The next run is not an OOM kill unless told so again.
+    h.advance(S);
+    h.run("hog");
+    h.exit("hog", Exit::Code(1));
+    assert!(h.logs.last().is_some_and(|l| l.starts_with("hog exited 1;")), "{:?}", h.logs);
+    // No memory limit: the whole system ran out.
+    h.advance(S);
+    h.run("hog");
+    h.ev(Event::OomKilled { unit: 0, kills: 2, limit: None });
+    h.exit("hog", Exit::Signal(libc::SIGKILL));
+    assert!(
+        h.logged("hog killed by the OOM killer (no memory limit: the system ran out of memory; killed by SIGKILL)"),
+        "{:?}",
+        h.logs
+    );
+    assert_eq!(h.s.units[0].oom_kills, 3);
+    // Zero kills: nothing to say.
+    h.ev(Event::OomKilled { unit: 0, kills: 0, limit: None });
+    assert_eq!(h.s.units[0].oom_kills, 3);
+}
+
+#[test]
+fn oom_killed_step_is_named() {
+    let mut h = H::new(vec![onboot("big"), svc("web")]);
+    h.boot();
+    h.run("big");
+    h.ev(Event::OomKilled { unit: 0, kills: 1, limit: Some(32 << 20) });
+    h.exit("big", Exit::Signal(libc::SIGKILL));
+    assert!(
+        h.logs.iter().any(|l| l.starts_with("onboot big: killed by the OOM killer (memory limit 32 MiB reached")),
+        "{:?}",
+        h.logs
+    );
+    assert_eq!(
+        h.s.units[0].reason.as_deref(),
+        Some("killed by the OOM killer (memory limit 32 MiB reached; killed by SIGKILL)")
+    );
 }
