@@ -253,7 +253,7 @@ fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
         ("manyann", "annotations.a1024: more than 1024 annotations"),
         ("noargs", "process.args: must not be empty"),
         ("notutf8", "invalid unicode code point"),
-        ("escape", "cannot start: mount /etc/keel-hostile-"),
+        ("escape", "cannot start: resolve mount target /etc/keel-hostile-"),
     ] {
         assert!(out.iter().any(|l| keel_about(l, &format!("{name}:")) && l.contains(cause)), "{name}: {cause}\n{text}");
     }
