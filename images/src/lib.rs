@@ -11,6 +11,7 @@ pub mod config;
 pub mod cpio;
 pub mod files;
 pub mod kernel;
+pub mod label;
 pub mod layout;
 pub mod modindex;
 pub mod run;

@@ -19,6 +19,8 @@ pub struct ImageConfig {
     pub cmd: Vec<String>,
     pub working_dir: String,
     pub user: String,
+    /// The image config's Labels (LinuxKit reads `org.mobyproject.config` from them).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A resolved image: its root filesystem and config.
@@ -34,11 +36,13 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 /// Where the host's static busybox is looked for.
 pub const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
-/// LinuxKit images keel replaces (init:, and runc/containerd in onboot/services), by name prefix.
+/// LinuxKit images keel replaces: its init, runc and containerd (in `init:`, or as onboot/services entries).
+/// Every other `init:` image (ca-certificates, firmware, ...) is unpacked into the root, as LinuxKit does.
 pub fn is_linuxkit_runtime_image(image: &str) -> bool {
-    let base = image.rsplit('/').next().unwrap_or(image);
-    let name = base.split([':', '@']).next().unwrap_or(base);
-    image.starts_with("linuxkit/") && matches!(name, "init" | "runc" | "containerd" | "ca-certificates")
+    let image = image.strip_prefix("docker.io/").unwrap_or(image);
+    let Some(rest) = image.strip_prefix("linuxkit/") else { return false };
+    let name = rest.split([':', '@']).next().unwrap_or(rest);
+    matches!(name, "init" | "runc" | "containerd")
 }
 
 /// Resolve `spec` (the `image:` value) for container `who`; `base` is the YAML file's directory (relative paths).
@@ -62,8 +66,13 @@ pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
         };
         return oci_layout(&rel(path), tag).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
     }
-    if let Some(path) = spec.strip_prefix("docker-archive:") {
-        return docker_archive(&rel(path)).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
+    if let Some(rest) = spec.strip_prefix("docker-archive:") {
+        // docker-archive:FILE[:REF] — REF (a RepoTag, or its tag) only if FILE without it is a file.
+        let (path, want) = match rest.split_once(':') {
+            Some((p, r)) if rel(p).is_file() => (p, Some(r)),
+            _ => (rest, None),
+        };
+        return docker_archive_ref(&rel(path), want).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
     }
     if let Some(dir) = spec.strip_prefix("rootfs:") {
         let d = rel(dir);
@@ -74,9 +83,21 @@ pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
         return Ok(Image { rootfs, config: ImageConfig { env: vec![DEFAULT_PATH.into()], ..Default::default() } });
     }
     Err(Error::Source(format!(
-        "{who}: image {spec:?} cannot be fetched: no registry is reachable from this builder. Use a local source: \
-         busybox, oci:PATH[:TAG] (OCI image layout), docker-archive:FILE (docker save) or rootfs:DIR"
+        "{who}: image {spec:?} cannot be fetched: no registry is reachable from this builder; {}",
+        how_to_get(spec)
     )))
+}
+
+/// How to turn a registry reference into a local source keel-image reads.
+pub fn how_to_get(spec: &str) -> String {
+    let base = spec.rsplit('/').next().unwrap_or(spec);
+    let name = base.split([':', '@']).next().unwrap_or(base);
+    format!(
+        "get it where a registry is reachable: `skopeo copy docker://{spec} oci:{name}:{tag}` then \
+         `image: oci:{name}:{tag}`, or `docker pull {spec} && docker save -o {name}.tar {spec}` then \
+         `image: docker-archive:{name}.tar` (other local sources: busybox, rootfs:DIR)",
+        tag = base.split_once(':').map(|x| x.1).filter(|t| !t.contains('@')).unwrap_or("latest"),
+    )
 }
 
 /// The host's busybox binary (must be static: it runs inside containers with nothing else).
@@ -160,6 +181,10 @@ pub fn parse_image_config(v: &Value) -> ImageConfig {
         cmd: strs(&c["Cmd"]),
         working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
         user: c["User"].as_str().unwrap_or("").to_string(),
+        labels: c["Labels"]
+            .as_object()
+            .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -167,32 +192,69 @@ fn is_index(v: &Value) -> bool {
     v.get("manifests").is_some()
 }
 
-/// Pick a manifest descriptor from an index: by tag (org.opencontainers.image.ref.name), else the only one, else
-/// linux/amd64.
+/// Pick a manifest descriptor from an index: by tag (`org.opencontainers.image.ref.name` equal to it, else ending
+/// in `:TAG`), else the only one, else the only linux/amd64 one. More than one candidate (with different digests)
+/// is an error naming them: never a silent pick.
 fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
     let ms = index["manifests"].as_array().cloned().unwrap_or_default();
     if ms.is_empty() {
         return Err(Error::Source(format!("{what}: no manifests")));
     }
-    if let Some(tag) = tag {
-        let want = |m: &&Value| {
-            let n = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or("");
-            n == tag || n.rsplit(':').next() == Some(tag)
-        };
-        if let Some(m) = ms.iter().find(want) {
-            return Ok(m.clone());
+    let name = |m: &Value| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or("").to_string();
+    let describe = |c: &[&Value]| -> String {
+        c.iter()
+            .map(|m| {
+                let n = name(m);
+                let d = m["digest"].as_str().unwrap_or("?");
+                let d = &d[..d.len().min(19)];
+                let p = format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or("?"),
+                    m["platform"]["architecture"].as_str().unwrap_or("?")
+                );
+                if n.is_empty() {
+                    format!("{d} ({p})")
+                } else {
+                    format!("{n:?} {d} ({p})")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // One candidate, or several that are the same manifest.
+    let only = |c: Vec<&Value>, why: &str| -> Result<Value, Error> {
+        let mut digests: Vec<&str> = c.iter().map(|m| m["digest"].as_str().unwrap_or("")).collect();
+        digests.dedup();
+        if digests.len() == 1 {
+            return Ok(c[0].clone());
         }
-        let names: Vec<&str> =
-            ms.iter().filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str()).collect();
+        Err(Error::Source(format!("{what}: {} manifests {why}: {}; name one by its full tag", c.len(), describe(&c))))
+    };
+    if let Some(tag) = tag {
+        let exact: Vec<&Value> = ms.iter().filter(|m| name(m) == tag).collect();
+        if !exact.is_empty() {
+            return only(exact, &format!("tagged {tag:?}"));
+        }
+        let suffix: Vec<&Value> = ms.iter().filter(|m| name(m).rsplit_once(':').map(|(_, t)| t) == Some(tag)).collect();
+        if !suffix.is_empty() {
+            return only(suffix, &format!("tagged ...:{tag}"));
+        }
+        let names: Vec<String> = ms.iter().map(name).filter(|n| !n.is_empty()).collect();
         return Err(Error::Source(format!("{what}: no manifest tagged {tag:?} (tags: {names:?})")));
     }
     if ms.len() == 1 {
         return Ok(ms[0].clone());
     }
-    ms.iter()
-        .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
-        .cloned()
-        .ok_or_else(|| Error::Source(format!("{what}: {} manifests and none for linux/amd64; name a tag", ms.len())))
+    let amd64: Vec<&Value> =
+        ms.iter().filter(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64").collect();
+    if amd64.is_empty() {
+        return Err(Error::Source(format!(
+            "{what}: {} manifests and none for linux/amd64: {}; name a tag",
+            ms.len(),
+            describe(&ms.iter().collect::<Vec<_>>())
+        )));
+    }
+    only(amd64, "for linux/amd64 and no tag given")
 }
 
 /// Read an OCI image layout directory.
@@ -218,8 +280,13 @@ pub fn oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, Error> {
     Err(Error::Source("index nesting too deep".into()))
 }
 
-/// Read a `docker save` tarball (manifest.json -> Config + Layers).
+/// Read a `docker save` tarball (manifest.json -> Config + Layers) holding one image.
 pub fn docker_archive(path: &Path) -> Result<Image, Error> {
+    docker_archive_ref(path, None)
+}
+
+/// Read a `docker save` tarball; `want` picks one of several images by RepoTag (`repo:tag`, or just `tag`).
+pub fn docker_archive_ref(path: &Path, want: Option<&str>) -> Result<Image, Error> {
     let raw = std::fs::read(path).map_err(io("reading", path))?;
     let data = maybe_gunzip(raw)?;
     let mut files: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
@@ -236,7 +303,35 @@ pub fn docker_archive(path: &Path) -> Result<Image, Error> {
     let get = |n: &str| files.get(&norm(n)).ok_or_else(|| Error::Source(format!("{n} missing in the archive")));
     let manifest: Value = serde_json::from_slice(get("manifest.json")?)
         .map_err(|e| Error::Source(format!("manifest.json: bad JSON: {e}")))?;
-    let m = manifest.get(0).ok_or_else(|| Error::Source("manifest.json: empty".into()))?;
+    let all = manifest.as_array().cloned().unwrap_or_default();
+    let tags = |m: &Value| strs(&m["RepoTags"]);
+    let chosen: Vec<&Value> = match want {
+        Some(w) => all
+            .iter()
+            .filter(|m| tags(m).iter().any(|t| t == w || t.rsplit_once(':').map(|x| x.1) == Some(w)))
+            .collect(),
+        None => all.iter().collect(),
+    };
+    let list = || all.iter().map(|m| format!("{:?}", tags(m))).collect::<Vec<_>>().join(", ");
+    let m = match chosen.as_slice() {
+        [] if all.is_empty() => return Err(Error::Source("manifest.json: empty".into())),
+        [] => {
+            return Err(Error::Source(format!(
+                "no image tagged {:?} in the archive (images: {})",
+                want.unwrap_or(""),
+                list()
+            )))
+        }
+        [one] => *one,
+        many => {
+            return Err(Error::Source(format!(
+                "{} images in the archive{}: {}; name one: docker-archive:FILE:REPO:TAG",
+                many.len(),
+                want.map(|w| format!(" match {w:?}")).unwrap_or_default(),
+                many.iter().map(|m| format!("{:?}", tags(m))).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
     let cfg: Value = serde_json::from_slice(get(m["Config"].as_str().unwrap_or(""))?)
         .map_err(|e| Error::Source(format!("image config: bad JSON: {e}")))?;
     let mut rootfs = Tree::new();
@@ -406,5 +501,7 @@ pub mod tests {
         assert!(is_linuxkit_runtime_image("linuxkit/init:8f1e6a0747acbbb4d7e24dc98f97faa8d1c6cec7"));
         assert!(is_linuxkit_runtime_image("linuxkit/runc:v1.0"));
         assert!(!is_linuxkit_runtime_image("linuxkit/sshd:v1.0"));
+        assert!(!is_linuxkit_runtime_image("linuxkit/ca-certificates:v1.0"));
+        assert!(is_linuxkit_runtime_image("docker.io/linuxkit/containerd:abc"));
     }
 }
