@@ -348,6 +348,38 @@ fn kernel_for(m: &Moby, base: &Path, cache: &Path, s: &mut Summary) -> Result<ke
 
 /// Build an image.
 pub fn build(o: &Options) -> Result<Summary, Error> {
+    let Assembled { tree: t, mut summary, kernel: k, cmdline } = assemble(o)?;
+    let s = &mut summary;
+    let raw = cpio::write_newc(&t);
+    s.uncompressed_bytes = raw.len() as u64;
+    let gz = cpio::gzip(&raw, o.gzip_level).map_err(io("compressing initrd for", &o.out))?;
+    s.initrd_bytes = gz.len() as u64;
+    std::fs::create_dir_all(&o.out).map_err(io("creating", &o.out))?;
+    let w = |name: &str, data: &[u8]| -> Result<(), Error> {
+        let p = o.out.join(name);
+        let tmp = o.out.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, data).map_err(io("writing", &tmp))?;
+        std::fs::rename(&tmp, &p).map_err(io("renaming to", &p))
+    };
+    w("initrd.img", &gz)?;
+    let kdata = std::fs::read(&k.image).map_err(io("reading kernel", &k.image))?;
+    w("kernel", &kdata)?;
+    w("cmdline", format!("{}\n", cmdline.trim()).as_bytes())?;
+    Ok(summary)
+}
+
+/// An assembled image, before it is written.
+#[derive(Debug)]
+pub struct Assembled {
+    /// The initramfs tree.
+    pub tree: Tree,
+    pub summary: Summary,
+    pub kernel: kernel::Kernel,
+    pub cmdline: String,
+}
+
+/// Everything [`build`] does but writing: the image tree, the notes, the kernel and its command line.
+pub fn assemble(o: &Options) -> Result<Assembled, Error> {
     let text = std::fs::read_to_string(&o.yaml).map_err(io("reading", &o.yaml))?;
     let m = Moby::parse(&text, &o.yaml.display().to_string())?;
     let base = o.yaml.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
@@ -378,21 +410,6 @@ pub fn build(o: &Options) -> Result<Summary, Error> {
     }
     s.modules = rep.count;
     s.modules_bytes = rep.bytes;
-    let raw = cpio::write_newc(&t);
-    s.uncompressed_bytes = raw.len() as u64;
-    let gz = cpio::gzip(&raw, o.gzip_level).map_err(io("compressing initrd for", &o.out))?;
-    s.initrd_bytes = gz.len() as u64;
-    std::fs::create_dir_all(&o.out).map_err(io("creating", &o.out))?;
-    let w = |name: &str, data: &[u8]| -> Result<(), Error> {
-        let p = o.out.join(name);
-        let tmp = o.out.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, data).map_err(io("writing", &tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io("renaming to", &p))
-    };
-    w("initrd.img", &gz)?;
-    let kdata = std::fs::read(&k.image).map_err(io("reading kernel", &k.image))?;
-    w("kernel", &kdata)?;
     let cmdline = m.kernel.as_ref().and_then(|k| k.cmdline.clone()).unwrap_or_else(|| DEFAULT_CMDLINE.into());
-    w("cmdline", format!("{}\n", cmdline.trim()).as_bytes())?;
-    Ok(s)
+    Ok(Assembled { tree: t, summary: s, kernel: k, cmdline })
 }

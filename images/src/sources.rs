@@ -60,10 +60,12 @@ pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
     }
     if let Some(rest) = spec.strip_prefix("oci:") {
         // oci:PATH[:TAG] — the tag is after the last ':' only if PATH without it is a directory.
-        let (path, tag) = match rest.rsplit_once(':') {
-            Some((p, t)) if rel(p).is_dir() => (p, Some(t)),
-            _ => (rest, None),
-        };
+        // (the first such ':': a tag may be a full reference, `docker.io/linuxkit/getty:v1`).
+        let (path, tag) =
+            match rest.match_indices(':').map(|(i, _)| (&rest[..i], &rest[i + 1..])).find(|(p, _)| rel(p).is_dir()) {
+                Some((p, t)) if !rel(rest).is_dir() => (p, Some(t)),
+                _ => (rest, None),
+            };
         return oci_layout(&rel(path), tag).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
     }
     if let Some(rest) = spec.strip_prefix("docker-archive:") {
@@ -82,10 +84,62 @@ pub fn load(spec: &str, who: &str, base: &Path) -> Result<Image, Error> {
         let rootfs = Tree::from_dir(&d).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")))?;
         return Ok(Image { rootfs, config: ImageConfig { env: vec![DEFAULT_PATH.into()], ..Default::default() } });
     }
+    if let Some(img) = from_cache(spec).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")))? {
+        return Ok(img);
+    }
     Err(Error::Source(format!(
-        "{who}: image {spec:?} cannot be fetched: no registry is reachable from this builder; {}",
+        "{who}: image {spec:?} is not in the image cache {} and cannot be fetched: no registry is reachable from \
+         this builder; {}",
+        cache_dir().display(),
         how_to_get(spec)
     )))
+}
+
+/// The image cache: LinuxKit's (`~/.linuxkit/cache`, an OCI layout keyed by full reference), or
+/// `$KEEL_IMAGE_CACHE`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KEEL_IMAGE_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".linuxkit/cache")
+}
+
+/// A reference as the cache names it: `linuxkit/getty:v1` -> `docker.io/linuxkit/getty:v1`, `alpine` ->
+/// `docker.io/library/alpine:latest`.
+pub fn full_reference(spec: &str) -> String {
+    let (name, suffix) = match spec.find('@') {
+        Some(i) => (&spec[..i], spec[i..].to_string()),
+        None => match spec.rfind(':').filter(|i| !spec[*i..].contains('/')) {
+            Some(i) => (&spec[..i], spec[i..].to_string()),
+            None => (spec, ":latest".to_string()),
+        },
+    };
+    let first = name.split('/').next().unwrap_or(name);
+    let has_host = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let name = match (has_host, name.contains('/')) {
+        (true, _) => name.to_string(),
+        (false, true) => format!("docker.io/{name}"),
+        (false, false) => format!("docker.io/library/{name}"),
+    };
+    format!("{name}{suffix}")
+}
+
+/// The image `spec` from the cache, if it is there.
+fn from_cache(spec: &str) -> Result<Option<Image>, Error> {
+    let dir = cache_dir();
+    let Ok(text) = std::fs::read(dir.join("index.json")) else { return Ok(None) };
+    let index: Value = serde_json::from_slice(&text).map_err(|e| Error::Source(format!("cache index.json: {e}")))?;
+    let full = full_reference(spec);
+    let known = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(full.as_str()));
+    if !known {
+        return Ok(None);
+    }
+    oci_layout(&dir, Some(&full)).map(Some)
 }
 
 /// How to turn a registry reference into a local source keel-image reads.
@@ -494,6 +548,15 @@ pub mod tests {
     fn unknown_registry_image_is_a_clear_error() {
         let e = load("linuxkit/sshd:v1.0", "sshd", Path::new(".")).unwrap_err().to_string();
         assert!(e.contains("sshd") && e.contains("linuxkit/sshd:v1.0") && e.contains("oci:"), "{e}");
+    }
+
+    #[test]
+    fn full_references() {
+        assert_eq!(full_reference("linuxkit/getty:v1"), "docker.io/linuxkit/getty:v1");
+        assert_eq!(full_reference("alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(full_reference("docker.io/linuxkit/getty:v1"), "docker.io/linuxkit/getty:v1");
+        assert_eq!(full_reference("localhost:5000/a/b"), "localhost:5000/a/b:latest");
+        assert_eq!(full_reference("ghcr.io/o/r:1"), "ghcr.io/o/r:1");
     }
 
     #[test]
