@@ -12,8 +12,50 @@ use crate::{io, Error};
 pub const LINKS: &[(&str, &str)] =
     &[("init", "/sbin/init"), ("usr/bin/keelctl", "/sbin/init"), ("sbin/modprobe", "/sbin/init")];
 
+/// keel's in-image binaries and where they came from.
+#[derive(Debug, Clone)]
+pub struct InImage {
+    pub init: Vec<u8>,
+    pub keel_runc: Option<Vec<u8>>,
+    /// "PATH" or "embedded in keel-image".
+    pub origin: String,
+}
+
+/// The init binary at `init_binary` (keel-runc beside it, if there), or, when `init_binary` is empty, the ones
+/// embedded in keel-image.
+pub fn in_image_binaries(init_binary: &Path) -> Result<InImage, Error> {
+    if init_binary.as_os_str().is_empty() {
+        let init = crate::embedded::init().ok_or_else(|| {
+            Error::Config(
+                "no init binary: this keel-image has none embedded and none was found (build/bin/init after \
+                 `make build`, beside keel-image, or --init-binary PATH / $KEEL_INIT_BINARY); \
+                 `cargo install --path images` embeds them"
+                    .into(),
+            )
+        })?;
+        return Ok(InImage {
+            init: init.to_vec(),
+            keel_runc: crate::embedded::keel_runc().map(<[u8]>::to_vec),
+            origin: "embedded in keel-image".into(),
+        });
+    }
+    let init = std::fs::read(init_binary).map_err(|e| Error::Io {
+        what: "reading the init binary (build it with `make build`, or pass --init-binary)".into(),
+        path: init_binary.display().to_string(),
+        err: e,
+    })?;
+    // keel-runc: `make build` puts it next to the image's init (build/bin/); without one the image has none.
+    let keel_runc = std::fs::read(init_binary.with_file_name("keel-runc")).ok();
+    Ok(InImage { init, keel_runc, origin: init_binary.display().to_string() })
+}
+
 /// The base tree: everything but the containers, files and modules.
 pub fn base(init_binary: &Path, hostname: &str) -> Result<Tree, Error> {
+    base_with(&in_image_binaries(init_binary)?, hostname)
+}
+
+/// [`base`] with the in-image binaries given.
+pub fn base_with(bins: &InImage, hostname: &str) -> Result<Tree, Error> {
     let mut t = Tree::new();
     for d in [
         "bin",
@@ -37,15 +79,9 @@ pub fn base(init_binary: &Path, hostname: &str) -> Result<Tree, Error> {
     t.insert("root", Node::dir(0o700));
     t.insert("dev/console", Node { kind: Kind::Char(5, 1), mode: 0o600, uid: 0, gid: 0 });
     t.insert("dev/null", Node { kind: Kind::Char(1, 3), mode: 0o666, uid: 0, gid: 0 });
-    let init = std::fs::read(init_binary).map_err(|e| Error::Io {
-        what: "reading the init binary (build it with `make build`, or pass --init-binary)".into(),
-        path: init_binary.display().to_string(),
-        err: e,
-    })?;
-    t.insert("sbin/init", Node::file(init, 0o755));
-    // keel-runc: `make build` puts it next to the image's init (build/bin/); without one the image has none.
-    if let Ok(runc) = std::fs::read(init_binary.with_file_name("keel-runc")) {
-        t.insert("usr/bin/keel-runc", Node::file(runc, 0o755));
+    t.insert("sbin/init", Node::file(bins.init.clone(), 0o755));
+    if let Some(runc) = &bins.keel_runc {
+        t.insert("usr/bin/keel-runc", Node::file(runc.clone(), 0o755));
         // LinuxKit's packages bind /usr/bin/runc (getty, sshd: `runc list` inside works).
         t.insert("usr/bin/runc", Node::symlink("keel-runc"));
     }

@@ -9,6 +9,7 @@
 pub mod build;
 pub mod config;
 pub mod cpio;
+pub mod embedded;
 pub mod files;
 pub mod kernel;
 pub mod label;

@@ -20,8 +20,22 @@ const USAGE: &str = "usage:
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
                  (a FILE.yml is built into build/NAME first; build options apply)
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
-          target/x86_64-unknown-linux-gnu/release/init,
+          target/x86_64-unknown-linux-gnu/release/init, else keel-init or ../lib/keel/init beside
+          keel-image, else the init and keel-runc embedded in keel-image (cargo install --path images),
           --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE)";
+
+/// The in-image init when neither --init-binary nor $KEEL_INIT_BINARY says: `make build`'s build/bin/init (in
+/// the project tree), the workspace's release build, an installed layout beside keel-image (`keel-init`, or
+/// `../lib/keel/init`; keel-runc next to it), else empty = the binaries embedded in keel-image.
+fn default_init() -> PathBuf {
+    let mut candidates =
+        vec![PathBuf::from("build/bin/init"), PathBuf::from("target/x86_64-unknown-linux-gnu/release/init")];
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+        candidates.push(dir.join("keel-init"));
+        candidates.push(dir.join("../lib/keel/init"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_default()
+}
 
 fn die(msg: &str) -> ! {
     eprintln!("keel-image: {msg}");
@@ -36,14 +50,7 @@ fn main() {
     let mut bo = Options {
         yaml: PathBuf::new(),
         out: PathBuf::new(),
-        init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(|| {
-            let made = PathBuf::from("build/bin/init"); // what `make build` puts in the image
-            if made.is_file() {
-                made
-            } else {
-                PathBuf::from("target/x86_64-unknown-linux-gnu/release/init")
-            }
-        }),
+        init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(default_init),
         kernel_cache: std::env::var_os("KEEL_KERNEL_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("build/kernel")),
