@@ -18,6 +18,7 @@ const USAGE: &str = "usage:
   keel-image build FILE.yml -o DIR [--init-binary PATH] [--kernel-cache DIR] [--gzip-level N]
   keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
+                 [--disk FILE[,size=N][,format=raw|qcow2][,if=virtio|ide]]...
                  (a FILE.yml is built into build/NAME first; build options apply)
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
           target/x86_64-unknown-linux-gnu/release/init, else keel-init or ../lib/keel/init beside
@@ -78,6 +79,7 @@ fn main() {
                     Some(Duration::from_secs(val(&mut i, &a).parse().unwrap_or_else(|_| die("--timeout: seconds"))))
             }
             "--append" => ro.append.push(val(&mut i, &a)),
+            "--disk" => ro.disks.push(run::parse_disk(&val(&mut i, &a)).unwrap_or_else(|e| die(&e.to_string()))),
             "--memory" => ro.memory_mb = val(&mut i, &a).parse().unwrap_or_else(|_| die("--memory: MiB")),
             "--smp" => ro.smp = val(&mut i, &a).parse().unwrap_or_else(|_| die("--smp: count")),
             "--autopoweroff" => ro.autopoweroff = Some(true),

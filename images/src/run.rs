@@ -28,6 +28,80 @@ pub struct RunOptions {
     pub smp: u32,
     /// None = auto (on when stdin is not a terminal).
     pub autopoweroff: Option<bool>,
+    /// `--disk FILE[,size=N]` (as `linuxkit run -disk`): virtio disks, created when missing.
+    pub disks: Vec<Disk>,
+}
+
+/// One `--disk`: `[file=]PATH[,size=N[K|M|G]][,format=raw|qcow2][,if=virtio|ide]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// Bytes, for creating a missing file.
+    pub size: Option<u64>,
+    /// `raw` (default; created sparse) or `qcow2` (created with qemu-img).
+    pub format: String,
+    /// `virtio` (default: /dev/vda, ...) or `ide` (LinuxKit's qemu default: /dev/sda; needs the ata_piix and
+    /// sd_mod modules, `kernel.modules: [ata_piix, sd_mod]`).
+    pub interface: String,
+}
+
+/// Parse a `--disk` value.
+pub fn parse_disk(s: &str) -> Result<Disk, Error> {
+    let bad = |why: &str| Error::Command(format!("--disk {s:?}: {why} (want [file=]PATH[,size=N][,format=raw|qcow2])"));
+    let mut d = Disk { path: PathBuf::new(), size: None, format: "raw".into(), interface: "virtio".into() };
+    for (i, part) in s.split(',').enumerate() {
+        match part.split_once('=') {
+            Some(("file", v)) => d.path = PathBuf::from(v),
+            Some(("size", v)) => d.size = Some(parse_size(v).ok_or_else(|| bad("bad size"))?),
+            Some(("format", v)) if v == "raw" || v == "qcow2" => d.format = v.into(),
+            Some(("if", v)) if v == "virtio" || v == "ide" => d.interface = v.into(),
+            None if i == 0 => d.path = PathBuf::from(part),
+            _ => return Err(bad(&format!("unknown part {part:?}"))),
+        }
+    }
+    if d.path.as_os_str().is_empty() {
+        return Err(bad("no file"));
+    }
+    Ok(d)
+}
+
+/// "1G", "512M", "4096K", "1048576" (bytes) -> bytes.
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mul) = match v.chars().last()?.to_ascii_uppercase() {
+        'K' => (&v[..v.len() - 1], 1u64 << 10),
+        'M' => (&v[..v.len() - 1], 1 << 20),
+        'G' => (&v[..v.len() - 1], 1 << 30),
+        'T' => (&v[..v.len() - 1], 1 << 40),
+        _ => (v, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul).filter(|n| *n > 0)
+}
+
+/// Create a missing disk file with its size (raw: a sparse file; qcow2: `qemu-img create`).
+pub fn prepare_disk(d: &Disk) -> Result<(), Error> {
+    if d.path.exists() {
+        return Ok(());
+    }
+    let size = d.size.ok_or_else(|| {
+        Error::Command(format!("--disk {}: the file does not exist; give ,size=N to create it", d.path.display()))
+    })?;
+    if d.format == "qcow2" {
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&d.path)
+            .arg(size.to_string())
+            .status()
+            .map_err(|e| {
+                Error::Command(format!("qemu-img create {}: {e} (apt-get install qemu-utils)", d.path.display()))
+            })?;
+        if !st.success() {
+            return Err(Error::Command(format!("qemu-img create {}: {st}", d.path.display())));
+        }
+        return Ok(());
+    }
+    let f = std::fs::File::create(&d.path).map_err(io("creating disk", &d.path))?;
+    f.set_len(size).map_err(io("sizing disk", &d.path))
 }
 
 impl Default for RunOptions {
@@ -41,6 +115,7 @@ impl Default for RunOptions {
             memory_mb: 512,
             smp: 1,
             autopoweroff: None,
+            disks: vec![],
         }
     }
 }
@@ -104,11 +179,20 @@ pub fn qemu_command(o: &RunOptions) -> Result<Command, Error> {
     c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]);
     c.args(["-device", "VGA"]);
     c.args(["-device", "virtio-rng-pci"]);
+    for (i, d) in o.disks.iter().enumerate() {
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(d.path.as_os_str());
+        drive.push(format!(",format={},media=disk,if={},index={i}", d.format, d.interface));
+        c.arg("-drive").arg(drive);
+    }
     Ok(c)
 }
 
 /// Boot and wait. Returns QEMU's exit code (124 on timeout, as timeout(1)).
 pub fn run(o: &RunOptions) -> Result<i32, Error> {
+    for d in &o.disks {
+        prepare_disk(d)?;
+    }
     let mut cmd = qemu_command(o)?;
     cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| {
@@ -146,5 +230,34 @@ mod tests {
         assert_eq!(parse_forward("8080:80").unwrap(), (8080, 80));
         assert_eq!(parse_forward("22").unwrap(), (22, 22));
         assert!(parse_forward("x:1").is_err());
+    }
+
+    #[test]
+    fn disks() {
+        let d = parse_disk("disk.img,size=1G").unwrap();
+        assert_eq!((d.path.to_str().unwrap(), d.size, d.format.as_str()), ("disk.img", Some(1 << 30), "raw"));
+        let d = parse_disk("file=/x/y.qcow2,size=512M,format=qcow2,if=ide").unwrap();
+        assert_eq!((d.size, d.format.as_str(), d.interface.as_str()), (Some(512 << 20), "qcow2", "ide"));
+        assert!(parse_disk("a,size=0").is_err() && parse_disk("a,sise=1G").is_err() && parse_disk("size=1G").is_err());
+        let dir = std::env::temp_dir().join(format!("keel-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("d.img");
+        let _ = std::fs::remove_file(&p);
+        prepare_disk(&parse_disk(&format!("{},size=64M", p.display())).unwrap()).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 64 << 20);
+        prepare_disk(&parse_disk(p.to_str().unwrap()).unwrap()).unwrap(); // exists: kept
+        let e = prepare_disk(&parse_disk(dir.join("none.img").to_str().unwrap()).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("size=N"), "{e}");
+        let o = RunOptions { dir: dir.clone(), disks: vec![parse_disk("d.img").unwrap()], ..Default::default() };
+        std::fs::write(dir.join("kernel"), b"k").unwrap();
+        std::fs::write(dir.join("initrd.img"), b"i").unwrap();
+        std::fs::write(dir.join("cmdline"), b"console=ttyS0\n").unwrap();
+        let c = qemu_command(&o).unwrap();
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(
+            args.windows(2).any(|w| w[0] == "-drive" && w[1] == "file=d.img,format=raw,media=disk,if=virtio,index=0"),
+            "{args:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
