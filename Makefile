@@ -87,6 +87,7 @@ test-unit:
 # VM tests boot real images under QEMU TCG (one at a time: 2 cores).
 test-vm: build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
+	cargo test -p keel-tests --test vm_linuxkit -- --ignored --test-threads=1 --nocapture
 
 bench: deps build kernel
 	bash bench/boot-bench.sh

@@ -56,6 +56,22 @@ pub fn bundle_paths(m: &Moby) -> Vec<(String, &Container)> {
     v
 }
 
+/// Kernel modules LinuxKit's storage packages need (built into LinuxKit's kernel), by container name.
+fn package_modules(m: &Moby) -> Vec<(String, &'static [&'static str])> {
+    let mut out = Vec::new();
+    for (_, c) in bundle_paths(m) {
+        let image = c.image.strip_prefix("docker.io/").unwrap_or(&c.image);
+        let Some(rest) = image.strip_prefix("linuxkit/") else { continue };
+        let mods: &'static [&'static str] = match rest.split([':', '@']).next().unwrap_or("") {
+            "format" | "mount" | "extend" | "swap" => &["ext4"],
+            "dm-crypt" => &["dm_crypt"],
+            _ => continue,
+        };
+        out.push((c.name.clone(), mods));
+    }
+    out
+}
+
 /// Every image the build needs (containers, `init:` images other than LinuxKit's init/runc/containerd, volumes),
 /// each loaded once. One error lists every image that cannot be loaded, each with how to get it.
 pub fn load_images(m: &Moby, base: &Path) -> Result<HashMap<String, Image>, Error> {
@@ -410,7 +426,19 @@ pub fn assemble(o: &Options) -> Result<Assembled, Error> {
     add_volumes(&mut t, &m, &images, &mut s)?;
     files::apply(&mut t, &m.files, &text, &base, &config::assigned_ids(&m))?;
     add_bundles(&mut t, &m, &images, &mut s)?;
-    let extra = m.kernel.as_ref().and_then(|k| k.modules.clone()).unwrap_or_default();
+    let mut extra = m.kernel.as_ref().and_then(|k| k.modules.clone()).unwrap_or_default();
+    if !extra.iter().any(|e| e == "none") {
+        for (c, mods) in package_modules(&m) {
+            let new: Vec<&str> = mods.iter().copied().filter(|x| !extra.iter().any(|e| e == x)).collect();
+            if !new.is_empty() {
+                s.notes.push(format!(
+                    "{c}: kernel modules {} added (LinuxKit's kernel has them built in; Debian's as modules)",
+                    new.join(", ")
+                ));
+                extra.extend(new.iter().map(|x| x.to_string()));
+            }
+        }
+    }
     let rep = kernel::add_modules(&mut t, &k, &extra)?;
     if !rep.not_found.is_empty() {
         return Err(Error::Kernel(format!("kernel.modules: not found in {}: {}", k.version, rep.not_found.join(", "))));
