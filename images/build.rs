@@ -2,11 +2,12 @@
 //! keel-image builds images from any directory, without the project tree.
 //!
 //! - `KEEL_EMBED_DIR=DIR`: embed DIR/init and DIR/keel-runc (e.g. `KEEL_EMBED_DIR=build/bin` after `make build`).
-//! - `cargo install --path images` (its target directory is a temporary `cargo-install*` one), or
-//!   `KEEL_EMBED=build`: build both here, static (musl when that target is installed, else glibc with
-//!   crt-static), in a target directory of their own, and embed them. Fresh from the same sources, always.
-//! - Otherwise (a build inside the workspace: `make build`, `cargo test`) nothing is embedded: keel-image finds
-//!   build/bin/init as before, and a workspace build stays as fast as it was.
+//! - A release build for the host without `--target` (what `cargo install --path images` does: it builds in the
+//!   workspace's target/release), or `KEEL_EMBED=build`: build both here, static (musl when that target is
+//!   installed, else glibc with crt-static), in a target directory of their own, and embed them. Fresh from the
+//!   same sources, always; rebuilt (incrementally) when init/, runtime/ or rc/ change.
+//! - Otherwise (`make build` passes `--target`; debug builds, `cargo test`), or `KEEL_EMBED=none`: nothing is
+//!   embedded: keel-image finds build/bin/init as before, and a workspace build stays as fast as it was.
 //!
 //! Empty files are written when nothing is embedded; keel-image treats them as absent.
 
@@ -34,8 +35,14 @@ fn main() {
             panic!("KEEL_EMBED_DIR={}: init and keel-runc must both be there (make build)", d.display());
         }
         found = Some(d);
-    } else if out.to_string_lossy().contains("cargo-install") || std::env::var("KEEL_EMBED").as_deref() == Ok("build") {
-        found = Some(build_in_image_binaries(&root, &out));
+    } else {
+        let mode = std::env::var("KEEL_EMBED").unwrap_or_default();
+        let release = std::env::var("PROFILE").as_deref() == Ok("release");
+        // With --target, OUT_DIR is target/TRIPLE/release/...; cargo install --path: target/release/...
+        let explicit_target = out.components().any(|c| c.as_os_str().to_string_lossy().contains("-unknown-linux-"));
+        if mode == "build" || (mode != "none" && release && !explicit_target) {
+            found = Some(build_in_image_binaries(&root, &out));
+        }
     }
     for f in ["init", "keel-runc"] {
         let data = match &found {

@@ -458,7 +458,7 @@ pub fn oci_config(
 
 /// The note for keel's deliberate difference from LinuxKit's config.json (printed once per build).
 pub const CGROUP_NS_NOTE: &str = "every container gets a cgroup namespace (LinuxKit's config.json has none): \
-    /sys/fs/cgroup inside shows the container's own subtree; a bind of the host's /sys still shows the host's";
+    /sys/fs/cgroup inside shows the container's own subtree";
 
 /// Build runtime.json for the bundle at absolute in-image path `bundle` (e.g. "/containers/services/web"), whose
 /// image tree is unpacked at `lower` (the bundle's own `lower`/`rootfs`, or another bundle's when shared).
