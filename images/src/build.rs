@@ -140,10 +140,17 @@ pub fn add_init_images(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, 
         for p in PROTECTED.iter().chain(["containers"].iter()) {
             tree.remove(p);
         }
+        // LinuxKit mounts a tmpfs on /var at boot, hiding what an init image has there; keel's rc mounts it only
+        // on an empty /var, so leave those files out.
+        let var_hidden = tree.nodes.keys().any(|k| k.starts_with("var/"));
+        tree.remove_children("var");
         t.graft("", &tree);
         let mut note = format!("init[{i}]: {spec} unpacked into the root ({} entries)", tree.nodes.len());
         if !kept.is_empty() {
             note.push_str(&format!("; keel's own {} kept", kept.join(", ")));
+        }
+        if var_hidden {
+            note.push_str("; its /var left out (LinuxKit's tmpfs on /var hides it)");
         }
         s.notes.push(note);
     }

@@ -60,6 +60,9 @@ fn linuxkit_yaml_from_labelled_stand_ins() {
         Entry::File("etc/ssl/certs/ca-certificates.crt", b"-----BEGIN CERTIFICATE-----\n", 0o644),
         Entry::File("etc/hostname", b"ca-build\n", 0o644),
         Entry::File("sbin/init", b"not keel's init", 0o755),
+        Entry::Dir("var/"),
+        Entry::Dir("var/cache/"),
+        Entry::File("var/cache/apk.idx", b"x", 0o644),
     ]);
     add_to_layout(
         &cache,
@@ -135,6 +138,7 @@ trust:
         "init[0]: linuxkit/init:b5506cc74a6812dc40982cacfd2f4328f8a4b12a not unpacked",
         "init[3]: linuxkit/ca-certificates:256f1950df59f2f209e9f0b81374177409eb11de unpacked into the root",
         "keel's own /sbin/init kept",
+        "its /var left out",
         "getty: /usr/bin/ctr is a stub",
         "rngd: image User \"1000\" ignored (as LinuxKit)",
         "cgroup namespace",
@@ -151,6 +155,7 @@ trust:
     assert_eq!(t.get("usr/bin/runc").unwrap().kind, Kind::Symlink("keel-runc".into()));
     assert!(file(t, "usr/bin/ctr").starts_with(b"#!/bin/sh"));
     assert_eq!(t.get("containers").unwrap().kind, Kind::Dir);
+    assert!(t.get("var/cache/apk.idx").is_none(), "an init image's /var is hidden by the tmpfs, as in LinuxKit");
 
     // getty: the label's binds, devices, namespaces and capabilities.
     let g = json_of(t, "containers/services/getty/config.json");
