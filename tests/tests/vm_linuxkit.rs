@@ -176,10 +176,13 @@ fn prepare(name: &str) -> PathBuf {
     d
 }
 
-/// Wait until every pattern is on the console (or the deadline), then stop the VM.
-fn run_until(vm: Vm, pats: &[String], within: Duration) -> Console {
+/// Wait until every pattern is on the console, then stop the VM. Once keel reports the boot complete (with or
+/// without failed units), the patterns still missing get at most `after_boot` more.
+fn run_until(vm: Vm, pats: &[String], within: Duration, after_boot: Duration) -> Console {
     let mut vm = vm;
     let deadline = Instant::now() + within;
+    let booted = vm.wait_for("keel: &boot complete", within);
+    let deadline = if booted { deadline.min(Instant::now() + after_boot) } else { deadline };
     for p in pats {
         let left = deadline.saturating_duration_since(Instant::now());
         if !vm.wait_for(p, left) {
@@ -340,7 +343,7 @@ files:
     let dir = vm::build_image(&env, yaml.to_str().unwrap_or_default(), "linuxkit-packages-image");
     let who = ["sysctl", "rngd once", "dhcpcd once", "metadata", "getty", "rngd", "sshd"];
     let pats: Vec<String> = who.iter().map(|w| format!("CHECK {w} done:")).collect();
-    let c = run_until(Vm::start(&dir, &[], &[], BOOT_TIMEOUT), &pats, BOOT_TIMEOUT);
+    let c = run_until(Vm::start(&dir, &[], &[], BOOT_TIMEOUT), &pats, BOOT_TIMEOUT, Duration::from_secs(30));
 
     // Every container ran its check; every label setting was there (the FAIL lines say which was not).
     let mut problems = Vec::new();
@@ -469,7 +472,12 @@ services:
             disks: vec![parse_disk(&format!("{},size=64M", disk.display())).unwrap_or_else(|e| panic!("{e}"))],
             ..Default::default()
         };
-        let c = run_until(Vm::start_with(&o, BOOT_TIMEOUT), &["READER lines".to_string()], BOOT_TIMEOUT);
+        let c = run_until(
+            Vm::start_with(&o, BOOT_TIMEOUT),
+            &["READER lines".to_string()],
+            BOOT_TIMEOUT,
+            Duration::from_secs(30),
+        );
         eprintln!("disk boot {n}: {:.1} s wall", c.wall.as_secs_f64());
         c
     };
