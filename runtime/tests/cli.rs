@@ -405,8 +405,7 @@ fn resources_are_written_to_the_container_cgroup() {
 #[test]
 fn hybrid_host_v1_limits_and_membership() {
     let hs = keel_runtime::cgroups::v1::hierarchies();
-    let v2 =
-        std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
+    let v2 = std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
     let v1_of = |c: &str| keel_runtime::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
     let (Some(cpu), Some(mem)) = (v1_of("cpu"), v1_of("memory")) else {
         eprintln!("skipped: not a hybrid host with v1 cpu and memory");
