@@ -288,8 +288,13 @@ pub fn add_bundles(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, s: &
         if let Some(n) = config::ignored_image_settings(&merged, &img.config) {
             s.notes.push(n);
         }
-        if c.binds.is_some() && c.binds_add.is_some() {
-            s.notes.push(format!("{}: binds.add ignored: binds is given and replaces them (as LinuxKit)", c.name));
+        for (given, add, key) in [
+            (c.binds.is_some(), c.binds_add.is_some(), "binds"),
+            (c.capabilities.is_some(), c.capabilities_add.is_some(), "capabilities"),
+        ] {
+            if given && add {
+                s.notes.push(format!("{}: {key}.add ignored: {key} is given and replaces them (as LinuxKit)", c.name));
+            }
         }
         let cfg = config::oci_config(&merged, &img.config, &img.rootfs, &ids)?;
         base_path_notes(c, &cfg, s);

@@ -263,3 +263,30 @@ trust:
     assert!(keel_image::sources::load("docker-archive:two.tar:linuxkit/rngd:v1", "x", &d).is_ok());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn volume_names_in_binds_and_mounts() {
+    use keel_image::build::volume_binds;
+    use keel_image::yaml::Moby;
+    let y = "onboot:\n  - name: a\n    image: busybox\n    binds: [vola:/vola, /x:/x]\n    binds.add: [volb:/volb:ro]\n    mounts:\n      - {type: bind, source: vola, destination: /m, options: [rbind, ro]}\nvolumes:\n  - name: vola\n  - name: volb\n    readonly: true\n";
+    let m = Moby::parse(y, "t").unwrap();
+    let c = volume_binds(&m.onboot[0], &m).unwrap();
+    assert_eq!(c.binds.unwrap(), ["/containers/volumes/vola/merged:/vola", "/x:/x"]);
+    assert_eq!(c.binds_add.unwrap(), ["/containers/volumes/volb/merged:/volb:ro"]);
+    assert_eq!(c.mounts.unwrap()[0].source, "/containers/volumes/vola/merged");
+    // A read-only volume bound read-write, or an unknown volume: errors naming container and volume.
+    let y = "onboot:\n  - name: a\n    image: busybox\n    binds: [volb:/volb]\nvolumes:\n  - name: volb\n    readonly: true\n";
+    let m = Moby::parse(y, "t").unwrap();
+    let e = volume_binds(&m.onboot[0], &m).unwrap_err().to_string();
+    assert!(e.contains("a: bind \"volb:/volb\": volume volb is read-only"), "{e}");
+    let y = "onboot:\n  - name: a\n    image: busybox\n    binds: [nope:/n]\n";
+    let m = Moby::parse(y, "t").unwrap();
+    let e = volume_binds(&m.onboot[0], &m).unwrap_err().to_string();
+    assert!(e.contains("a: bind source \"nope\" is neither an absolute path nor a volume"), "{e}");
+    // Volume names are checked like LinuxKit's.
+    assert!(Moby::parse("volumes:\n  - name: Bad/Name\n", "t").is_err());
+    assert!(Moby::parse("volumes:\n  - name: v\n  - name: v\n", "t")
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate volume"));
+}
