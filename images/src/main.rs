@@ -23,7 +23,9 @@ const USAGE: &str = "usage:
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
           target/x86_64-unknown-linux-gnu/release/init, else keel-init or ../lib/keel/init beside
           keel-image, else the init and keel-runc embedded in keel-image (cargo install --path images),
-          --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE)";
+          --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE);
+images named by reference (linuxkit/getty:TAG) come from the image cache: $KEEL_IMAGE_CACHE, else
+          ~/.linuxkit/cache (LinuxKit's layout)";
 
 /// The in-image init when neither --init-binary nor $KEEL_INIT_BINARY says: `make build`'s build/bin/init (in
 /// the project tree), the workspace's release build, an installed layout beside keel-image (`keel-init`, or
