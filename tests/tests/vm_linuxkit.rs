@@ -358,7 +358,16 @@ files:
         problems.push(l.clone());
     }
     if !problems.is_empty() {
-        panic!("containers did not get what their labels ask:\n  {}\nconsole:\n{}", problems.join("\n  "), c.text());
+        let hint = if c.has("cannot start: mount /sys/fs/cgroup") {
+            "\n(runtime side: a bind of the host's /sys with the cgroup mount below it; see the module doc)"
+        } else {
+            ""
+        };
+        panic!(
+            "containers did not get what their labels ask:\n  {}{hint}\nconsole:\n{}",
+            problems.join("\n  "),
+            c.text()
+        );
     }
     c.expect("GETTY env INSECURE=true");
     // Namespaces, against the host's (printed by getty: pid host, all capabilities).
@@ -486,7 +495,13 @@ services:
     c.expect("MOUNTIE /dev/vda on /var/external");
     // The mount made inside the mount container reached the host: the reader (a later container with its own
     // bind of /var) sees it as an ext4 mount, and the file written by bbox is on it.
-    c.expect("READER mount& /var/external & - ext4 /dev/vda");
+    if !c.has("READER mount& /var/external & - ext4 /dev/vda") {
+        panic!(
+            "the mount made in the `mount` container did not reach the host (runtime side: rootfsPropagation shared \
+             and the rshared bind of /var must propagate it; see the module doc):\n{}",
+            c.text()
+        );
+    }
     c.expect("READER lines 1");
     // Second boot, same disk: already formatted, the file is still there (it was on the disk).
     let c = boot(2);
