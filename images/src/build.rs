@@ -156,8 +156,8 @@ pub fn add_init_images(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, 
     }
 }
 
-/// LinuxKit's volumes: /containers/volumes/NAME/{lower (the image, or empty), tmp (read-write only), merged};
-/// keel's rc mounts them at boot (a tmpfs on tmp and an overlay on merged, read-only without tmp).
+/// LinuxKit's volumes: /containers/volumes/NAME/{lower (the image, or empty), tmp, merged}; keel's rc mounts them
+/// at boot (a tmpfs on tmp and an overlay on merged).
 pub fn add_volumes(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, s: &mut Summary) -> Result<(), Error> {
     for v in &m.volumes {
         let dir = format!("containers/volumes/{}", v.name);
@@ -176,9 +176,9 @@ pub fn add_volumes(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, s: &
             layout::linuxkit_filter(&mut tree, Some(layout::RESOLVCONF));
             t.graft(&format!("{dir}/lower"), &tree);
         }
-        if !v.readonly {
-            t.mkdir_p(&format!("{dir}/tmp"));
-        }
+        // Always, as LinuxKit: a read-only volume is read-write underneath; its `:ro` binds (checked at build
+        // time) keep containers from writing.
+        t.mkdir_p(&format!("{dir}/tmp"));
         t.mkdir_p(&format!("{dir}/merged"));
         if v.platforms.as_ref().is_some_and(|p| !p.is_empty()) {
             s.notes.push(format!("volumes: {}: platforms ignored (only used with format oci)", v.name));

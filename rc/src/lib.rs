@@ -90,7 +90,7 @@ pub struct Summary {
     /// Mounts that took longer than 10 ms (target, time): a hint for boot-time tuning.
     pub slow_mounts: Vec<(&'static str, Duration)>,
     /// Wall time of each step, in order ("mounts", "linuxkit", "rlimits", "rshared", "devlinks", "cgroups", "hostname",
-    /// "loopback", "sysctl", "modprobe-path", "coldplug").
+    /// "loopback", "sysctl", "modprobe-path", "volumes", "coldplug").
     pub steps: Vec<(&'static str, Duration)>,
     /// Wall time of the whole setup.
     pub elapsed: Duration,
@@ -157,10 +157,6 @@ pub fn setup_with(opts: &SetupOptions, log: &mut dyn FnMut(Level, &str)) -> Summ
         for e in linuxkit::var_dirs(root).into_iter().chain(linuxkit::resolv_conf(root)) {
             fail(&mut s, Level::Warn, e);
         }
-        let (_, errs) = linuxkit::volumes(root);
-        for e in errs {
-            fail(&mut s, Level::Error, e);
-        }
         lap(&mut s, "linuxkit");
     }
     if let Err(e) = rlimits::raise_nofile() {
@@ -202,6 +198,12 @@ pub fn setup_with(opts: &SetupOptions, log: &mut dyn FnMut(Level, &str)) -> Summ
             fail(&mut s, Level::Warn, format!("rc: set modprobe helper: {e}"));
         }
         lap(&mut s, "modprobe-path");
+        // LinuxKit's volumes: overlay mounts, so after the modprobe helper is set (overlay may be a module).
+        let (_, errs) = linuxkit::volumes(root);
+        for e in errs {
+            fail(&mut s, Level::Error, e);
+        }
+        lap(&mut s, "volumes");
         if opts.runs_coldplug() {
             let mut lines: Vec<(Level, String)> = Vec::new();
             s.modules_loaded = modules::coldplug(&mut |l, m| lines.push((l, m.to_string())));

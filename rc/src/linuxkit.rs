@@ -5,7 +5,8 @@
 //! - [`resolv_conf`]: when /etc/resolv.conf is a symlink (into /run/resolvconf, as in LinuxKit's init image), its
 //!   directory and an empty file, so that dhcpcd-style containers can bind and write it;
 //! - [`volumes`]: LinuxKit's volumes, /containers/volumes/NAME/{lower,tmp,merged}: a tmpfs on tmp and an overlay of
-//!   lower (+ tmp/upper) on merged; read-only (no tmp) gives a read-only overlay.
+//!   lower + tmp/upper on merged (keel-image always writes tmp/, as LinuxKit: a `readonly` volume is enforced by
+//!   its `:ro` binds); without tmp/, a read-only bind of lower.
 //!
 //! Each returns one message per failure; nothing here stops the boot.
 
@@ -82,21 +83,27 @@ pub fn volumes(root: &Path) -> (usize, Vec<String>) {
             continue;
         }
         let rw = tmp.is_dir();
-        let mut opts = format!("lowerdir={}", lower.display());
-        if rw {
-            if let Err(e) = sys::mount("tmpfs", &tmp, "tmpfs", libc::MS_RELATIME, "mode=0755") {
-                errs.push(format!("rc: volume {name}: tmpfs on {}: {e}", tmp.display()));
-                continue;
+        if !rw {
+            // overlayfs needs an upper dir or two lower ones: a read-only bind of lower instead.
+            let r = sys::mount(&lower.to_string_lossy(), &merged, "", libc::MS_BIND, "")
+                .and_then(|_| sys::mount("", &merged, "", libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY, ""));
+            match r {
+                Ok(()) => n += 1,
+                Err(e) => errs.push(format!("rc: volume {name}: read-only bind on {}: {e}", merged.display())),
             }
-            let (upper, work) = (tmp.join("upper"), tmp.join("work"));
-            if let Some(e) = [&upper, &work].iter().find_map(|d| ensure_dir(d, 0o755).err()) {
-                errs.push(format!("rc: volume {name}: {e}"));
-                continue;
-            }
-            opts.push_str(&format!(",upperdir={},workdir={}", upper.display(), work.display()));
+            continue;
         }
-        let flags = libc::MS_RELATIME | if rw { 0 } else { libc::MS_RDONLY };
-        match sys::mount("overlay", &merged, "overlay", flags, &opts) {
+        if let Err(e) = sys::mount("tmpfs", &tmp, "tmpfs", libc::MS_RELATIME, "mode=0755") {
+            errs.push(format!("rc: volume {name}: tmpfs on {}: {e}", tmp.display()));
+            continue;
+        }
+        let (upper, work) = (tmp.join("upper"), tmp.join("work"));
+        if let Some(e) = [&upper, &work].iter().find_map(|d| ensure_dir(d, 0o755).err()) {
+            errs.push(format!("rc: volume {name}: {e}"));
+            continue;
+        }
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+        match sys::mount("overlay", &merged, "overlay", libc::MS_RELATIME, &opts) {
             Ok(()) => n += 1,
             Err(e) => errs.push(format!("rc: volume {name}: overlay on {}: {e}", merged.display())),
         }

@@ -510,3 +510,82 @@ services:
     c.expect("READER lines 2");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// LinuxKit's volumes test cases (test/cases/000_build/070_volumes: rw on rw, ro on rw, ro on ro, image, mount
+/// types, binds.add) in one boot: keel's rc mounts /containers/volumes/NAME/merged at boot.
+#[test]
+#[ignore = "VM test: make test-vm"]
+fn volumes_as_linuxkit_tests_use_them() {
+    let Some(env) = vm::env() else { return };
+    let d = prepare("linuxkit-volumes");
+    let yaml = d.join("volumes.yml");
+    std::fs::write(
+        &yaml,
+        r#"kernel:
+  image: linuxkit/kernel:6.12.59
+  cmdline: "console=ttyS0 console=ttyAMA0"
+init:
+  - linuxkit/init:b5506cc74a6812dc40982cacfd2f4328f8a4b12a
+  - linuxkit/runc:9442aa234715e751a16144f1d4ae3fd1a00fd492
+onboot:
+  - name: test1
+    image: busybox
+    binds:
+      - /write.sh:/write.sh
+      - vola:/vola
+    command: ["sh", "-c", "/write.sh"]
+  - name: test2
+    image: busybox
+    binds:
+      - vola:/vola
+    command: ["sh", "-c", "echo \"VOL rw_on_rw $(cat /vola/mytestfile)\""]
+  - name: test3
+    image: busybox
+    binds:
+      - vola:/vola:ro
+    command: ["sh", "-c", "echo x > /vola/other 2>/dev/null && echo 'VOL ro_on_rw wrote' || echo 'VOL ro_on_rw read-only'"]
+  - name: test4
+    image: busybox
+    binds:
+      - volb:/volb:ro
+    command: ["sh", "-c", "echo x > /volb/other 2>/dev/null; [ -e /volb/other ] && echo 'VOL ro_on_ro wrote' || echo \"VOL ro_on_ro read-only image $(ls /volb/bin/busybox)\""]
+  - name: testmounts
+    image: busybox
+    mounts:
+      - type: bind
+        source: volc
+        destination: /volc
+    command: ["sh", "-c", "echo \"VOL mount_types $(ls /volc/bin/busybox)\""]
+  - name: testbindadds
+    image: busybox
+    binds.add:
+      - volc:/volc
+    command: ["sh", "-c", "echo \"VOL binds_add $(ls /volc/bin/busybox)\""]
+volumes:
+  - name: vola
+  - name: volb
+    image: busybox
+    readonly: true
+  - name: volc
+    image: busybox
+files:
+  - path: write.sh
+    contents: |
+      #!/bin/sh
+      echo -n "file" > /vola/mytestfile
+    mode: "0700"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", yaml.display()));
+    let dir = vm::build_image(&env, yaml.to_str().unwrap_or_default(), "linuxkit-volumes-image");
+    let pats: Vec<String> =
+        ["VOL rw_on_rw", "VOL ro_on_rw", "VOL ro_on_ro", "VOL mount_types", "VOL binds_add"].map(String::from).into();
+    let c = run_until(Vm::start(&dir, &[], &[], BOOT_TIMEOUT), &pats, BOOT_TIMEOUT, Duration::from_secs(30));
+    c.expect("VOL rw_on_rw file");
+    c.expect("VOL ro_on_rw read-only");
+    c.expect("VOL ro_on_ro read-only image /volb/bin/busybox");
+    c.expect("VOL mount_types /volc/bin/busybox");
+    c.expect("VOL binds_add /volc/bin/busybox");
+    assert!(!c.has("rc: volume"), "rc could not mount a volume:\n{}", c.text());
+    let _ = std::fs::remove_dir_all(&d);
+}
