@@ -6,6 +6,9 @@
 //! label asks: capabilities (CapEff), binds, devices, tmpfs, readonly root, oomScoreAdj; it prints its namespaces,
 //! which the test compares with the host's (net/pid/ipc/uts host or new).
 //!
+//! A second test formats and mounts a `--disk` through format/mount-style packages and a later service reads it
+//! (two boots: the file persists); a third runs LinuxKit's volumes test cases.
+//!
 //! Run with `make test-vm` (#[ignore]d in a plain `cargo test`); outside CI a missing qemu/kernel/init skips them.
 //!
 //! Depends on the runtime side (lead's branch): getty, sshd and metadata bind /sys:/sys with the default cgroup
