@@ -107,6 +107,7 @@ test-unit:
 test-vm: build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
 	cargo test -p keel-tests --test vm_outputs -- --ignored --test-threads=1 --nocapture
+	cargo test -p keel-tests --test vm_linuxkit -- --ignored --test-threads=1 --nocapture
 
 bench: deps build kernel
 	bash bench/boot-bench.sh
