@@ -375,7 +375,7 @@ fn kernel_for(m: &Moby, base: &Path, cache: &Path, s: &mut Summary) -> Result<ke
         None | Some("debian") | Some("") => {}
         Some(other) if other.starts_with("debian") => {}
         Some(other) => s.notes.push(format!(
-            "kernel image {other} cannot be fetched here (no registry); using Debian's linux-image-amd64"
+            "kernel image {other} not used: keel-image boots Debian's linux-image-amd64 (or kernel.path)"
         )),
     }
     kernel::debian(cache)

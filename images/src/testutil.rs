@@ -1,5 +1,5 @@
 //! Writers for small OCI image layouts and `docker save` archives, used by keel-image's unit tests and by the VM
-//! tests to make local image sources (no registry here).
+//! tests to make local image sources.
 
 use std::path::Path;
 

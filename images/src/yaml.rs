@@ -22,7 +22,7 @@ pub struct Moby {
     pub files: Vec<File>,
     /// LinuxKit's volumes: `/containers/volumes/NAME/{lower,tmp,merged}`, bound into containers by name.
     pub volumes: Vec<Volume>,
-    /// LinuxKit's content trust section: accepted and ignored (no registry here; a note says so).
+    /// LinuxKit's content trust section: accepted and ignored (signatures are not checked; a note says so).
     pub trust: Option<serde_yaml::Value>,
 }
 

@@ -11,8 +11,8 @@
 //!
 //! Run with `make test-vm` (#[ignore]d in a plain `cargo test`); outside CI a missing qemu/kernel/init skips them.
 //!
-//! Depends on the runtime side (lead's branch): getty, sshd and metadata bind /sys:/sys with the default cgroup
-//! mount below it (today: "mount /sys/fs/cgroup: Device or resource busy"); the disk test needs mounts made in the
+//! Also checks the runtime side: getty, sshd and metadata bind /sys:/sys with the default cgroup mount below it
+//! (keel-runtime binds the container's own cgroup there, as runc does); the disk test needs mounts made in the
 //! `mount` container (rootfsPropagation shared, /var rshared) to reach the host.
 
 use std::collections::BTreeMap;
@@ -444,7 +444,8 @@ fn format_and_mount_a_disk_for_later_services() {
         add_to_layout(&cache, &format!("docker.io/{r}"), &[bb.clone(), l], cfg).unwrap_or_else(|e| panic!("{r}: {e}"));
     }
     // examples/swap.yml / dm-crypt.yml: format, mount at /var/external, a busybox step writing there, and a later
-    // service reading it (through its own bind of /var).
+    // service reading it (through its own bind of /var). The step syncs: the test kills the VM (no clean
+    // shutdown, whose sync would write it), and the second boot must find the file on the disk.
     let yaml = d.join("disk.yml");
     std::fs::write(
         &yaml,
@@ -463,7 +464,7 @@ onboot:
     command: ["/usr/bin/mountie", "/var/external"]
   - name: bbox
     image: busybox
-    command: ["sh", "-c", "echo 'secret things' >>/var/external/secrets"]
+    command: ["sh", "-c", "echo 'secret things' >>/var/external/secrets && sync"]
     binds:
       - /var:/var
 services:
