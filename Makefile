@@ -120,6 +120,7 @@ test-vm: build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
 	cargo test -p keel-tests --test vm_outputs -- --ignored --test-threads=1 --nocapture
 	cargo test -p keel-tests --test vm_hostile -- --ignored --test-threads=1 --nocapture
+	cargo test -p keel-tests --test vm_linuxkit -- --ignored --test-threads=1 --nocapture
 
 # ~3 min: 58 test programs x 3 runtimes. Table in build/conformance/conformance.md, TAP logs beside it.
 conformance: deps build

@@ -107,8 +107,9 @@ fn mounts(c: &Container, readonly: bool) -> Result<Vec<Value>, Error> {
             Mount { destination: parts[0].into(), kind: "tmpfs".into(), source: "tmpfs".into(), options: opts },
         );
     }
-    // LinuxKit: `binds` replaces the image label's binds; `binds.add` adds to them. Without labels both add.
-    let binds: Vec<&String> = c.binds.iter().flatten().chain(c.binds_add.iter().flatten()).collect();
+    // LinuxKit: `binds` if given (then `binds.add` is ignored), else `binds.add` (the label's binds are merged in
+    // before, by label::merge).
+    let binds: Vec<&String> = c.binds.as_ref().or(c.binds_add.as_ref()).into_iter().flatten().collect();
     for b in binds {
         let parts: Vec<&str> = b.split(':').collect();
         if parts.len() < 2 {
@@ -210,18 +211,36 @@ fn lookup(rootfs: &Tree, file: &str, name: &str) -> Option<u32> {
     })
 }
 
-fn uid_of(id: &Id, rootfs: &Tree, group: bool, who: &str) -> Result<u32, Error> {
+/// LinuxKit gives every container a uid/gid that other entries can use by name (`uid: getty`): 100, 101, ... in
+/// the order onboot, onshutdown, services (a name used twice keeps the later id).
+pub fn assigned_ids(m: &crate::yaml::Moby) -> BTreeMap<String, u32> {
+    let mut ids = BTreeMap::new();
+    for (i, c) in m.onboot.iter().chain(m.onshutdown.iter()).chain(m.services.iter()).enumerate() {
+        ids.insert(c.name.clone(), 100 + i as u32);
+    }
+    ids
+}
+
+/// A uid/gid as LinuxKit's IDNumeric: a number; "" or "root" = 0; a container name = its assigned id. keel also
+/// takes a number written as a string and a name from the image's /etc/passwd (uid) or /etc/group (gid), where
+/// LinuxKit fails.
+fn uid_of(id: &Id, rootfs: &Tree, group: bool, ids: &BTreeMap<String, u32>, who: &str) -> Result<u32, Error> {
     match id {
         Id::Num(n) => Ok(*n),
         Id::Name(s) if s.is_empty() || s == "root" => Ok(0),
         Id::Name(s) => {
+            if let Some(n) = ids.get(s) {
+                return Ok(*n);
+            }
             if let Ok(n) = s.parse() {
                 return Ok(n);
             }
             let file = if group { "etc/group" } else { "etc/passwd" };
             lookup(rootfs, file, s).ok_or_else(|| {
                 Error::Config(format!(
-                    "{who}: cannot find {} {s:?} in the image's /{file}",
+                    "{who}: {} {s:?}: not a container name (LinuxKit assigns each container an id by name) nor a {} \
+                     in the image's /{file}",
+                    if group { "gid" } else { "uid" },
                     if group { "group" } else { "user" }
                 ))
             })
@@ -229,8 +248,34 @@ fn uid_of(id: &Id, rootfs: &Tree, group: bool, who: &str) -> Result<u32, Error> 
     }
 }
 
-/// Build config.json for container `c` with image defaults `img` (rootfs used for user/group names).
-pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Value, Error> {
+/// What the image config says that LinuxKit ignores (a note): its `User`.
+pub fn ignored_image_settings(c: &Container, img: &ImageConfig) -> Option<String> {
+    (!img.user.is_empty()).then(|| {
+        format!(
+            "{}: image User {:?} ignored (as LinuxKit): runs as uid {} unless `uid:`/`gid:` say otherwise",
+            c.name,
+            img.user,
+            match &c.uid {
+                Some(Id::Num(n)) => n.to_string(),
+                Some(Id::Name(s)) if !s.is_empty() => s.clone(),
+                _ => "0".into(),
+            }
+        )
+    })
+}
+
+/// The OCI version LinuxKit writes (runtime-spec v1.2.1's specs.Version).
+pub const OCI_VERSION: &str = "1.2.1";
+
+/// Build config.json for container `c` (its image label already merged in by [`crate::label::resolve`]) with
+/// image defaults `img`, the image's tree `rootfs` (user/group names) and LinuxKit's per-container ids `ids`.
+/// The JSON has the shape LinuxKit's (Go's) writes: empty lists, maps and false flags left out.
+pub fn oci_config(
+    c: &Container,
+    img: &ImageConfig,
+    rootfs: &Tree,
+    ids: &BTreeMap<String, u32>,
+) -> Result<Value, Error> {
     let who = c.name.as_str();
     let args: Vec<String> = match &c.command {
         Some(cmd) => cmd.clone(),
@@ -249,45 +294,51 @@ pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Val
     });
     let readonly = c.readonly.unwrap_or(false);
 
-    // User: YAML uid/gid, else the image's User ("uid[:gid]" or names), else root.
-    let (img_u, img_g) = match img.user.split_once(':') {
-        Some((u, g)) => (Some(u.to_string()), Some(g.to_string())),
-        None if !img.user.is_empty() => (Some(img.user.clone()), None),
-        None => (None, None),
-    };
-    let uid_id = c.uid.clone().or(img_u.map(Id::Name)).unwrap_or(Id::Num(0));
-    let gid_id = c.gid.clone().or(img_g.map(Id::Name)).unwrap_or(Id::Num(0));
-    let uid = uid_of(&uid_id, rootfs, false, who)?;
-    let gid = uid_of(&gid_id, rootfs, true, who)?;
+    // User: uid/gid (default 0); the image's User is ignored, as LinuxKit does.
+    let uid = uid_of(c.uid.as_ref().unwrap_or(&Id::Num(0)), rootfs, false, ids, who)?;
+    let gid = uid_of(c.gid.as_ref().unwrap_or(&Id::Num(0)), rootfs, true, ids, who)?;
     let mut user = json!({"uid": uid, "gid": gid});
     if let Some(ag) = &c.additional_gids {
-        let ids: Result<Vec<u32>, Error> = ag.iter().map(|i| uid_of(i, rootfs, true, who)).collect();
-        user["additionalGids"] = json!(ids?);
+        let ids: Result<Vec<u32>, Error> = ag.iter().map(|i| uid_of(i, rootfs, true, ids, who)).collect();
+        let ids = ids?;
+        if !ids.is_empty() {
+            user["additionalGids"] = json!(ids);
+        }
     }
 
+    // LinuxKit: `capabilities` if given, else `capabilities.add` (the label's are merged in before).
     let effective = caps(&c.capabilities.clone().or(c.capabilities_add.clone()), who)?;
     let ambient = caps(&c.ambient, who)?;
     let bounding: Vec<String> =
         effective.iter().chain(ambient.iter()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let mut capabilities = Map::new();
+    for (k, v) in [
+        ("bounding", &bounding),
+        ("effective", &effective),
+        ("inheritable", &bounding),
+        ("permitted", &bounding),
+        ("ambient", &ambient),
+    ] {
+        if !v.is_empty() {
+            capabilities.insert(k.into(), json!(v));
+        }
+    }
 
     let mut process = json!({
-        "terminal": false,
         "user": user,
         "args": args,
-        "env": env,
         "cwd": cwd,
-        "capabilities": {
-            "bounding": bounding,
-            "effective": effective,
-            "inheritable": bounding,
-            "permitted": bounding,
-            "ambient": ambient,
-        },
-        "noNewPrivileges": c.no_new_privileges.unwrap_or(false),
+        "capabilities": capabilities,
     });
+    if !env.is_empty() {
+        process["env"] = json!(env);
+    }
     let rl = rlimits(c.rlimits.as_deref().unwrap_or(&[]), who)?;
     if !rl.is_empty() {
         process["rlimits"] = json!(rl);
+    }
+    if c.no_new_privileges.unwrap_or(false) {
+        process["noNewPrivileges"] = json!(true);
     }
     if let Some(o) = c.oom_score_adj {
         process["oomScoreAdj"] = json!(o);
@@ -314,6 +365,8 @@ pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Val
     opt_ns(&c.pid, "pid", true);
     opt_ns(&c.userns, "user", false);
     ns.push(json!({"type": "mount"}));
+    // keel's one deliberate difference: LinuxKit has no cgroup namespace ("TODO cgroup namespaces" in its
+    // ConfigToOCI); keel gives each container one so /sys/fs/cgroup shows only its own subtree (see CGROUP_NS_NOTE).
     ns.push(json!({"type": "cgroup"}));
 
     // Resources + devices.
@@ -326,15 +379,24 @@ pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Val
     let mut dev_rules = resources.get("devices").and_then(|d| d.as_array().cloned()).unwrap_or_default();
     for (i, d) in c.devices.iter().flatten().enumerate() {
         if d.path == "all" {
-            dev_rules.push(json!({"allow": true, "type": d.kind, "access": "rwm"}));
+            let mut rule = json!({"allow": true, "access": "rwm"});
+            if !d.kind.is_empty() {
+                rule["type"] = json!(d.kind);
+            }
+            dev_rules.push(rule);
             continue;
         }
-        let mode_s =
-            d.mode.as_deref().ok_or_else(|| Error::Config(format!("{who}: devices[{i}] {}: mode missing", d.path)))?;
+        let mode_s = d.mode.as_deref().ok_or_else(|| {
+            Error::Config(format!("{who}: devices[{i}] {}: mode missing (an octal string such as \"0666\")", d.path))
+        })?;
         let mode = u32::from_str_radix(mode_s.trim_start_matches("0o"), 8)
             .map_err(|e| Error::Config(format!("{who}: devices[{i}] {}: mode {mode_s:?} is not octal: {e}", d.path)))?;
         devices.push(json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor, "fileMode": mode}));
-        dev_rules.push(json!({"allow": true, "type": d.kind, "major": d.major, "minor": d.minor, "access": "rwm"}));
+        let mut rule = json!({"allow": true, "major": d.major, "minor": d.minor, "access": "rwm"});
+        if !d.kind.is_empty() {
+            rule["type"] = json!(d.kind);
+        }
+        dev_rules.push(rule);
     }
     if !dev_rules.is_empty() {
         resources["devices"] = json!(dev_rules);
@@ -374,10 +436,14 @@ pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Val
         linux["readonlyPaths"] = json!(p);
     }
 
+    let mut root = json!({"path": "rootfs"});
+    if readonly {
+        root["readonly"] = json!(true);
+    }
     let mut cfg = json!({
-        "ociVersion": "1.0.2",
+        "ociVersion": OCI_VERSION,
         "process": process,
-        "root": {"path": "rootfs", "readonly": readonly},
+        "root": root,
         "mounts": mounts(c, readonly)?,
         "linux": linux,
     });
@@ -389,6 +455,10 @@ pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree) -> Result<Val
     }
     Ok(cfg)
 }
+
+/// The note for keel's deliberate difference from LinuxKit's config.json (printed once per build).
+pub const CGROUP_NS_NOTE: &str = "every container gets a cgroup namespace (LinuxKit's config.json has none): \
+    /sys/fs/cgroup inside shows the container's own subtree";
 
 /// Build runtime.json for the bundle at absolute in-image path `bundle` (e.g. "/containers/services/web"), whose
 /// image tree is unpacked at `lower` (the bundle's own `lower`/`rootfs`, or another bundle's when shared).
@@ -413,7 +483,16 @@ pub fn runtime_json(c: &Container, bundle: &str, lower: &str, readonly: bool) ->
         .interfaces
         .iter()
         .flatten()
-        .map(|i| json!({"name": i.name, "add": i.add, "peer": i.peer, "createInRoot": i.create_in_root}))
+        .map(|i| {
+            // Go's omitempty: name, add and peer only when set.
+            let mut o = json!({"createInRoot": i.create_in_root});
+            for (k, v) in [("name", &i.name), ("add", &i.add), ("peer", &i.peer)] {
+                if !v.is_empty() {
+                    o[k] = json!(v);
+                }
+            }
+            o
+        })
         .collect();
     let s = |v: &Option<String>| json!(v.clone().unwrap_or_default());
     json!({
@@ -442,12 +521,14 @@ mod tests {
     fn linuxkit_defaults() {
         let c = one("services:\n  - name: s\n    image: busybox\n    command: [sleep, '1']\n");
         let img = ImageConfig { env: vec!["PATH=/bin".into()], ..Default::default() };
-        let cfg = oci_config(&c, &img, &Tree::new()).unwrap();
-        assert_eq!(cfg["process"]["capabilities"]["effective"], json!([]));
-        assert_eq!(cfg["process"]["capabilities"]["bounding"], json!([]));
+        let cfg = oci_config(&c, &img, &Tree::new(), &BTreeMap::new()).unwrap();
+        // Go's omitempty: no capability sets at all, no readonly flag, no terminal.
+        assert_eq!(cfg["process"]["capabilities"], json!({}));
         assert_eq!(cfg["process"]["cwd"], "/");
         assert_eq!(cfg["process"]["env"], json!(["PATH=/bin"]));
-        assert_eq!(cfg["root"]["readonly"], false);
+        assert_eq!(cfg["root"], json!({"path": "rootfs"}));
+        assert!(cfg["process"].get("terminal").is_none());
+        assert_eq!(cfg["ociVersion"], OCI_VERSION);
         assert_eq!(cfg["linux"]["namespaces"], json!([{"type": "pid"}, {"type": "mount"}, {"type": "cgroup"}]));
         let dests: Vec<&str> =
             cfg["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
@@ -475,7 +556,7 @@ services:
 "#;
         let mut rootfs = Tree::new();
         rootfs.insert("etc/passwd", crate::tree::Node::file(b"nobody:x:65534:65534::/:/bin/false\n".to_vec(), 0o644));
-        let cfg = oci_config(&one(y), &ImageConfig::default(), &rootfs).unwrap();
+        let cfg = oci_config(&one(y), &ImageConfig::default(), &rootfs, &BTreeMap::new()).unwrap();
         assert_eq!(cfg["process"]["capabilities"]["effective"], json!(["CAP_NET_ADMIN", "CAP_NET_RAW"]));
         assert_eq!(cfg["process"]["user"]["uid"], 65534);
         assert_eq!(cfg["linux"]["namespaces"], json!([{"type": "network"}, {"type": "mount"}, {"type": "cgroup"}]));
@@ -492,14 +573,35 @@ services:
     }
 
     #[test]
+    fn ids_by_container_name_and_image_user_ignored() {
+        let m = Moby::parse(
+            "onboot:\n  - name: a\n    image: busybox\nonshutdown:\n  - name: z\n    image: busybox\nservices:\n  - name: s\n    image: busybox\n    command: [x]\n    uid: s\n    gid: a\n    additionalGids: [z, 5]\n",
+            "t",
+        )
+        .unwrap();
+        let ids = assigned_ids(&m);
+        assert_eq!(ids, BTreeMap::from([("a".into(), 100), ("z".into(), 101), ("s".into(), 102)]));
+        let img = ImageConfig { user: "1000:1000".into(), ..Default::default() };
+        let cfg = oci_config(&m.services[0], &img, &Tree::new(), &ids).unwrap();
+        assert_eq!(cfg["process"]["user"], json!({"uid": 102, "gid": 100, "additionalGids": [101, 5]}));
+        let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n");
+        let cfg = oci_config(&c, &img, &Tree::new(), &ids).unwrap();
+        assert_eq!(cfg["process"]["user"], json!({"uid": 0, "gid": 0}), "image User ignored, as LinuxKit");
+        assert!(ignored_image_settings(&c, &img).unwrap().contains("image User \"1000:1000\" ignored"));
+        let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n    uid: nosuch\n");
+        let e = oci_config(&c, &img, &Tree::new(), &ids).unwrap_err().to_string();
+        assert!(e.contains("s: uid \"nosuch\": not a container name"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_container() {
         let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n    capabilities: [CAP_FLY]\n");
-        assert!(oci_config(&c, &ImageConfig::default(), &Tree::new())
+        assert!(oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new())
             .unwrap_err()
             .to_string()
             .contains("s: unknown capability"));
         let c = one("services:\n  - name: s\n    image: busybox\n");
-        assert!(oci_config(&c, &ImageConfig::default(), &Tree::new())
+        assert!(oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new())
             .unwrap_err()
             .to_string()
             .contains("s: no command"));

@@ -125,6 +125,30 @@ pub fn scan_modules(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
     Ok(out)
 }
 
+/// The module (canonical name) under kernel/crypto, kernel/arch/*/crypto or kernel/lib with alias `alias`; the
+/// alias table of those directories is read once, on first use.
+fn soft_alias(
+    alias: &str,
+    files: &BTreeMap<String, String>,
+    dir: &Path,
+    map: &mut Option<BTreeMap<String, String>>,
+) -> Result<Option<String>, Error> {
+    if map.is_none() {
+        let mut m = BTreeMap::new();
+        for (name, rel) in files {
+            if rel.starts_with("kernel/crypto/") || rel.starts_with("kernel/lib/") || rel.contains("/crypto/") {
+                let p = dir.join(rel);
+                let bytes = std::fs::read(&p).map_err(io("reading module", &p))?;
+                for a in modindex::modinfo(&bytes).1 {
+                    m.entry(modindex::canon(&a)).or_insert_with(|| name.clone());
+                }
+            }
+        }
+        *map = Some(m);
+    }
+    Ok(map.as_ref().and_then(|m| m.get(&modindex::canon(alias)).cloned()))
+}
+
 /// What went into the image.
 #[derive(Debug, Default)]
 pub struct ModulesReport {
@@ -144,17 +168,19 @@ pub fn add_modules(t: &mut Tree, k: &Kernel, extra: &[String]) -> Result<Modules
     let all = extra.iter().any(|e| e == "all");
     let mut infos: BTreeMap<String, ModInfo> = BTreeMap::new();
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut load = |name: &str, infos: &mut BTreeMap<String, ModInfo>| -> Result<bool, Error> {
+    // Some(its soft dependencies) when loaded, None when there is no such module file.
+    let mut load = |name: &str, infos: &mut BTreeMap<String, ModInfo>| -> Result<Option<Vec<String>>, Error> {
         if infos.contains_key(name) {
-            return Ok(true);
+            return Ok(Some(Vec::new()));
         }
-        let Some(rel) = files.get(name) else { return Ok(false) };
+        let Some(rel) = files.get(name) else { return Ok(None) };
         let p = dir.join(rel);
         let bytes = std::fs::read(&p).map_err(io("reading module", &p))?;
         let (depends, aliases) = modindex::modinfo(&bytes);
+        let soft = modindex::softdeps(&bytes);
         infos.insert(name.to_string(), ModInfo { rel: rel.clone(), depends, aliases });
         data.insert(name.to_string(), bytes);
-        Ok(true)
+        Ok(Some(soft))
     };
     let wanted: Vec<String> = if all {
         files.keys().cloned().collect()
@@ -165,13 +191,23 @@ pub fn add_modules(t: &mut Tree, k: &Kernel, extra: &[String]) -> Result<Modules
     let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
     let is_builtin = |n: &str| builtin.lines().any(|l| modindex::canon(l) == n);
     let mut stack = wanted.clone();
+    let mut alias_map: Option<BTreeMap<String, String>> = None;
     while let Some(n) = stack.pop() {
         let n = modindex::canon(&n);
         if infos.contains_key(&n) {
             continue;
         }
-        if load(&n, &mut infos)? {
+        if let Some(soft) = load(&n, &mut infos)? {
             stack.extend(infos[&n].depends.clone());
+            // Soft dependencies (ext4: `pre: crc32c`): a module of that name, else a crypto/lib module with that
+            // alias (the kernel asks for `crypto-crc32c` at mount time; without it ext4 cannot mount).
+            for sd in soft {
+                if files.contains_key(&sd) {
+                    stack.push(sd);
+                } else if let Some(m) = soft_alias(&sd, &files, dir, &mut alias_map)? {
+                    stack.push(m);
+                }
+            }
         } else if !is_builtin(&n) && extra.iter().any(|e| modindex::canon(e) == n) {
             report.not_found.push(n);
         }

@@ -5,7 +5,8 @@
 //!                  [--format FORMAT]... [--name NAME]
 //! keel-image pull REF... | keel-image cache ls | keel-image cache rm REF...
 //! keel-image run DIR|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append ARGS]
-//!                [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff]
+//!                [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff] [--uefi|--no-uefi]
+//!                [--disk FILE[,size=N][,format=raw|qcow2][,if=virtio|ide]]...
 //! ```
 
 use std::path::PathBuf;
@@ -29,15 +30,31 @@ const USAGE: &str = "usage:
   keel-image cache rm REF... [--cache DIR]                (drop them and the blobs nothing else needs)
   keel-image run IMAGE|FILE.yml [--kvm] [--forward HOST:GUEST]... [--timeout SECS] [--append 'ARGS']
                  [--memory MB] [--smp N] [--autopoweroff|--no-autopoweroff] [--uefi|--no-uefi]
-                 [--disk FILE[,size=N][,format=raw|qcow2]]...
+                 [--disk FILE[,size=N][,format=raw|qcow2][,if=virtio|ide]]...
                  IMAGE: DIR (kernel, initrd.img, cmdline or one NAME-kernel), NAME (NAME-kernel...),
                  NAME-initrd.tar, NAME-efi.img, NAME-efi.qcow2, NAME-efi.iso (OVMF), NAME-bios.img, NAME.qcow2, NAME.iso
                  (a FILE.yml is built into build/NAME first; build options apply)
 defaults: --init-binary $KEEL_INIT_BINARY, else build/bin/init (make build), else
-          target/x86_64-unknown-linux-gnu/release/init,
+          target/x86_64-unknown-linux-gnu/release/init, else keel-init or ../lib/keel/init beside
+          keel-image, else the init and keel-runc embedded in keel-image (cargo install --path images),
           --kernel-cache build/kernel (or $KEEL_KERNEL_CACHE),
           --cache ~/.linuxkit/cache (LinuxKit's; or $KEEL_IMAGE_CACHE), --arch amd64,
-          credentials from $DOCKER_CONFIG/config.json or ~/.docker/config.json";
+          credentials from $DOCKER_CONFIG/config.json or ~/.docker/config.json;
+images named by reference (linuxkit/getty:TAG) come from the cache (an OCI layout keyed by full reference, as
+          LinuxKit's), pulled into it when missing unless --offline";
+
+/// The in-image init when neither --init-binary nor $KEEL_INIT_BINARY says: `make build`'s build/bin/init (in
+/// the project tree), the workspace's release build, an installed layout beside keel-image (`keel-init`, or
+/// `../lib/keel/init`; keel-runc next to it), else empty = the binaries embedded in keel-image.
+fn default_init() -> PathBuf {
+    let mut candidates =
+        vec![PathBuf::from("build/bin/init"), PathBuf::from("target/x86_64-unknown-linux-gnu/release/init")];
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+        candidates.push(dir.join("keel-init"));
+        candidates.push(dir.join("../lib/keel/init"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_default()
+}
 
 fn die(msg: &str) -> ! {
     eprintln!("keel-image: {msg}");
@@ -52,14 +69,7 @@ fn main() {
     let mut bo = Options {
         yaml: PathBuf::new(),
         out: PathBuf::new(),
-        init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(|| {
-            let made = PathBuf::from("build/bin/init"); // what `make build` puts in the image
-            if made.is_file() {
-                made
-            } else {
-                PathBuf::from("target/x86_64-unknown-linux-gnu/release/init")
-            }
-        }),
+        init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(default_init),
         kernel_cache: std::env::var_os("KEEL_KERNEL_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("build/kernel")),
@@ -99,11 +109,13 @@ fn main() {
                     Some(Duration::from_secs(val(&mut i, &a).parse().unwrap_or_else(|_| die("--timeout: seconds"))))
             }
             "--append" => ro.append.push(val(&mut i, &a)),
+            "--disk" | "-disk" => {
+                ro.disks.push(run::parse_disk(&val(&mut i, &a)).unwrap_or_else(|e| die(&e.to_string())))
+            }
             "--memory" => ro.memory_mb = val(&mut i, &a).parse().unwrap_or_else(|_| die("--memory: MiB")),
             "--smp" => ro.smp = val(&mut i, &a).parse().unwrap_or_else(|_| die("--smp: count")),
             "--uefi" => ro.uefi = Some(true),
             "--no-uefi" => ro.uefi = Some(false),
-            "--disk" | "-disk" => ro.disks.push(val(&mut i, &a)),
             "--autopoweroff" => ro.autopoweroff = Some(true),
             "--no-autopoweroff" => ro.autopoweroff = Some(false),
             "-h" | "--help" => {

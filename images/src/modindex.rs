@@ -43,6 +43,17 @@ pub fn modinfo(data: &[u8]) -> (Vec<String>, Vec<String>) {
     (deps, aliases)
 }
 
+/// The modules a module's `softdep=pre: A B post: C` names (canonical; they may be aliases, e.g. ext4's `crc32c`).
+pub fn softdeps(data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in data.split(|b| *b == 0) {
+        if let Some(v) = s.strip_prefix(b"softdep=") {
+            out.extend(String::from_utf8_lossy(v).split_whitespace().filter(|w| !w.ends_with(':')).map(canon));
+        }
+    }
+    out
+}
+
 /// Close `wanted` (canonical names) over dependencies in `all`. Unknown names are returned separately (they may
 /// be built into the kernel).
 pub fn closure(all: &BTreeMap<String, ModInfo>, wanted: &[String]) -> (BTreeSet<String>, Vec<String>) {
@@ -118,6 +129,14 @@ pub fn write_index(dir: &std::path::Path, mods: &BTreeMap<String, ModInfo>) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softdep_names() {
+        assert_eq!(
+            softdeps(b"license=GPL\0softdep=pre: crc32c post: foo-bar\0depends=mbcache\0"),
+            ["crc32c", "foo_bar"]
+        );
+    }
 
     fn mi(rel: &str, deps: &[&str]) -> ModInfo {
         ModInfo { rel: rel.into(), depends: deps.iter().map(|s| s.to_string()).collect(), aliases: vec![] }

@@ -505,7 +505,8 @@ pub fn ensure(r: &Reference, o: &PullOptions) -> Result<Value, Error> {
     }
     if o.offline {
         return Err(Error::Source(format!(
-            "{r} is not in the cache {} and --offline forbids pulling it (keel-image pull {r})",
+            "{r} is not in the cache {} and --offline forbids pulling it: drop --offline, or `keel-image pull {r}` \
+             where the registry is reachable",
             o.cache.display()
         )));
     }

@@ -34,8 +34,83 @@ pub struct RunOptions {
     pub autopoweroff: Option<bool>,
     /// Force UEFI (OVMF) on or off; None = from the file name (`*-efi.*`).
     pub uefi: Option<bool>,
-    /// Extra disks: `FILE[,size=N][,format=raw|qcow2]`.
-    pub disks: Vec<String>,
+    /// `--disk FILE[,size=N][,format=raw|qcow2]` (as `linuxkit run -disk`): data disks, created when missing.
+    pub disks: Vec<Disk>,
+}
+
+/// One `--disk`: `[file=]PATH[,size=N[K|M|G]][,format=raw|qcow2][,if=virtio|ide]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// Bytes, for creating a missing file.
+    pub size: Option<u64>,
+    /// `raw` (default; created sparse) or `qcow2` (created with qemu-img; the default for a `*.qcow2` file).
+    pub format: String,
+    /// `virtio` (default: /dev/vda, ...) or `ide` (LinuxKit's qemu default: /dev/sda; needs the ata_piix and
+    /// sd_mod modules, `kernel.modules: [ata_piix, sd_mod]`).
+    pub interface: String,
+}
+
+/// Parse a `--disk` value.
+pub fn parse_disk(s: &str) -> Result<Disk, Error> {
+    let bad = |why: &str| Error::Command(format!("--disk {s:?}: {why} (want [file=]PATH[,size=N][,format=raw|qcow2])"));
+    let mut d = Disk { path: PathBuf::new(), size: None, format: String::new(), interface: "virtio".into() };
+    for (i, part) in s.split(',').enumerate() {
+        match part.split_once('=') {
+            Some(("file", v)) => d.path = PathBuf::from(v),
+            Some(("size", v)) => d.size = Some(parse_size(v).ok_or_else(|| bad("bad size"))?),
+            Some(("format", v)) if v == "raw" || v == "qcow2" => d.format = v.into(),
+            Some(("if", v)) if v == "virtio" || v == "ide" => d.interface = v.into(),
+            None if i == 0 => d.path = PathBuf::from(part),
+            _ => return Err(bad(&format!("unknown part {part:?}"))),
+        }
+    }
+    if d.path.as_os_str().is_empty() {
+        return Err(bad("no file"));
+    }
+    if d.format.is_empty() {
+        d.format = if d.path.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" }.into();
+    }
+    Ok(d)
+}
+
+/// "1G", "512M", "4096K", "1048576" (bytes) -> bytes.
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mul) = match v.chars().last()?.to_ascii_uppercase() {
+        'K' => (&v[..v.len() - 1], 1u64 << 10),
+        'M' => (&v[..v.len() - 1], 1 << 20),
+        'G' => (&v[..v.len() - 1], 1 << 30),
+        'T' => (&v[..v.len() - 1], 1 << 40),
+        _ => (v, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul).filter(|n| *n > 0)
+}
+
+/// Create a missing disk file with its size (raw: a sparse file; qcow2: `qemu-img create`).
+pub fn prepare_disk(d: &Disk) -> Result<(), Error> {
+    if d.path.exists() {
+        return Ok(());
+    }
+    let size = d.size.ok_or_else(|| {
+        Error::Command(format!("--disk {}: the file does not exist; give ,size=N to create it", d.path.display()))
+    })?;
+    if d.format == "qcow2" {
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&d.path)
+            .arg(size.to_string())
+            .status()
+            .map_err(|e| {
+                Error::Command(format!("qemu-img create {}: {e} (apt-get install qemu-utils)", d.path.display()))
+            })?;
+        if !st.success() {
+            return Err(Error::Command(format!("qemu-img create {}: {st}", d.path.display())));
+        }
+        return Ok(());
+    }
+    let f = std::fs::File::create(&d.path).map_err(io("creating disk", &d.path))?;
+    f.set_len(size).map_err(io("sizing disk", &d.path))
 }
 
 impl Default for RunOptions {
@@ -192,39 +267,6 @@ fn ovmf_args(c: &mut Command) -> Result<(), Error> {
     Ok(())
 }
 
-/// `--disk FILE[,size=N][,format=F]` → qemu arguments; the file is created (qemu-img) when missing and a size
-/// is given, as `linuxkit run -disk` does.
-pub fn disk_args(spec: &str) -> Result<Vec<String>, Error> {
-    let mut parts = spec.split(',');
-    let file =
-        parts.next().filter(|f| !f.is_empty()).ok_or_else(|| Error::Command(format!("--disk {spec:?}: no file")))?;
-    let (mut size, mut format) = (None, None);
-    for p in parts {
-        match p.split_once('=') {
-            Some(("size", v)) => size = Some(v.to_string()),
-            Some(("format", v)) => format = Some(v.to_string()),
-            Some(("file", _)) | None | Some(_) => {
-                return Err(Error::Command(format!("--disk {spec:?}: want FILE[,size=N][,format=raw|qcow2]")))
-            }
-        }
-    }
-    let format = format.unwrap_or_else(|| if file.ends_with(".qcow2") { "qcow2".into() } else { "raw".into() });
-    if !Path::new(file).exists() {
-        let size = size.ok_or_else(|| Error::Command(format!("--disk {file}: missing; give size=N to create it")))?;
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", &format, file, &size])
-            .output()
-            .map_err(|e| Error::Command(format!("qemu-img: {e} (apt-get install qemu-utils)")))?;
-        if !out.status.success() {
-            return Err(Error::Command(format!(
-                "qemu-img create {file} {size}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    Ok(vec!["-drive".into(), format!("file={file},format={format},if=virtio")])
-}
-
 /// The QEMU command for a run (stdio is the serial console).
 pub fn qemu_command(o: &RunOptions) -> Result<Command, Error> {
     let boot = detect(&o.dir, o.uefi)?;
@@ -278,19 +320,30 @@ pub fn qemu_command(o: &RunOptions) -> Result<Command, Error> {
             );
         }
     }
-    for d in &o.disks {
-        c.args(disk_args(d)?);
-    }
     // romfile= : no iPXE option ROM (saves boot time). A (headless) VGA keeps SeaBIOS's screen-clearing output
     // off the serial console.
     c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]);
     c.args(["-device", "VGA"]);
     c.args(["-device", "virtio-rng-pci"]);
+    // Data disks after the boot disk (virtio) or CD-ROM (ide): indexes per interface, past the boot medium's.
+    let (mut virtio, mut ide) =
+        (matches!(boot, Boot::Disk { .. }) as usize, matches!(boot, Boot::Cdrom { .. }) as usize);
+    for d in &o.disks {
+        let n = if d.interface == "ide" { &mut ide } else { &mut virtio };
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(d.path.as_os_str());
+        drive.push(format!(",format={},media=disk,if={},index={n}", d.format, d.interface));
+        *n += 1;
+        c.arg("-drive").arg(drive);
+    }
     Ok(c)
 }
 
 /// Boot and wait. Returns QEMU's exit code (124 on timeout, as timeout(1)).
 pub fn run(o: &RunOptions) -> Result<i32, Error> {
+    for d in &o.disks {
+        prepare_disk(d)?;
+    }
     let mut cmd = qemu_command(o)?;
     cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| {
@@ -360,22 +413,63 @@ mod tests {
         );
         assert_eq!(detect(&d.join("demo.iso"), None).unwrap(), Boot::Cdrom { path: d.join("demo.iso"), uefi: false });
         assert!(detect(&d.join("nothing"), None).is_err());
-        // --disk: an existing file; a missing one without size is an error; bad options are errors.
-        let data = d.join("data.img");
-        std::fs::write(&data, vec![0u8; 4096]).unwrap();
-        let a = disk_args(&data.display().to_string()).unwrap();
-        assert_eq!(a[1], format!("file={},format=raw,if=virtio", data.display()));
-        assert!(disk_args(&d.join("missing.img").display().to_string()).is_err());
-        assert!(disk_args("x.img,bogus=1").is_err());
+        // --disk: a missing one without size is an error; bad options are errors; a `*.qcow2` is qcow2.
+        assert!(prepare_disk(&parse_disk(&d.join("missing.img").display().to_string()).unwrap()).is_err());
+        assert!(parse_disk("x.img,bogus=1").is_err());
         // Missing with a size: created by qemu-img (when installed), as `linuxkit run -disk`.
         let q = d.join("new.qcow2");
+        let qd = parse_disk(&format!("{},size=16M", q.display())).unwrap();
+        assert_eq!(qd.format, "qcow2");
         if Command::new("qemu-img").arg("--version").output().is_ok() {
-            let a = disk_args(&format!("{},size=16M", q.display())).unwrap();
-            assert_eq!(a[1], format!("file={},format=qcow2,if=virtio", q.display()));
+            prepare_disk(&qd).unwrap();
             assert!(q.is_file());
         } else {
             eprintln!("SKIPPED (part): qemu-img not installed");
         }
+        // Booting from a disk: a virtio data disk comes after it (vdb), an ide one after a CD-ROM.
+        let o = RunOptions {
+            dir: d.join("demo-efi.img"),
+            uefi: Some(false),
+            disks: vec![parse_disk("data.img").unwrap(), parse_disk("old.img,if=ide").unwrap()],
+            ..Default::default()
+        };
+        let args: Vec<String> =
+            qemu_command(&o).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.iter().any(|a| a == "file=data.img,format=raw,media=disk,if=virtio,index=1"), "{args:?}");
+        assert!(args.iter().any(|a| a == "file=old.img,format=raw,media=disk,if=ide,index=0"), "{args:?}");
+        let o = RunOptions { dir: d.join("demo.iso"), disks: vec![parse_disk("old.img,if=ide").unwrap()], ..o };
+        let args: Vec<String> =
+            qemu_command(&o).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.iter().any(|a| a == "file=old.img,format=raw,media=disk,if=ide,index=1"), "{args:?}");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn disks() {
+        let d = parse_disk("disk.img,size=1G").unwrap();
+        assert_eq!((d.path.to_str().unwrap(), d.size, d.format.as_str()), ("disk.img", Some(1 << 30), "raw"));
+        let d = parse_disk("file=/x/y.qcow2,size=512M,format=qcow2,if=ide").unwrap();
+        assert_eq!((d.size, d.format.as_str(), d.interface.as_str()), (Some(512 << 20), "qcow2", "ide"));
+        assert!(parse_disk("a,size=0").is_err() && parse_disk("a,sise=1G").is_err() && parse_disk("size=1G").is_err());
+        let dir = std::env::temp_dir().join(format!("keel-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("d.img");
+        let _ = std::fs::remove_file(&p);
+        prepare_disk(&parse_disk(&format!("{},size=64M", p.display())).unwrap()).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 64 << 20);
+        prepare_disk(&parse_disk(p.to_str().unwrap()).unwrap()).unwrap(); // exists: kept
+        let e = prepare_disk(&parse_disk(dir.join("none.img").to_str().unwrap()).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("size=N"), "{e}");
+        let o = RunOptions { dir: dir.clone(), disks: vec![parse_disk("d.img").unwrap()], ..Default::default() };
+        std::fs::write(dir.join("kernel"), b"k").unwrap();
+        std::fs::write(dir.join("initrd.img"), b"i").unwrap();
+        std::fs::write(dir.join("cmdline"), b"console=ttyS0\n").unwrap();
+        let c = qemu_command(&o).unwrap();
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(
+            args.windows(2).any(|w| w[0] == "-drive" && w[1] == "file=d.img,format=raw,media=disk,if=virtio,index=0"),
+            "{args:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

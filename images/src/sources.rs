@@ -24,6 +24,8 @@ pub struct ImageConfig {
     pub cmd: Vec<String>,
     pub working_dir: String,
     pub user: String,
+    /// The image config's Labels (LinuxKit reads `org.mobyproject.config` from them).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A resolved image: its root filesystem and config.
@@ -39,11 +41,13 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 /// Where the host's static busybox is looked for.
 pub const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
-/// LinuxKit images keel replaces (init:, and runc/containerd in onboot/services), by name prefix.
+/// LinuxKit images keel replaces: its init, runc and containerd (in `init:`, or as onboot/services entries).
+/// Every other `init:` image (ca-certificates, firmware, ...) is unpacked into the root, as LinuxKit does.
 pub fn is_linuxkit_runtime_image(image: &str) -> bool {
-    let base = image.rsplit('/').next().unwrap_or(image);
-    let name = base.split([':', '@']).next().unwrap_or(base);
-    image.starts_with("linuxkit/") && matches!(name, "init" | "runc" | "containerd" | "ca-certificates")
+    let image = image.strip_prefix("docker.io/").unwrap_or(image);
+    let Some(rest) = image.strip_prefix("linuxkit/") else { return false };
+    let name = rest.split([':', '@']).next().unwrap_or(rest);
+    matches!(name, "init" | "runc" | "containerd")
 }
 
 /// Resolve `spec` (the `image:` value) for container `who`; `base` is the YAML file's directory (relative paths).
@@ -67,15 +71,22 @@ pub fn load_with(spec: &str, who: &str, base: &Path, pull: &PullOptions) -> Resu
     }
     if let Some(rest) = spec.strip_prefix("oci:") {
         // oci:PATH[:TAG] — the tag is after the last ':' only if PATH without it is a directory.
-        let (path, tag) = match rest.rsplit_once(':') {
-            Some((p, t)) if rel(p).is_dir() => (p, Some(t)),
-            _ => (rest, None),
-        };
+        // (the first such ':': a tag may be a full reference, `docker.io/linuxkit/getty:v1`).
+        let (path, tag) =
+            match rest.match_indices(':').map(|(i, _)| (&rest[..i], &rest[i + 1..])).find(|(p, _)| rel(p).is_dir()) {
+                Some((p, t)) if !rel(rest).is_dir() => (p, Some(t)),
+                _ => (rest, None),
+            };
         return oci_layout_arch(&rel(path), tag, &pull.arch)
             .map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
     }
-    if let Some(path) = spec.strip_prefix("docker-archive:") {
-        return docker_archive(&rel(path)).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
+    if let Some(rest) = spec.strip_prefix("docker-archive:") {
+        // docker-archive:FILE[:REF] — REF (a RepoTag, or its tag) only if FILE without it is a file.
+        let (path, want) = match rest.split_once(':') {
+            Some((p, r)) if rel(p).is_file() => (p, Some(r)),
+            _ => (rest, None),
+        };
+        return docker_archive_ref(&rel(path), want).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")));
     }
     if let Some(dir) = spec.strip_prefix("rootfs:") {
         let d = rel(dir);
@@ -91,13 +102,29 @@ pub fn load_with(spec: &str, who: &str, base: &Path, pull: &PullOptions) -> Resu
     registry_image(&r, pull).map_err(|e| Error::Source(format!("{who}: image {spec}: {e}")))
 }
 
-/// A registry image: pulled into the cache unless there (or `--offline`), then read from it, verified.
+/// A registry image: pulled into the cache unless there (or `--offline`), then read from it, verified. An image
+/// that is neither cached nor pulled is an error saying how to get it ([`how_to_get`]).
 pub fn registry_image(r: &Reference, pull: &PullOptions) -> Result<Image, Error> {
-    let desc = registry::ensure(r, pull)?;
+    let desc = registry::ensure(r, pull).map_err(|e| {
+        if pull.offline {
+            e // says so, with how to get it
+        } else {
+            Error::Source(format!("{e}; {}", how_to_get(r, pull)))
+        }
+    })?;
     let digest = desc["digest"].as_str().unwrap_or("");
     image_from_layout(&Layout::at(&pull.cache), digest, desc["size"].as_u64(), &pull.arch).map_err(|e| {
         Error::Source(format!("{e} (in the cache {}; `keel-image cache rm {r}` drops it)", pull.cache.display()))
     })
+}
+
+/// How to get a registry image the cache lacks and that could not be pulled here.
+pub fn how_to_get(r: &Reference, pull: &PullOptions) -> String {
+    format!(
+        "to get it: `keel-image pull {r}` where the registry is reachable (into the cache {}: then build here \
+         with --offline), or a local source: oci:PATH[:TAG], docker-archive:FILE",
+        pull.cache.display()
+    )
 }
 
 /// The host's busybox binary (must be static: it runs inside containers with nothing else).
@@ -173,35 +200,76 @@ pub fn parse_image_config(v: &Value) -> ImageConfig {
         cmd: strs(&c["Cmd"]),
         working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
         user: c["User"].as_str().unwrap_or("").to_string(),
+        labels: c["Labels"]
+            .as_object()
+            .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default(),
     }
 }
 
-/// Pick a manifest descriptor from a layout's index.json: by tag (org.opencontainers.image.ref.name, whole or
-/// after its last ':'), else the only one, else linux/amd64.
+/// Pick a manifest descriptor from an index: by tag (`org.opencontainers.image.ref.name` equal to it, else ending
+/// in `:TAG`), else the only one, else the only linux/amd64 one. More than one candidate (with different digests)
+/// is an error naming them: never a silent pick.
 fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
     let ms = index["manifests"].as_array().cloned().unwrap_or_default();
     if ms.is_empty() {
         return Err(Error::Source(format!("{what}: no manifests")));
     }
-    if let Some(tag) = tag {
-        let want = |m: &&Value| {
-            let n = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or("");
-            n == tag || n.rsplit(':').next() == Some(tag)
-        };
-        if let Some(m) = ms.iter().find(want) {
-            return Ok(m.clone());
+    let name = |m: &Value| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or("").to_string();
+    let describe = |c: &[&Value]| -> String {
+        c.iter()
+            .map(|m| {
+                let n = name(m);
+                let d = m["digest"].as_str().unwrap_or("?");
+                let d = &d[..d.len().min(19)];
+                let p = format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or("?"),
+                    m["platform"]["architecture"].as_str().unwrap_or("?")
+                );
+                if n.is_empty() {
+                    format!("{d} ({p})")
+                } else {
+                    format!("{n:?} {d} ({p})")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // One candidate, or several that are the same manifest.
+    let only = |c: Vec<&Value>, why: &str| -> Result<Value, Error> {
+        let mut digests: Vec<&str> = c.iter().map(|m| m["digest"].as_str().unwrap_or("")).collect();
+        digests.dedup();
+        if digests.len() == 1 {
+            return Ok(c[0].clone());
         }
-        let names: Vec<&str> =
-            ms.iter().filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str()).collect();
+        Err(Error::Source(format!("{what}: {} manifests {why}: {}; name one by its full tag", c.len(), describe(&c))))
+    };
+    if let Some(tag) = tag {
+        let exact: Vec<&Value> = ms.iter().filter(|m| name(m) == tag).collect();
+        if !exact.is_empty() {
+            return only(exact, &format!("tagged {tag:?}"));
+        }
+        let suffix: Vec<&Value> = ms.iter().filter(|m| name(m).rsplit_once(':').map(|(_, t)| t) == Some(tag)).collect();
+        if !suffix.is_empty() {
+            return only(suffix, &format!("tagged ...:{tag}"));
+        }
+        let names: Vec<String> = ms.iter().map(name).filter(|n| !n.is_empty()).collect();
         return Err(Error::Source(format!("{what}: no manifest tagged {tag:?} (tags: {names:?})")));
     }
     if ms.len() == 1 {
         return Ok(ms[0].clone());
     }
-    ms.iter()
-        .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
-        .cloned()
-        .ok_or_else(|| Error::Source(format!("{what}: {} manifests and none for linux/amd64; name a tag", ms.len())))
+    let amd64: Vec<&Value> =
+        ms.iter().filter(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64").collect();
+    if amd64.is_empty() {
+        return Err(Error::Source(format!(
+            "{what}: {} manifests and none for linux/amd64: {}; name a tag",
+            ms.len(),
+            describe(&ms.iter().collect::<Vec<_>>())
+        )));
+    }
+    only(amd64, "for linux/amd64 and no tag given")
 }
 
 /// Read an OCI image layout directory (linux/amd64 from a multi-platform index).
@@ -248,8 +316,13 @@ pub fn image_from_layout(l: &Layout, digest: &str, size: Option<u64>, arch: &str
     Err(Error::Source("index nesting too deep".into()))
 }
 
-/// Read a `docker save` tarball (manifest.json -> Config + Layers).
+/// Read a `docker save` tarball (manifest.json -> Config + Layers) holding one image.
 pub fn docker_archive(path: &Path) -> Result<Image, Error> {
+    docker_archive_ref(path, None)
+}
+
+/// Read a `docker save` tarball; `want` picks one of several images by RepoTag (`repo:tag`, or just `tag`).
+pub fn docker_archive_ref(path: &Path, want: Option<&str>) -> Result<Image, Error> {
     let raw = std::fs::read(path).map_err(io("reading", path))?;
     let data = maybe_gunzip(raw)?;
     let mut files: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
@@ -266,7 +339,35 @@ pub fn docker_archive(path: &Path) -> Result<Image, Error> {
     let get = |n: &str| files.get(&norm(n)).ok_or_else(|| Error::Source(format!("{n} missing in the archive")));
     let manifest: Value = serde_json::from_slice(get("manifest.json")?)
         .map_err(|e| Error::Source(format!("manifest.json: bad JSON: {e}")))?;
-    let m = manifest.get(0).ok_or_else(|| Error::Source("manifest.json: empty".into()))?;
+    let all = manifest.as_array().cloned().unwrap_or_default();
+    let tags = |m: &Value| strs(&m["RepoTags"]);
+    let chosen: Vec<&Value> = match want {
+        Some(w) => all
+            .iter()
+            .filter(|m| tags(m).iter().any(|t| t == w || t.rsplit_once(':').map(|x| x.1) == Some(w)))
+            .collect(),
+        None => all.iter().collect(),
+    };
+    let list = || all.iter().map(|m| format!("{:?}", tags(m))).collect::<Vec<_>>().join(", ");
+    let m = match chosen.as_slice() {
+        [] if all.is_empty() => return Err(Error::Source("manifest.json: empty".into())),
+        [] => {
+            return Err(Error::Source(format!(
+                "no image tagged {:?} in the archive (images: {})",
+                want.unwrap_or(""),
+                list()
+            )))
+        }
+        [one] => *one,
+        many => {
+            return Err(Error::Source(format!(
+                "{} images in the archive{}: {}; name one: docker-archive:FILE:REPO:TAG",
+                many.len(),
+                want.map(|w| format!(" match {w:?}")).unwrap_or_default(),
+                many.iter().map(|m| format!("{:?}", tags(m))).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
     let cfg: Value = serde_json::from_slice(get(m["Config"].as_str().unwrap_or(""))?)
         .map_err(|e| Error::Source(format!("image config: bad JSON: {e}")))?;
     let mut rootfs = Tree::new();
@@ -436,9 +537,25 @@ pub mod tests {
     }
 
     #[test]
+    fn cache_keys_are_full_references() {
+        // The names LinuxKit's cache uses (`docker.io/linuxkit/getty:v1`): what the cache lookup asks for.
+        for (spec, full) in [
+            ("linuxkit/getty:v1", "docker.io/linuxkit/getty:v1"),
+            ("alpine", "docker.io/library/alpine:latest"),
+            ("docker.io/linuxkit/getty:v1", "docker.io/linuxkit/getty:v1"),
+            ("localhost:5000/a/b", "localhost:5000/a/b:latest"),
+            ("ghcr.io/o/r:1", "ghcr.io/o/r:1"),
+        ] {
+            assert_eq!(Reference::parse(spec).unwrap().full(), full);
+        }
+    }
+
+    #[test]
     fn linuxkit_runtime_images() {
         assert!(is_linuxkit_runtime_image("linuxkit/init:8f1e6a0747acbbb4d7e24dc98f97faa8d1c6cec7"));
         assert!(is_linuxkit_runtime_image("linuxkit/runc:v1.0"));
         assert!(!is_linuxkit_runtime_image("linuxkit/sshd:v1.0"));
+        assert!(!is_linuxkit_runtime_image("linuxkit/ca-certificates:v1.0"));
+        assert!(is_linuxkit_runtime_image("docker.io/linuxkit/containerd:abc"));
     }
 }

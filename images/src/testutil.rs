@@ -1,5 +1,5 @@
 //! Writers for small OCI image layouts and `docker save` archives, used by keel-image's unit tests and by the VM
-//! tests to make local image sources (no registry here).
+//! tests to make local image sources.
 
 use std::path::Path;
 
@@ -171,4 +171,64 @@ pub fn write_oci_index(dir: &Path, images: &[(&str, Vec<Vec<u8>>, serde_json::Va
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }]});
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap_or_default()).map_err(io("writing", dir))
+}
+
+/// Add one image to the OCI layout at `dir` (created if missing), named `ref_name` in index.json (for LinuxKit's
+/// cache layout: the full reference, e.g. `docker.io/linuxkit/getty:TAG`). An existing entry of that name is
+/// replaced. `config` is the image config's `config` object (Env, Cmd, Labels, ...).
+pub fn add_to_layout(dir: &Path, ref_name: &str, layers: &[Vec<u8>], config: serde_json::Value) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io("writing", dir))?;
+    let mut descs = Vec::new();
+    for l in layers {
+        let h = put_blob(dir, l)?;
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{h}"), "size": l.len()}));
+    }
+    let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": []}}))
+    .unwrap_or_default();
+    let ch = put_blob(dir, &cfg)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{ch}"), "size": cfg.len()},
+        "layers": descs,
+    }))
+    .unwrap_or_default();
+    let mh = put_blob(dir, &manifest)?;
+    let ip = dir.join("index.json");
+    let mut index: serde_json::Value = std::fs::read(&ip)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| json!({"schemaVersion": 2, "manifests": []}));
+    let ms = index["manifests"].as_array_mut().ok_or_else(|| Error::Source("index.json: no manifests".into()))?;
+    ms.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != ref_name);
+    ms.push(json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{mh}"), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": ref_name},
+        "platform": {"architecture": "amd64", "os": "linux"},
+    }));
+    std::fs::write(&ip, serde_json::to_vec(&index).unwrap_or_default()).map_err(io("writing", &ip))
+}
+
+/// A layer holding the host's static busybox as /bin/busybox with a link per applet (for stand-in images).
+pub fn busybox_layer() -> Result<Vec<u8>, Error> {
+    let (path, data) = crate::sources::busybox_binary()?;
+    let applets = crate::sources::busybox_applets(&path)?;
+    let mut entries = vec![Entry::Dir("bin/"), Entry::File("bin/busybox", &data, 0o755)];
+    let mut dirs: Vec<String> = applets
+        .iter()
+        .filter_map(|a| a.rsplit_once('/').map(|(d, _)| format!("{d}/")))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    dirs.retain(|d| d != "bin/");
+    for d in &dirs {
+        entries.push(Entry::Dir(d));
+    }
+    for a in applets.iter().filter(|a| a.as_str() != "bin/busybox") {
+        entries.push(Entry::Symlink(a, "/bin/busybox"));
+    }
+    Ok(layer(&entries))
 }

@@ -20,8 +20,23 @@ pub struct Moby {
     pub onshutdown: Vec<Container>,
     pub services: Vec<Container>,
     pub files: Vec<File>,
-    /// LinuxKit's content trust section: accepted and ignored (no registry here).
+    /// LinuxKit's volumes: `/containers/volumes/NAME/{lower,tmp,merged}`, bound into containers by name.
+    pub volumes: Vec<Volume>,
+    /// LinuxKit's content trust section: accepted and ignored (signatures are not checked; a note says so).
     pub trust: Option<serde_yaml::Value>,
+}
+
+/// One `volumes:` entry (LinuxKit's `Volume`): the image's files (or nothing) in `lower`, an overlay at `merged`
+/// (read-write over a tmpfs unless `readonly`), mounted at boot.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Volume {
+    pub name: String,
+    pub image: Option<String>,
+    pub readonly: bool,
+    /// `filesystem` (default) or `oci` (an OCI layout of the image; keel: not supported, an error).
+    pub format: Option<String>,
+    pub platforms: Option<Vec<String>>,
 }
 
 /// `kernel:`.
@@ -228,6 +243,20 @@ impl Moby {
         for c in &self.services {
             if !seen.insert(c.name.clone()) {
                 return Err(Error::Yaml(format!("{origin}: duplicate service name: {}", c.name)));
+            }
+        }
+        let mut vols = std::collections::BTreeSet::new();
+        for v in &self.volumes {
+            if v.name.is_empty()
+                || !v.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(Error::Yaml(format!(
+                    "{origin}: volumes: invalid volume name {:?} (allowed: a-z 0-9 _ -)",
+                    v.name
+                )));
+            }
+            if !vols.insert(v.name.clone()) {
+                return Err(Error::Yaml(format!("{origin}: volumes: duplicate volume name: {}", v.name)));
             }
         }
         Ok(())

@@ -20,7 +20,7 @@ fn yaml_to_config_matches_golden() {
         let ro = c.readonly.unwrap_or(false);
         let lower = format!("{bundle}/{}", if ro { "rootfs" } else { "lower" });
         let got = serde_json::json!({
-            "config.json": oci_config(c, &img, &Tree::new()).unwrap(),
+            "config.json": oci_config(c, &img, &Tree::new(), &Default::default()).unwrap(),
             "runtime.json": runtime_json(c, &bundle, &lower, ro),
         });
         let path = data.join(format!("golden-{}.json", c.name));

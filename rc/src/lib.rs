@@ -18,6 +18,7 @@ pub mod cmdline;
 pub mod devlinks;
 pub mod error;
 pub mod hostname;
+pub mod linuxkit;
 pub mod modules;
 pub mod mountinfo;
 pub mod mounts;
@@ -88,8 +89,8 @@ pub struct Summary {
     pub modules_loaded: usize,
     /// Mounts that took longer than 10 ms (target, time): a hint for boot-time tuning.
     pub slow_mounts: Vec<(&'static str, Duration)>,
-    /// Wall time of each step, in order ("mounts", "rlimits", "rshared", "devlinks", "cgroups", "hostname",
-    /// "loopback", "sysctl", "modprobe-path", "coldplug").
+    /// Wall time of each step, in order ("mounts", "linuxkit", "rlimits", "rshared", "devlinks", "cgroups", "hostname",
+    /// "loopback", "sysctl", "modprobe-path", "volumes", "coldplug").
     pub steps: Vec<(&'static str, Duration)>,
     /// Wall time of the whole setup.
     pub elapsed: Duration,
@@ -151,6 +152,13 @@ pub fn setup_with(opts: &SetupOptions, log: &mut dyn FnMut(Level, &str)) -> Summ
         }
     }
     lap(&mut s, "mounts");
+    if !opts.sandbox {
+        // What LinuxKit's packages bind: /var's directories, /run/resolvconf, volumes.
+        for e in linuxkit::var_dirs(root).into_iter().chain(linuxkit::resolv_conf(root)) {
+            fail(&mut s, Level::Warn, e);
+        }
+        lap(&mut s, "linuxkit");
+    }
     if let Err(e) = rlimits::raise_nofile() {
         fail(&mut s, Level::Warn, format!("rc: {e}"));
     }
@@ -190,6 +198,12 @@ pub fn setup_with(opts: &SetupOptions, log: &mut dyn FnMut(Level, &str)) -> Summ
             fail(&mut s, Level::Warn, format!("rc: set modprobe helper: {e}"));
         }
         lap(&mut s, "modprobe-path");
+        // LinuxKit's volumes: overlay mounts, so after the modprobe helper is set (overlay may be a module).
+        let (_, errs) = linuxkit::volumes(root);
+        for e in errs {
+            fail(&mut s, Level::Error, e);
+        }
+        lap(&mut s, "volumes");
         if opts.runs_coldplug() {
             let mut lines: Vec<(Level, String)> = Vec::new();
             s.modules_loaded = modules::coldplug(&mut |l, m| lines.push((l, m.to_string())));

@@ -160,8 +160,12 @@ pub mod vm {
             Vm::start_with(&o, timeout)
         }
 
-        /// Boot with explicit run options (an image file, `disks`, `uefi`, ...).
+        /// Boot with explicit run options (an image file, `disks`, `uefi`, ...); missing `--disk` files are created
+        /// first.
         pub fn start_with(o: &RunOptions, timeout: Duration) -> Vm {
+            for d in &o.disks {
+                run::prepare_disk(d).unwrap_or_else(|e| panic!("disk: {e}"));
+            }
             let mut cmd = run::qemu_command(o).unwrap_or_else(|e| panic!("qemu command: {e}"));
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
             let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting qemu: {e}"));
@@ -208,6 +212,14 @@ pub mod vm {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
+        }
+
+        /// Kill the VM now and collect the console (for images that do not power themselves off).
+        pub fn stop(mut self) -> Console {
+            let _ = self.child.kill();
+            let exit = self.child.wait().ok().and_then(|s| s.code());
+            std::thread::sleep(Duration::from_millis(200));
+            Console { lines: self.snapshot(), exit, timed_out: false, wall: self.start.elapsed() }
         }
 
         /// Wait for QEMU to exit (the guest powers off) or the timeout; collect the console.

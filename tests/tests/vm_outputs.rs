@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use keel_image::build::{self, Options};
 use keel_image::outputs;
 use keel_image::registry::PullOptions;
-use keel_image::run::RunOptions;
+use keel_image::run::{parse_disk, RunOptions};
 use keel_image::test_registry::{have, Registry};
 use keel_image::testutil::{layer, write_oci_layout, Entry};
 use keel_tests::vm::{self, Console, Vm};
@@ -138,7 +138,7 @@ fn boot_to_all_services_up(what: &str, target: &Path, disks: &[String]) -> Conso
     let o = RunOptions {
         dir: target.to_path_buf(),
         autopoweroff: Some(false),
-        disks: disks.to_vec(),
+        disks: disks.iter().map(|d| parse_disk(d).unwrap_or_else(|e| panic!("{e}"))).collect(),
         ..Default::default()
     };
     let c = Vm::start_with(&o, BOOT_TIMEOUT).finish();
