@@ -37,14 +37,15 @@ build:
 	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
 	@mkdir -p build/bin
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
-	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-runtime --bin keel-runc"; \
-	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p keel-runtime --bin keel-runc && \
-	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(TARGET_DIR)/$(MUSL)/release/keel-runc build/bin/; \
+	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init"; \
+	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init && \
+	  cp -f $(TARGET_DIR)/$(MUSL)/release/init build/bin/; \
 	else \
 	  echo "make build: target $(MUSL) not available: the image uses the glibc build"; \
-	  cp -f $(REL)/init $(REL)/keel-runc build/bin/; \
+	  cp -f $(REL)/init build/bin/; \
 	fi
-	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) build/bin/init build/bin/keel-runc
+	@rm -f build/bin/keel-runc; ln -s init build/bin/keel-runc
+	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) build/bin/init
 
 # Install only what is missing; `apt-get update` only when a package is not known yet.
 deps:

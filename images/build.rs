@@ -1,4 +1,4 @@
-//! Embeds keel's in-image binaries (the static `init` and `keel-runc`) into keel-image, so that an installed
+//! Embeds keel's in-image binary (the static multi-call `init`, which is also keel-runc) into keel-image, so that an installed
 //! keel-image builds images from any directory, without the project tree.
 //!
 //! - `KEEL_EMBED_DIR=DIR`: embed DIR/init and DIR/keel-runc (e.g. `KEEL_EMBED_DIR=build/bin` after `make build`).
@@ -28,11 +28,9 @@ fn main() {
     if let Some(d) = std::env::var_os("KEEL_EMBED_DIR") {
         let d = PathBuf::from(d);
         let d = if d.is_absolute() { d } else { root.join(d) };
-        for f in ["init", "keel-runc"] {
-            println!("cargo:rerun-if-changed={}", d.join(f).display());
-        }
-        if !d.join("init").is_file() || !d.join("keel-runc").is_file() {
-            panic!("KEEL_EMBED_DIR={}: init and keel-runc must both be there (make build)", d.display());
+        println!("cargo:rerun-if-changed={}", d.join("init").display());
+        if !d.join("init").is_file() {
+            panic!("KEEL_EMBED_DIR={}: init must be there (make build)", d.display());
         }
         found = Some(d);
     } else {
@@ -44,19 +42,19 @@ fn main() {
             found = Some(build_in_image_binaries(&root, &out));
         }
     }
-    for f in ["init", "keel-runc"] {
-        let data = match &found {
-            Some(d) => std::fs::read(d.join(f)).unwrap_or_else(|e| panic!("reading {}: {e}", d.join(f).display())),
-            None => Vec::new(),
-        };
-        std::fs::write(embed.join(f), data).expect("writing the embedded binary");
-    }
+    let data = match &found {
+        Some(d) => {
+            std::fs::read(d.join("init")).unwrap_or_else(|e| panic!("reading {}: {e}", d.join("init").display()))
+        }
+        None => Vec::new(),
+    };
+    std::fs::write(embed.join("init"), data).expect("writing the embedded binary");
     if let Some(d) = found {
-        println!("cargo:warning=keel-image embeds init and keel-runc from {}", d.display());
+        println!("cargo:warning=keel-image embeds init (also keel-runc) from {}", d.display());
     }
 }
 
-/// `cargo build` the two in-image binaries, static, into OUT_DIR/in-image-target; returns their directory.
+/// `cargo build` the in-image binary, static, into OUT_DIR/in-image-target; returns its directory.
 fn build_in_image_binaries(root: &Path, out: &Path) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let musl = "x86_64-unknown-linux-musl";
@@ -73,7 +71,7 @@ fn build_in_image_binaries(root: &Path, out: &Path) -> PathBuf {
     let mut c = Command::new(cargo);
     c.current_dir(root)
         .args(["build", "--release", "--locked", "--target", target])
-        .args(["-p", "keel-init", "--bin", "init", "-p", "keel-runtime", "--bin", "keel-runc"])
+        .args(["-p", "keel-init", "--bin", "init"])
         .arg("--target-dir")
         .arg(&target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
@@ -84,9 +82,9 @@ fn build_in_image_binaries(root: &Path, out: &Path) -> PathBuf {
             c.env_remove(&k);
         }
     }
-    let st = c.status().unwrap_or_else(|e| panic!("running cargo to build init and keel-runc: {e}"));
+    let st = c.status().unwrap_or_else(|e| panic!("running cargo to build init: {e}"));
     if !st.success() {
-        panic!("building init and keel-runc for embedding failed ({st}); or build them with `make build` and set KEEL_EMBED_DIR=build/bin");
+        panic!("building init for embedding failed ({st}); or build them with `make build` and set KEEL_EMBED_DIR=build/bin");
     }
     target_dir.join(target).join("release")
 }

@@ -434,12 +434,6 @@ pub fn assemble(o: &Options) -> Result<Assembled, Error> {
     let hostname = o.yaml.file_stem().map(|x| x.to_string_lossy().replace('_', "-")).unwrap_or_else(|| "keel".into());
     let bins = layout::in_image_binaries(&o.init_binary)?;
     s.init_bytes = bins.init.len() as u64;
-    if bins.keel_runc.is_none() {
-        s.notes.push(format!(
-            "no keel-runc beside {}: the image has no /usr/bin/keel-runc nor /usr/bin/runc",
-            bins.origin
-        ));
-    }
     let mut t = layout::base_with(&bins, &format!("keel-{hostname}"))?;
     add_init_images(&mut t, &m, &images, &mut s);
     add_volumes(&mut t, &m, &images, &mut s)?;

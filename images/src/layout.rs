@@ -1,6 +1,5 @@
-//! keel's in-image layout: /sbin/init (the static multi-call binary; /init, /usr/bin/keelctl and /sbin/modprobe
-//! link to it), /usr/bin/keel-runc (the runc-compatible CLI, a static binary of its own, taken from beside the init
-//! binary when there is one), busybox with its applets in the host root (emergency and debug shells), a
+//! keel's in-image layout: /sbin/init (the static multi-call binary; /init, /usr/bin/keelctl, /sbin/modprobe and
+//! /usr/bin/keel-runc, the runc-compatible CLI, link to it; /usr/bin/runc links to keel-runc), busybox with its applets in the host root (emergency and debug shells), a
 //! minimal /etc, the mount points rc uses, and the LinuxKit bundle directories under /containers.
 
 use std::path::Path;
@@ -9,20 +8,24 @@ use crate::tree::{Kind, Node, Tree};
 use crate::{io, Error};
 
 /// Names the multi-call binary answers to, and where they live.
-pub const LINKS: &[(&str, &str)] =
-    &[("init", "/sbin/init"), ("usr/bin/keelctl", "/sbin/init"), ("sbin/modprobe", "/sbin/init")];
+pub const LINKS: &[(&str, &str)] = &[
+    ("init", "/sbin/init"),
+    ("usr/bin/keelctl", "/sbin/init"),
+    ("sbin/modprobe", "/sbin/init"),
+    ("usr/bin/keel-runc", "/sbin/init"),
+    // LinuxKit's packages bind /usr/bin/runc (getty, sshd: `runc list` inside works).
+    ("usr/bin/runc", "keel-runc"),
+];
 
 /// keel's in-image binaries and where they came from.
 #[derive(Debug, Clone)]
 pub struct InImage {
     pub init: Vec<u8>,
-    pub keel_runc: Option<Vec<u8>>,
     /// "PATH" or "embedded in keel-image".
     pub origin: String,
 }
 
-/// The init binary at `init_binary` (keel-runc beside it, if there), or, when `init_binary` is empty, the ones
-/// embedded in keel-image.
+/// The init binary at `init_binary`, or, when `init_binary` is empty, the one embedded in keel-image.
 pub fn in_image_binaries(init_binary: &Path) -> Result<InImage, Error> {
     if init_binary.as_os_str().is_empty() {
         let init = crate::embedded::init().ok_or_else(|| {
@@ -33,20 +36,14 @@ pub fn in_image_binaries(init_binary: &Path) -> Result<InImage, Error> {
                     .into(),
             )
         })?;
-        return Ok(InImage {
-            init: init.to_vec(),
-            keel_runc: crate::embedded::keel_runc().map(<[u8]>::to_vec),
-            origin: "embedded in keel-image".into(),
-        });
+        return Ok(InImage { init: init.to_vec(), origin: "embedded in keel-image".into() });
     }
     let init = std::fs::read(init_binary).map_err(|e| Error::Io {
         what: "reading the init binary (build it with `make build`, or pass --init-binary)".into(),
         path: init_binary.display().to_string(),
         err: e,
     })?;
-    // keel-runc: `make build` puts it next to the image's init (build/bin/); without one the image has none.
-    let keel_runc = std::fs::read(init_binary.with_file_name("keel-runc")).ok();
-    Ok(InImage { init, keel_runc, origin: init_binary.display().to_string() })
+    Ok(InImage { init, origin: init_binary.display().to_string() })
 }
 
 /// The base tree: everything but the containers, files and modules.
@@ -80,11 +77,6 @@ pub fn base_with(bins: &InImage, hostname: &str) -> Result<Tree, Error> {
     t.insert("dev/console", Node { kind: Kind::Char(5, 1), mode: 0o600, uid: 0, gid: 0 });
     t.insert("dev/null", Node { kind: Kind::Char(1, 3), mode: 0o666, uid: 0, gid: 0 });
     t.insert("sbin/init", Node::file(bins.init.clone(), 0o755));
-    if let Some(runc) = &bins.keel_runc {
-        t.insert("usr/bin/keel-runc", Node::file(runc.clone(), 0o755));
-        // LinuxKit's packages bind /usr/bin/runc (getty, sshd: `runc list` inside works).
-        t.insert("usr/bin/runc", Node::symlink("keel-runc"));
-    }
     // ... and /usr/bin/ctr: keel has no containerd; a stub says so instead of a failing bind.
     t.insert("usr/bin/ctr", Node::file(CTR_STUB.as_bytes().to_vec(), 0o755));
     // LinuxKit's init image: /etc/ssl/certs exists (ca-certificates fills it; metadata binds it).
