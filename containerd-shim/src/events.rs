@@ -1,0 +1,111 @@
+//! Task events back to containerd (`/tasks/create`, `/tasks/exit`, ...), published in order by one thread.
+//!
+//! containerd may restart while the shim lives on: a failed publish reconnects to containerd's ttrpc socket and
+//! retries (every 200 ms, for up to 2 minutes per event), so an exit that happens while containerd is down reaches
+//! the new containerd. Events carry the time they happened, not the time they were sent.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::shim::event::Envelope;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::protos::{Client, EventsClient};
+use containerd_shim::{error, warn};
+
+struct Event {
+    topic: &'static str,
+    at: Timestamp,
+    any: Any,
+}
+
+/// The sending side, shared by the task service.
+pub struct Publisher {
+    tx: Mutex<Sender<Event>>,
+    namespace: String,
+}
+
+/// Now, as a protobuf timestamp.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32, ..Default::default() }
+}
+
+impl Publisher {
+    /// Start the publishing thread. `address` is containerd's ttrpc socket (TTRPC_ADDRESS); `first` an already
+    /// connected client, if the bootstrap made one.
+    pub fn start(address: String, namespace: String) -> Publisher {
+        let (tx, rx) = channel();
+        let ns = namespace.clone();
+        let spawned = std::thread::Builder::new()
+            .name("events".into())
+            .stack_size(64 * 1024)
+            .spawn(move || run(rx, &address, &ns));
+        if let Err(e) = spawned {
+            error!("cannot start the events thread: {e}");
+        }
+        Publisher { tx: Mutex::new(tx), namespace }
+    }
+
+    /// Queue `msg` for `topic` (one of containerd's `/tasks/...` topics).
+    pub fn publish(&self, topic: &'static str, msg: &dyn MessageDyn) {
+        let mut value = Vec::new();
+        if let Err(e) = msg.write_to_vec_dyn(&mut value) {
+            error!("encode event {topic}: {e}");
+            return;
+        }
+        let any = Any { type_url: msg.descriptor_dyn().full_name().to_string(), value, ..Default::default() };
+        let ev = Event { topic, at: now(), any };
+        if let Ok(tx) = self.tx.lock() {
+            if tx.send(ev).is_err() {
+                warn!("events thread gone: {topic} for namespace {} dropped", self.namespace);
+            }
+        }
+    }
+}
+
+fn connect(address: &str) -> Option<EventsClient> {
+    let fd = containerd_shim::util::connect(address).ok()?;
+    Client::new(fd).ok().map(EventsClient::new)
+}
+
+fn run(rx: Receiver<Event>, address: &str, ns: &str) {
+    let mut client: Option<EventsClient> = None;
+    for ev in rx {
+        let req = ForwardRequest {
+            envelope: Some(Envelope {
+                timestamp: Some(ev.at.clone()).into(),
+                namespace: ns.to_string(),
+                topic: ev.topic.to_string(),
+                event: Some(ev.any.clone()).into(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if client.is_none() {
+                client = connect(address);
+            }
+            if let Some(c) = &client {
+                match c.forward(Context::default(), &req) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        warn!("publish {} to {address}: {e}; reconnecting", ev.topic);
+                        client = None;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                error!("publish {} to {address}: containerd unreachable for 120 s, event dropped", ev.topic);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
