@@ -36,6 +36,8 @@ pub struct Proc {
     pub terminal: bool,
     /// pty master, with a terminal (ResizePty).
     pub console: Option<Arc<File>>,
+    /// The stdin pump thread's guard, if stdin is pumped (see stdio.rs).
+    pub pump: Option<stdio::Pump>,
     /// Exec only: the OCI process JSON (process.json of keel-runc exec).
     pub spec: Vec<u8>,
 }
@@ -52,6 +54,7 @@ impl Proc {
             stderr: stderr.into(),
             terminal,
             console: None,
+            pump: None,
             spec: Vec::new(),
         }
     }
@@ -62,6 +65,7 @@ impl Proc {
         self.exit_status = code as u32;
         self.exited_at = Some(at);
         self.console = None;
+        self.pump = None;
     }
 }
 
@@ -87,7 +91,7 @@ fn exec_file(dir: &Path, exec_id: &str, ext: &str) -> PathBuf {
 pub fn start_exec(
     job: &ExecJob<'_>,
     wait: &dyn Fn(i32, Duration) -> Option<i32>,
-) -> Result<(i32, Option<File>), String> {
+) -> Result<(i32, Option<File>, Option<stdio::Pump>), String> {
     let p = job.proc_;
     let (cid, eid) = (job.container, job.exec_id);
     let spec_path = exec_file(job.state_dir, eid, "json");
@@ -101,7 +105,8 @@ pub fn start_exec(
     };
     let console =
         if p.terminal { Some(stdio::ConsoleSocket::new(exec_file(job.state_dir, eid, "sock"))?) } else { None };
-    let io = if p.terminal { stdio::Stdio::default() } else { stdio::open(eid, &p.stdin, &p.stdout, &p.stderr)? };
+    let mut io = if p.terminal { stdio::Stdio::default() } else { stdio::open(eid, &p.stdin, &p.stdout, &p.stderr)? };
+    let pump = io.pump.take();
     let mut cmd = std::process::Command::new(job.shim_exe);
     cmd.arg(crate::KEEL_RUNC_ARG)
         .arg("--root")
@@ -148,7 +153,7 @@ pub fn start_exec(
             Some(c) => Some(c.receive(5000).map_err(|e| format!("{cid}/{eid}: {e}"))?),
             None => None,
         };
-        Ok((pid, master))
+        Ok((pid, master, pump))
     })();
     cleanup();
     r

@@ -277,8 +277,9 @@ impl Core {
             .map_err(|e| format!("{id}: mkfifo {}: {e}", fifo.display()))?;
         let terminal = req.terminal && bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
         let console = if terminal { Some(stdio::ConsoleSocket::new(dir.join("console.sock"))?) } else { None };
-        let io =
+        let mut io =
             if terminal { stdio::Stdio::default() } else { stdio::open(id, &req.stdin, &req.stdout, &req.stderr)? };
+        let pump = io.pump.take();
         let devnull = File::options()
             .read(true)
             .write(true)
@@ -321,9 +322,13 @@ impl Core {
         };
         let mut init = Proc::new(&req.stdin, &req.stdout, &req.stderr, terminal);
         init.pid = pid;
+        init.pump = pump;
         if let Some(m) = master {
             match stdio::wire_console(id, m, &req.stdin, &req.stdout) {
-                Ok(m) => init.console = Some(m),
+                Ok((m, p)) => {
+                    init.console = Some(m);
+                    init.pump = p;
+                }
                 Err(e) => return Err(abort(e)),
             }
         }
@@ -567,12 +572,16 @@ impl Task for Service {
             exec_id: &req.exec_id,
             proc_: &proc_,
         };
-        let (pid, master) = process::start_exec(&job, &|pid, t| self.wait_helper(pid, t)).map_err(|e| {
+        let (pid, master, mut pump) = process::start_exec(&job, &|pid, t| self.wait_helper(pid, t)).map_err(|e| {
             error!("{e}");
             internal(e)
         })?;
         let console = match master {
-            Some(m) => Some(stdio::wire_console(&req.exec_id, m, &proc_.stdin, &proc_.stdout).map_err(internal)?),
+            Some(m) => {
+                let (m, p) = stdio::wire_console(&req.exec_id, m, &proc_.stdin, &proc_.stdout).map_err(internal)?;
+                pump = p;
+                Some(m)
+            }
             None => None,
         };
         let mut g = self.lock();
@@ -581,6 +590,7 @@ impl Task for Service {
             p.pid = pid;
             p.status = Status::Running;
             p.console = console;
+            p.pump = pump;
         }
         self.events.publish(
             topics::TASK_EXEC_STARTED_EVENT_TOPIC,

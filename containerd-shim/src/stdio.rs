@@ -3,8 +3,8 @@
 //!
 //! Without a terminal the FIFOs are given to the process itself: no copying, no thread, no pipe in between (runc-v2
 //! copies through pipes with goroutines). stdin is opened read-only, so the process sees EOF when containerd's
-//! writer closes (CloseIO needs nothing more); stdout/stderr are opened write-only when containerd's reader is
-//! there, else read-write (so the open cannot block). The shim keeps no copy once the process has them.
+//! writer closes (CloseIO needs nothing more); stdout/stderr write-only. Both opens wait for containerd's end (it
+//! opens it asynchronously), as runc-v2's do. The shim keeps no copy once the process has them.
 //!
 //! With a terminal, the pty master arrives over a console socket; two small threads copy stdin FIFO -> master and
 //! master -> stdout FIFO, and ResizePty sets the master's window size.
@@ -15,12 +15,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The opened stdio of a process about to start (non-terminal case).
 #[derive(Default)]
 pub struct Stdio {
     pub stdin: Option<File>,
+    /// Keeps the stdin pump (if any) from outliving the process; held by the process record.
+    pub pump: Option<Pump>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
 }
@@ -61,20 +65,109 @@ fn path_of(id: &str, uri: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(uri.strip_prefix("fifo://").unwrap_or(uri)))
 }
 
-/// Open `uri` for the process to read (stdin).
-pub fn open_read(id: &str, uri: &str) -> Result<Option<File>, String> {
+/// Keeps a stdin pump thread from waiting forever for a writer that never comes (`ctr run -d` makes a stdin FIFO
+/// but never opens it): on drop (the process's delete), a writer of our own is opened and closed, which lets the
+/// thread's open return and its copy end at EOF.
+pub struct Pump {
+    path: PathBuf,
+    opened: Arc<AtomicBool>,
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        if !self.opened.load(Ordering::SeqCst) {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&self.path);
+        }
+    }
+}
+
+/// What the process reads as stdin.
+pub enum Input {
+    /// The FIFO itself: containerd's writer was there within the first wait.
+    Direct(File),
+    /// The read end of a pipe a thread fills from the FIFO once containerd's writer comes.
+    Pumped(File, Pump),
+}
+
+const ST_WAITING: u8 = 0;
+const ST_DELIVERED: u8 = 1;
+const ST_GAVE_UP: u8 = 2;
+
+/// Open the stdin FIFO at `p` read-only and blocking, so the open waits for containerd's writer (containerd opens
+/// its end asynchronously, and a reader that came first would read EOF at once), as runc-v2 does. The open runs
+/// in a thread: if the writer is there within `first_wait` the process gets the FIFO itself; otherwise it gets a
+/// pipe, and the thread copies the FIFO into it once the writer comes (runc-v2 always copies). With `to`, the
+/// thread copies into that file instead (a pty master) and nothing is returned.
+fn open_fifo_read(id: &str, p: &Path, first_wait: Duration, to: Option<File>) -> Result<Option<Input>, String> {
+    let state = Arc::new(AtomicU8::new(if to.is_some() { ST_GAVE_UP } else { ST_WAITING }));
+    let opened = Arc::new(AtomicBool::new(false));
+    let (ftx, frx) = std::sync::mpsc::channel::<std::io::Result<File>>();
+    let (wtx, wrx) = std::sync::mpsc::channel::<File>();
+    let (st2, op2, p2) = (state.clone(), opened.clone(), p.to_path_buf());
+    let mut to = to;
+    let direct_to = to.take();
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(&p2);
+            op2.store(true, Ordering::SeqCst);
+            if st2.compare_exchange(ST_WAITING, ST_DELIVERED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                let _ = ftx.send(r);
+                return;
+            }
+            let Ok(from) = r else { return };
+            let sink = match direct_to {
+                Some(f) => f,
+                None => match wrx.recv() {
+                    Ok(f) => f,
+                    Err(_) => return,
+                },
+            };
+            copy(from, sink);
+        })
+        .map_err(|e| format!("{id}: stdin {}: thread: {e}", p.display()))?;
+    let pump = Pump { path: p.to_path_buf(), opened };
+    if state.load(Ordering::SeqCst) == ST_GAVE_UP {
+        // Copying into `to`: the thread owns it; the pump unblocks it at delete.
+        drop(wtx);
+        return Ok(Some(Input::Pumped(File::from(dup_devnull()?), pump)));
+    }
+    if let Ok(r) = frx.recv_timeout(first_wait) {
+        return r.map(|f| Some(Input::Direct(f))).map_err(|e| format!("{id}: open stdin {}: {e}", p.display()));
+    }
+    if state.compare_exchange(ST_WAITING, ST_GAVE_UP, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        // Delivered meanwhile.
+        let r = frx.recv().map_err(|e| format!("{id}: open stdin {}: {e}", p.display()))?;
+        return r.map(|f| Some(Input::Direct(f))).map_err(|e| format!("{id}: open stdin {}: {e}", p.display()));
+    }
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("{id}: pipe: {e}"))?;
+    let _ = wtx.send(File::from(wr));
+    Ok(Some(Input::Pumped(File::from(rd), pump)))
+}
+
+fn dup_devnull() -> Result<OwnedFd, String> {
+    File::open("/dev/null").map(OwnedFd::from).map_err(|e| format!("open /dev/null: {e}"))
+}
+
+/// Open `uri` for the process to read (stdin): a FIFO as [`open_fifo_read`] says, a plain file as it is.
+pub fn open_read(id: &str, uri: &str) -> Result<Option<Input>, String> {
     if uri.is_empty() {
         return Ok(None);
     }
     let p = path_of(id, uri)?;
-    // O_NONBLOCK: opening a FIFO for reading must not wait for containerd's writer.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&p)
-        .map_err(|e| format!("{id}: open stdin {}: {e}", p.display()))?;
-    clear_nonblock(&f);
-    Ok(Some(f))
+    if !is_fifo(&p) {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&p)
+            .map_err(|e| format!("{id}: open stdin {}: {e}", p.display()))?;
+        return Ok(Some(Input::Direct(f)));
+    }
+    open_fifo_read(id, &p, Duration::from_millis(3), None)
 }
 
 /// Open `uri` for the process to write (stdout, stderr).
@@ -92,16 +185,31 @@ pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, String> {
             .map_err(|e| format!("{id}: open log file {}: {e}", p.display()))?;
         return Ok(Some(f));
     }
-    // Reader present: write-only (the reader sees EOF when the process exits). No reader yet: read-write, so
-    // that the open does not block (a FIFO opened O_WRONLY|O_NONBLOCK without a reader fails with ENXIO).
-    let f = match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&p) {
+    // Write-only, once containerd's reader is there (the reader then sees EOF when the process exits). containerd
+    // opens its end asynchronously, so it may be a moment late: a FIFO opened O_WRONLY|O_NONBLOCK without a reader
+    // fails with ENXIO; retry for up to 10 s (runc-v2 blocks in open for as long). A read-write open would not wait,
+    // but output written before the reader came would be lost when the process exits first (a FIFO's buffer goes
+    // with its last open file). Still no reader after 10 s: read-write, so the container runs anyway.
+    let open_wr = || std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&p);
+    let mut r = open_wr();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut delay = std::time::Duration::from_micros(50);
+    while matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENXIO)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(5));
+        r = open_wr();
+    }
+    let f = match r {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&p)
-            .map_err(|e| format!("{id}: open {}: {e}", p.display()))?,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            containerd_shim::warn!("{id}: no reader on {} after 10 s: opened read-write", p.display());
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&p)
+                .map_err(|e| format!("{id}: open {}: {e}", p.display()))?
+        }
         Err(e) => return Err(format!("{id}: open {}: {e}", p.display())),
     };
     clear_nonblock(&f);
@@ -111,14 +219,18 @@ pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, String> {
 /// Open the three stdio URIs for a process that runs without a terminal. stdout and stderr may name the same
 /// FIFO; it is opened once.
 pub fn open(id: &str, stdin: &str, stdout: &str, stderr: &str) -> Result<Stdio, String> {
-    let stdin = open_read(id, stdin)?;
+    let (stdin, pump) = match open_read(id, stdin)? {
+        None => (None, None),
+        Some(Input::Direct(f)) => (Some(f), None),
+        Some(Input::Pumped(f, p)) => (Some(f), Some(p)),
+    };
     let stdout_f = open_write(id, stdout)?;
     let stderr_f = if !stderr.is_empty() && stderr == stdout {
         stdout_f.as_ref().map(|f| f.try_clone()).transpose().map_err(|e| format!("{id}: dup stdout: {e}"))?
     } else {
         open_write(id, stderr)?
     };
-    Ok(Stdio { stdin, stdout: stdout_f, stderr: stderr_f })
+    Ok(Stdio { stdin, pump, stdout: stdout_f, stderr: stderr_f })
 }
 
 /// A console socket: the runtime connects to it and sends the pty master (runc's --console-socket protocol).
@@ -181,36 +293,46 @@ pub fn resize(master: &File, width: u32, height: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn copy_thread(name: &str, mut from: File, mut to: File) {
-    let r = std::thread::Builder::new().name(name.into()).stack_size(64 * 1024).spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
+fn copy(mut from: File, mut to: File) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // EIO on the master once the slave side is gone
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break, // EIO on the master once the slave side is gone
         }
-    });
+    }
+}
+
+fn copy_thread(name: &str, from: File, to: File) {
+    let r = std::thread::Builder::new().name(name.into()).stack_size(64 * 1024).spawn(move || copy(from, to));
     if let Err(e) = r {
         containerd_shim::error!("cannot start the {name} copy thread: {e}");
     }
 }
 
 /// Wire a terminal: copy stdin FIFO -> master and master -> stdout FIFO. Returns the master (for ResizePty).
-pub fn wire_console(id: &str, master: File, stdin: &str, stdout: &str) -> Result<Arc<File>, String> {
-    if let Some(inp) = open_read(id, stdin)? {
+pub fn wire_console(id: &str, master: File, stdin: &str, stdout: &str) -> Result<(Arc<File>, Option<Pump>), String> {
+    let mut pump = None;
+    if !stdin.is_empty() {
+        let p = path_of(id, stdin)?;
         let m = master.try_clone().map_err(|e| format!("{id}: dup pty master: {e}"))?;
-        copy_thread("stdin", inp, m);
+        if is_fifo(&p) {
+            if let Some(Input::Pumped(_, pp)) = open_fifo_read(id, &p, Duration::ZERO, Some(m))? {
+                pump = Some(pp);
+            }
+        } else if let Some(Input::Direct(f)) = open_read(id, stdin)? {
+            copy_thread("stdin", f, m);
+        }
     }
     if let Some(out) = open_write(id, stdout)? {
         let m = master.try_clone().map_err(|e| format!("{id}: dup pty master: {e}"))?;
         copy_thread("stdout", m, out);
     }
-    Ok(Arc::new(master))
+    Ok((Arc::new(master), pump))
 }

@@ -1,0 +1,605 @@
+//! Root test: containerd 1.6 runs containers through keel's own shim, `containerd-shim-keel-v1` (runtime type
+//! `io.containerd.keel.v1`), with no runc and no keel-runc involved.
+//!
+//! Each test starts a private containerd (own root, state, socket and opt dir under a temp dir; CRI plugin off) whose
+//! PATH starts with a directory holding the shim binary (containerd resolves `io.containerd.keel.v1` to
+//! `containerd-shim-keel-v1` on PATH), then drives it with `ctr run --runtime io.containerd.keel.v1`:
+//! - `ctr_tasks`: stdout through the FIFOs, exit codes (foreground, `--rm` and not), a detached task (RUNNING),
+//!   exec (stdout and exit code), pids, pause/resume, metrics, SIGTERM reaching the process, delete reporting the exit
+//!   code; then nothing is left behind: no shim process, no shim state, no containerd bundle, no cgroup, no mount.
+//! - `image_rootfs`: a container from an image (busybox imported as an OCI archive): the shim mounts the snapshot
+//!   (overlay) as the rootfs and unmounts it on delete.
+//! - `grouping`: two containers with the same `io.containerd.runc.v2.group` annotation share one shim process, which
+//!   exits once both are deleted.
+//! - `containerd_restart`: a detached task survives a containerd restart: `ctr task ls` shows it RUNNING, exec works,
+//!   and its exit event reaches the new containerd.
+//! - `killed_shim`: after `kill -9` of the shim, containerd's cleanup (`containerd-shim-keel-v1 delete`) kills the
+//!   container and removes its cgroup and state.
+//!
+//! The shim binary: $KEEL_SHIM, else `make build`'s release binary, else the debug build (`cargo build -p
+//! containerd-shim-keel-v1`). Not root: skipped. containerd or the shim missing: SKIPPED outside CI, a failure
+//! under CI=true.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_tests::vm::{in_ci, root};
+
+const RUNTIME: &str = "io.containerd.keel.v1";
+const SHIM: &str = "containerd-shim-keel-v1";
+/// The shim's state root (per namespace below it).
+const SHIM_ROOT: &str = "/run/containerd/keel";
+
+/// Print SKIPPED with the reason and return None outside CI; panic in CI.
+fn skip<T>(msg: &str) -> Option<T> {
+    if in_ci() {
+        panic!("shim test: {msg}");
+    }
+    eprintln!("SKIPPED shim test: {msg}");
+    None
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn ensure_containerd() -> Option<()> {
+    let ok = || have("containerd") && have("ctr");
+    if ok() {
+        return Some(());
+    }
+    eprintln!("shim test: installing containerd (apt-get)");
+    let install = "export DEBIAN_FRONTEND=noninteractive; \
+        apt-get install -y -q --no-install-recommends containerd >/dev/null || \
+        { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends containerd >/dev/null; }";
+    let _ = Command::new("sh").args(["-c", install]).status();
+    if ok() {
+        Some(())
+    } else {
+        skip("containerd/ctr not installed and `apt-get install containerd` failed")
+    }
+}
+
+fn shim_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("KEEL_SHIM") {
+        return Some(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let candidates = [target.join("x86_64-unknown-linux-gnu/release").join(SHIM), target.join("debug").join(SHIM)];
+    candidates.iter().find(|p| p.is_file()).cloned()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A private containerd that finds the keel shim on its PATH. Dropping it removes the test's containers, stops
+/// containerd and deletes the temp dir.
+struct Containerd {
+    dir: PathBuf,
+    sock: PathBuf,
+    ns: String,
+    child: Option<Child>,
+    /// How many times containerd was started (each start logs to containerd-N.log).
+    starts: usize,
+    ids: Vec<String>,
+}
+
+impl Containerd {
+    fn start(dir: &Path, ns: &str, cri: bool) -> Result<Containerd, String> {
+        let sock = dir.join("containerd.sock");
+        let mut disabled = vec![
+            "io.containerd.internal.v1.tracing",
+            "io.containerd.snapshotter.v1.aufs",
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.zfs",
+            "io.containerd.snapshotter.v1.devmapper",
+        ];
+        if !cri {
+            disabled.push("io.containerd.grpc.v1.cri");
+        }
+        let disabled: Vec<String> = disabled.iter().map(|d| format!("{d:?}")).collect();
+        let cri_cfg = if cri {
+            format!(
+                r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "keel.test/pause:1"
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{d}/cni-bin"
+    conf_dir = "{d}/cni-conf"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.keel]
+      runtime_type = "{RUNTIME}"
+"#,
+                d = dir.display()
+            )
+        } else {
+            String::new()
+        };
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = [{disabled}]
+[grpc]
+  address = "{s}"
+[ttrpc]
+  address = "{s}.ttrpc"
+[debug]
+  level = "debug"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+{cri_cfg}"#,
+            d = dir.display(),
+            s = sock.display(),
+            disabled = disabled.join(", ")
+        );
+        std::fs::write(dir.join("config.toml"), config).map_err(|e| format!("write config.toml: {e}"))?;
+        let mut c =
+            Containerd { dir: dir.to_path_buf(), sock, ns: ns.to_string(), child: None, starts: 0, ids: Vec::new() };
+        c.launch()?;
+        Ok(c)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("containerd-{}.log", self.starts))
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).map_err(|e| format!("containerd log: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("containerd log: {e}"))?;
+        let path = format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("spawn containerd: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.ctr(&["version"]).status.success() {
+                return Ok(());
+            }
+            if let Some(ch) = self.child.as_mut() {
+                if let Ok(Some(st)) = ch.try_wait() {
+                    return Err(format!("containerd exited ({st}):\n{}", self.log()));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("containerd not answering on {} after 20 s:\n{}", self.sock.display(), self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop containerd (SIGTERM; SIGKILL after 5 s). Shims keep running.
+    fn stop(&mut self) {
+        if let Some(mut ch) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our own child, not yet waited for (so not reused).
+            unsafe { libc::kill(ch.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(ch.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = ch.kill();
+            let _ = ch.wait();
+        }
+    }
+
+    fn raw_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        let t = self.raw_log();
+        let lines: Vec<&str> = t.lines().filter(|l| !l.contains("level=debug")).collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `ctr --address SOCK -n NS ARGS`, killed after 60 s.
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["-s", "KILL", "60", "ctr", "--address"])
+            .arg(&self.sock)
+            .args(["-n", &self.ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("spawn ctr {args:?}: {e}"))
+    }
+
+    /// `ctr run --runtime io.containerd.keel.v1 EXTRA... --rootfs ROOTFS ID CMD...` (or IMAGE with `image`).
+    fn run(&mut self, extra: &[&str], image: Option<&str>, id: &str, cmd: &[&str]) -> Output {
+        self.ids.push(id.to_string());
+        let rootfs = self.dir.join("rootfs");
+        let fifo = self.dir.join("fifo");
+        let (rootfs, fifo) = (rootfs.to_string_lossy(), fifo.to_string_lossy());
+        let mut a = vec!["run", "--runtime", RUNTIME, "--fifo-dir", &fifo];
+        a.extend_from_slice(extra);
+        match image {
+            Some(img) => a.push(img),
+            None => a.extend_from_slice(&["--rootfs", &rootfs]),
+        }
+        a.push(id);
+        a.extend_from_slice(cmd);
+        self.ctr(&a)
+    }
+
+    fn exec(&self, id: &str, exec_id: &str, cmd: &[&str]) -> Output {
+        let fifo = self.dir.join("fifo").to_string_lossy().into_owned();
+        let mut a = vec!["task", "exec", "--fifo-dir", &fifo, "--exec-id", exec_id, id];
+        a.extend_from_slice(cmd);
+        self.ctr(&a)
+    }
+
+    /// `ctr task ls`: (pid, status) of ID, or None if not listed.
+    fn task(&self, id: &str) -> Option<(i32, String)> {
+        let o = self.ctr(&["task", "ls"]);
+        text(&o.stdout).lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id))
+                .then(|| (f.get(1).and_then(|p| p.parse().ok()).unwrap_or(0), f.get(2).unwrap_or(&"").to_string()))
+        })
+    }
+
+    fn status(&self, id: &str) -> Option<String> {
+        self.task(id).map(|t| t.1)
+    }
+
+    fn wait_status(&self, id: &str, want: Option<&str>, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.status(id).as_deref() != want {
+            assert!(
+                Instant::now() < deadline,
+                "task {id}: status {:?}, want {want:?}\n{}",
+                self.status(id),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn check(&self, what: &str, o: &Output) {
+        assert!(
+            o.status.success(),
+            "{what} failed ({}):\nstdout: {}\nstderr: {}\ncontainerd log:\n{}",
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr),
+            self.log()
+        );
+    }
+
+    /// Pids of the keel shims serving this test's namespace.
+    fn shims(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let args: Vec<String> = cmd.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let is_shim = args.first().is_some_and(|a| a.ends_with(SHIM));
+            let ours = args.windows(2).any(|w| w[0] == "-namespace" && w[1] == self.ns)
+                && args.windows(2).any(|w| w[0] == "-address" && Path::new(&w[1]) == self.sock);
+            if is_shim && ours {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Nothing of container ID left: shim state, containerd bundle, cgroups (v2 and v1), mounts.
+    fn assert_clean(&self, id: &str) {
+        let st = Path::new(SHIM_ROOT).join(&self.ns).join(id);
+        assert!(!st.exists(), "shim state {} left behind", st.display());
+        let bundle = self.dir.join("state/io.containerd.runtime.v2.task").join(&self.ns).join(id);
+        assert!(!bundle.exists(), "bundle {} left behind", bundle.display());
+        for base in cgroup_bases() {
+            let cg = base.join(&self.ns).join(id);
+            assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&dir) && l.contains(id)).collect();
+        assert!(left.is_empty(), "mounts of {id} left behind:\n{}", left.join("\n"));
+    }
+}
+
+fn cgroup_bases() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("/sys/fs/cgroup"), PathBuf::from("/sys/fs/cgroup/unified")];
+    for d in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        if d.path() != Path::new("/sys/fs/cgroup/unified") && d.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            v.push(d.path());
+        }
+    }
+    v
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            for id in std::mem::take(&mut self.ids) {
+                if self.status(&id).is_some() {
+                    let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+                    let _ = self.ctr(&["task", "delete", "--force", &id]);
+                }
+                let _ = self.ctr(&["container", "delete", &id]);
+            }
+        }
+        self.stop();
+        // Shims of this test still running (a failed test): kill them, and the namespace's cgroup parents.
+        for pid in self.shims() {
+            // SAFETY: kill(2) with plain integers on a pid just read from /proc.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for base in cgroup_bases() {
+            let _ = std::fs::remove_dir(base.join(&self.ns));
+        }
+        let _ = std::fs::remove_dir(Path::new(SHIM_ROOT).join(&self.ns));
+        // Overlay mounts of a failed test (image tests).
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.dir.to_string_lossy().into_owned();
+        for l in mounts.lines() {
+            if let Some(mp) = l.split_whitespace().nth(4).filter(|m| m.starts_with(&dir)) {
+                let _ = nix_umount(mp);
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("shim test: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn nix_umount(mp: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(mp) else { return false };
+    // SAFETY: umount2 with a valid C string.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) == 0 }
+}
+
+fn busybox_rootfs(dir: &Path) -> Result<(), String> {
+    let bin = dir.join("bin");
+    for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "run"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| format!("mkdir {}: {e}", dir.join(d).display()))?;
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| format!("copy /bin/busybox: {e}"))?;
+    for a in ["sh", "echo", "sleep", "true", "cat", "ls", "ps", "id"] {
+        std::os::unix::fs::symlink("busybox", bin.join(a)).map_err(|e| format!("symlink bin/{a}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Root, containerd, the shim and busybox present (else SKIPPED, or a panic in CI); a busybox rootfs and a private
+/// containerd (namespace `keelshim-TAG`) in a temp dir.
+fn setup(tag: &str, cri: bool) -> Option<Containerd> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED shim test {tag}: needs root");
+        return None;
+    }
+    ensure_containerd()?;
+    let Some(shim) = shim_binary() else {
+        return skip("containerd-shim-keel-v1 not built (make build, or cargo build -p containerd-shim-keel-v1; or set KEEL_SHIM)");
+    };
+    if !Path::new("/bin/busybox").is_file() {
+        return skip("/bin/busybox missing (make deps installs busybox-static)");
+    }
+    let dir = std::env::temp_dir().join(format!("keel-shim-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    std::os::unix::fs::symlink(&shim, dir.join("bin").join(SHIM)).unwrap_or_else(|e| panic!("symlink shim: {e}"));
+    busybox_rootfs(&dir.join("rootfs")).unwrap_or_else(|e| panic!("busybox rootfs: {e}"));
+    eprintln!("shim test {tag}: shim {}", shim.display());
+    let cd = Containerd::start(&dir, &format!("keelshim-{tag}"), cri).unwrap_or_else(|e| panic!("{e}"));
+    Some(cd)
+}
+
+/// Wait until no shim of this test runs any more (each exits on Shutdown once its last container is deleted).
+fn assert_no_shims(cd: &Containerd) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cd.shims().is_empty() {
+        assert!(Instant::now() < deadline, "shims still running 10 s after the last delete: {:?}", cd.shims());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctr_tasks() {
+    let t0 = Instant::now();
+    let Some(mut cd) = setup("tasks", false) else { return };
+    let p = std::process::id();
+
+    // 1. stdout through the FIFOs; --rm.
+    let o = cd.run(&["--rm"], None, &format!("hello-{p}"), &["/bin/echo", "hello"]);
+    cd.check("ctr run --rm echo hello", &o);
+    assert_eq!(text(&o.stdout), "hello\n", "stdout of echo hello; stderr: {}", text(&o.stderr));
+
+    // 2. exit codes, with and without --rm; stderr too.
+    let o = cd.run(&["--rm"], None, &format!("exit3-{p}"), &["/bin/sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "exit code of sh -c 'exit 3'; stderr: {}\n{}", text(&o.stderr), cd.log());
+    assert!(text(&o.stderr).contains("oops"), "stderr of the container: {}", text(&o.stderr));
+    let id = format!("fg-{p}");
+    let o = cd.run(&[], None, &id, &["/bin/sh", "-c", "exit 42"]);
+    assert_eq!(o.status.code(), Some(42), "exit code of a foreground run; stderr: {}", text(&o.stderr));
+    // ctr run (foreground) deletes the task itself; the container stays until `ctr container delete`.
+    assert_eq!(cd.status(&id), None, "task of a finished foreground run");
+    cd.check("ctr container delete", &cd.ctr(&["container", "delete", &id]));
+
+    // 3. A detached task: RUNNING, exec, pids, pause/resume, metrics, SIGTERM, delete.
+    let id = format!("detached-{p}");
+    let o = cd.run(&["-d"], None, &id, &["/bin/sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"]);
+    cd.check("ctr run -d", &o);
+    let (pid, status) = cd.task(&id).unwrap_or_default();
+    assert_eq!(status, "RUNNING", "ctr task ls after run -d:\n{}", cd.log());
+
+    let o = cd.exec(&id, "x", &["/bin/echo", "in-exec"]);
+    cd.check("ctr task exec echo in-exec", &o);
+    assert_eq!(text(&o.stdout), "in-exec\n", "exec stdout; stderr: {}", text(&o.stderr));
+    let o = cd.exec(&id, "y", &["/bin/sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "exit code of exec sh -c 'exit 5'; stderr: {}", text(&o.stderr));
+    let o = cd.exec(&id, "z", &["/bin/nope"]);
+    assert!(!o.status.success(), "exec of a missing binary succeeded");
+
+    let o = cd.ctr(&["task", "ps", &id]);
+    cd.check("ctr task ps", &o);
+    let ps: Vec<i32> =
+        text(&o.stdout).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+    assert!(ps.contains(&pid), "ctr task ps lists the init pid {pid}: {ps:?}");
+
+    cd.check("ctr task pause", &cd.ctr(&["task", "pause", &id]));
+    assert_eq!(cd.status(&id).as_deref(), Some("PAUSED"), "ctr task ls after pause");
+    cd.check("ctr task resume", &cd.ctr(&["task", "resume", &id]));
+    assert_eq!(cd.status(&id).as_deref(), Some("RUNNING"), "ctr task ls after resume");
+
+    let o = cd.ctr(&["task", "metrics", &id]);
+    cd.check("ctr task metrics", &o);
+    assert!(text(&o.stdout).contains("pids.current"), "ctr task metrics: {}", text(&o.stdout));
+
+    cd.check("ctr task kill", &cd.ctr(&["task", "kill", &id])); // SIGTERM, ctr's default
+    cd.wait_status(&id, Some("STOPPED"), Duration::from_secs(10));
+    let o = cd.ctr(&["task", "delete", &id]);
+    cd.check("ctr task delete", &o);
+    // The trap ran: the status is 7 (not 143, not 137).
+    assert!(text(&o.stderr).contains("exit code 7"), "ctr task delete: {}", text(&o.stderr));
+    cd.check("ctr container delete", &cd.ctr(&["container", "delete", &id]));
+    assert_eq!(cd.status(&id), None, "task still listed after delete");
+
+    // 4. Nothing left behind.
+    for id in [format!("hello-{p}"), format!("exit3-{p}"), format!("fg-{p}"), id] {
+        cd.assert_clean(&id);
+    }
+    assert_no_shims(&cd);
+    let o = cd.ctr(&["container", "ls", "-q"]);
+    assert_eq!(text(&o.stdout).trim(), "", "containers left after the test");
+    eprintln!("shim test ctr_tasks: all passed in {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn grouping() {
+    let Some(mut cd) = setup("group", false) else { return };
+    let p = std::process::id();
+    let (a, b) = (format!("ga-{p}"), format!("gb-{p}"));
+    let group = format!("io.containerd.runc.v2.group=g{p}");
+    for id in [&a, &b] {
+        let o = cd.run(&["-d", "--annotation", &group], None, id, &["/bin/sleep", "1000"]);
+        cd.check("ctr run -d --annotation group", &o);
+    }
+    let shims = cd.shims();
+    assert_eq!(shims.len(), 1, "one shim for two containers of one group: {shims:?}");
+    // Both tasks are children of that shim.
+    for id in [&a, &b] {
+        let pid = cd.task(id).map(|t| t.0).unwrap_or(0);
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse::<i32>().unwrap_or(0)))
+            .unwrap_or(0);
+        assert_eq!(ppid, shims[0], "parent of {id}'s process {pid}");
+    }
+    // Deleting the first container (whose bundle the shim was started in) leaves the second one served.
+    cd.check("kill a", &cd.ctr(&["task", "kill", "-s", "SIGKILL", &a]));
+    cd.wait_status(&a, Some("STOPPED"), Duration::from_secs(10));
+    cd.check("delete a", &cd.ctr(&["task", "delete", &a]));
+    cd.check("container delete a", &cd.ctr(&["container", "delete", &a]));
+    let o = cd.exec(&b, "e", &["/bin/echo", "still-here"]);
+    cd.check("exec in b after a's delete", &o);
+    assert_eq!(text(&o.stdout), "still-here\n");
+    assert_eq!(cd.shims(), shims, "the shim lives on while b exists");
+    cd.check("kill b", &cd.ctr(&["task", "kill", "-s", "SIGKILL", &b]));
+    cd.wait_status(&b, Some("STOPPED"), Duration::from_secs(10));
+    cd.check("delete b", &cd.ctr(&["task", "delete", &b]));
+    cd.check("container delete b", &cd.ctr(&["container", "delete", &b]));
+    cd.assert_clean(&a);
+    cd.assert_clean(&b);
+    assert_no_shims(&cd);
+}
+
+#[test]
+fn containerd_restart() {
+    let Some(mut cd) = setup("restart", false) else { return };
+    let id = format!("survivor-{}", std::process::id());
+    let o = cd.run(&["-d"], None, &id, &["/bin/sh", "-c", "trap 'exit 9' TERM; while :; do sleep 0.1; done"]);
+    cd.check("ctr run -d", &o);
+    let (pid, _) = cd.task(&id).unwrap_or_default();
+    let shims = cd.shims();
+
+    cd.stop();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "the container died with containerd");
+    assert_eq!(cd.shims(), shims, "the shim died with containerd");
+    cd.launch().unwrap_or_else(|e| panic!("restart containerd: {e}"));
+
+    assert_eq!(
+        cd.task(&id),
+        Some((pid, "RUNNING".to_string())),
+        "ctr task ls after a containerd restart\n{}",
+        cd.log()
+    );
+    let o = cd.exec(&id, "after", &["/bin/echo", "after-restart"]);
+    cd.check("exec after restart", &o);
+    assert_eq!(text(&o.stdout), "after-restart\n");
+    cd.check("ctr task kill", &cd.ctr(&["task", "kill", &id]));
+    cd.wait_status(&id, Some("STOPPED"), Duration::from_secs(10));
+    // The exit event reached the new containerd (the shim reconnected to publish it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cd.raw_log().lines().any(|l| l.contains("topic=/tasks/exit")) {
+        assert!(Instant::now() < deadline, "no /tasks/exit event in the restarted containerd's log:\n{}", cd.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = cd.ctr(&["task", "delete", &id]);
+    cd.check("ctr task delete", &o);
+    assert!(text(&o.stderr).contains("exit code 9"), "ctr task delete: {}", text(&o.stderr));
+    cd.check("ctr container delete", &cd.ctr(&["container", "delete", &id]));
+    cd.assert_clean(&id);
+    assert_no_shims(&cd);
+}
+
+#[test]
+fn killed_shim() {
+    let Some(mut cd) = setup("killed", false) else { return };
+    let id = format!("orphan-{}", std::process::id());
+    let o = cd.run(&["-d"], None, &id, &["/bin/sleep", "1000"]);
+    cd.check("ctr run -d", &o);
+    let (pid, _) = cd.task(&id).unwrap_or_default();
+    let shims = cd.shims();
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    let st = Path::new(SHIM_ROOT).join(&cd.ns).join(&id).join("state.json");
+    assert!(st.is_file(), "shim state {} on disk while running", st.display());
+    // SAFETY: kill(2) on the shim's pid, just read from /proc.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+
+    // containerd notices, runs `containerd-shim-keel-v1 delete`: the container is killed and cleaned up.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        let listed = cd.status(&id);
+        if !alive && listed.as_deref() != Some("RUNNING") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "15 s after kill -9 of the shim: process alive {alive}, task {listed:?}\n{}",
+            cd.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while st.exists() {
+        assert!(Instant::now() < deadline, "shim state {} not removed by delete", st.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = cd.ctr(&["task", "delete", &id]);
+    cd.check("ctr container delete", &cd.ctr(&["container", "delete", &id]));
+    cd.assert_clean(&id);
+}
