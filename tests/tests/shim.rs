@@ -381,6 +381,64 @@ fn busybox_rootfs(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+fn sha256_file(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap_or_else(|e| panic!("sha256sum {}: {e}", p.display()));
+    text(&o.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+/// Write `data` as a blob of the OCI layout at `oci`; returns (digest, size).
+fn blob(oci: &Path, data: &[u8]) -> (String, usize) {
+    let tmp = oci.join("blob.tmp");
+    std::fs::write(&tmp, data).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    let d = sha256_file(&tmp);
+    std::fs::rename(&tmp, oci.join("blobs/sha256").join(&d)).unwrap_or_else(|e| panic!("rename blob: {e}"));
+    (d, data.len())
+}
+
+/// An OCI image archive (for `ctr image import`) named NAME with one uncompressed layer made of the busybox rootfs
+/// at `rootfs` and CMD as its command. Built with tar and sha256sum: no registry, no network.
+fn busybox_image(dir: &Path, rootfs: &Path, name: &str, cmd: &[&str]) -> PathBuf {
+    let oci = dir.join(format!("oci-{}", name.replace(['/', ':'], "_")));
+    std::fs::create_dir_all(oci.join("blobs/sha256")).unwrap_or_else(|e| panic!("mkdir {}: {e}", oci.display()));
+    let layer = oci.join("layer.tar");
+    let st = Command::new("tar").arg("-C").arg(rootfs).arg("-cf").arg(&layer).arg(".").status();
+    assert!(st.is_ok_and(|s| s.success()), "tar of {}", rootfs.display());
+    let ld = sha256_file(&layer);
+    let lsize = std::fs::metadata(&layer).map(|m| m.len()).unwrap_or(0);
+    std::fs::rename(&layer, oci.join("blobs/sha256").join(&ld)).unwrap_or_else(|e| panic!("rename layer: {e}"));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{ld}")]}
+    });
+    let (cd, csize) = blob(&oci, config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{cd}"), "size": csize},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{ld}"), "size": lsize}]
+    });
+    let (md, msize) = blob(&oci, manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{md}"),
+            "size": msize, "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.rsplit(':').next().unwrap_or("latest")}}]
+    });
+    std::fs::write(oci.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("index.json: {e}"));
+    std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .unwrap_or_else(|e| panic!("oci-layout: {e}"));
+    let archive = dir.join(format!("{}.tar", oci.file_name().unwrap_or_default().to_string_lossy()));
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&oci)
+        .arg("-cf")
+        .arg(&archive)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "tar of {}", oci.display());
+    archive
+}
+
 /// Root, containerd, the shim and busybox present (else SKIPPED, or a panic in CI); a busybox rootfs and a private
 /// containerd (namespace `keelshim-TAG`) in a temp dir.
 fn setup(tag: &str, cri: bool) -> Option<Containerd> {
@@ -484,6 +542,42 @@ fn ctr_tasks() {
     let o = cd.ctr(&["container", "ls", "-q"]);
     assert_eq!(text(&o.stdout).trim(), "", "containers left after the test");
     eprintln!("shim test ctr_tasks: all passed in {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn image_rootfs() {
+    let Some(mut cd) = setup("image", false) else { return };
+    let p = std::process::id();
+    let img = "keel.test/busybox:1";
+    let archive = busybox_image(&cd.dir, &cd.dir.join("rootfs"), img, &["/bin/sh"]);
+    let o = cd.ctr(&["image", "import", &archive.to_string_lossy()]);
+    cd.check("ctr image import", &o);
+
+    let o = cd.run(&["--rm"], Some(img), &format!("img-{p}"), &["/bin/sh", "-c", "echo from-image; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "exit code; stderr: {}\n{}", text(&o.stderr), cd.log());
+    assert_eq!(text(&o.stdout), "from-image\n");
+
+    // A detached task runs on the snapshot mounted by the shim at <bundle>/rootfs.
+    let id = format!("imgd-{p}");
+    let o = cd.run(&["-d"], Some(img), &id, &["/bin/sleep", "1000"]);
+    cd.check("ctr run -d image", &o);
+    let rootfs = cd.dir.join("state/io.containerd.runtime.v2.task").join(&cd.ns).join(&id).join("rootfs");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(
+        mounts.lines().any(|l| l.split_whitespace().nth(4) == Some(&*rootfs.to_string_lossy())),
+        "no mount on {} while the task runs",
+        rootfs.display()
+    );
+    let o = cd.exec(&id, "w", &["/bin/sh", "-c", "echo written > /tmp/f && cat /tmp/f"]);
+    cd.check("exec writing into the snapshot", &o);
+    assert_eq!(text(&o.stdout), "written\n");
+    cd.check("kill", &cd.ctr(&["task", "kill", "-s", "SIGKILL", &id]));
+    cd.wait_status(&id, Some("STOPPED"), Duration::from_secs(10));
+    cd.check("delete", &cd.ctr(&["task", "delete", &id]));
+    cd.check("container delete", &cd.ctr(&["container", "delete", &id]));
+    cd.assert_clean(&id);
+    cd.assert_clean(&format!("img-{p}"));
+    assert_no_shims(&cd);
 }
 
 #[test]
