@@ -16,8 +16,8 @@
 //! - `killed_shim`: after `kill -9` of the shim, containerd's cleanup (`containerd-shim-keel-v1 delete`) kills the
 //!   container and removes its cgroup and state.
 //!
-//! The shim binary: $KEEL_SHIM, else `make build`'s release binary, else the debug build (`cargo build -p
-//! containerd-shim-keel-v1`). Not root: skipped. containerd or the shim missing: SKIPPED outside CI, a failure
+//! The shim binary: $KEEL_SHIM, else the newest of `make build`'s (build/bin/, static musl; or the glibc release
+//! build) and the debug build (`cargo build -p containerd-shim-keel-v1`). Not root: skipped. containerd or the shim missing: SKIPPED outside CI, a failure
 //! under CI=true.
 
 use std::path::{Path, PathBuf};
@@ -71,8 +71,17 @@ fn shim_binary() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    let candidates = [target.join("x86_64-unknown-linux-gnu/release").join(SHIM), target.join("debug").join(SHIM)];
-    candidates.iter().find(|p| p.is_file()).cloned()
+    let candidates = [
+        root().join("build/bin").join(SHIM),
+        target.join("x86_64-unknown-linux-gnu/release").join(SHIM),
+        target.join("debug").join(SHIM),
+    ];
+    // The newest build wins (a stale release binary must not hide a fresh debug one).
+    candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone())
 }
 
 fn text(b: &[u8]) -> String {
