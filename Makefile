@@ -1,7 +1,8 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder;
 #                containerd-shim-keel-v1 = containerd's shim for keel, host side, also in build/bin/)
-#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux (only what is missing)
+#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux protobuf-compiler (only what
+#                is missing; protoc builds the CRI test client)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
@@ -59,6 +60,7 @@ deps:
 	  need="$$need containerd"; \
 	command -v unshare >/dev/null || need="$$need util-linux"; \
 	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
+	command -v protoc >/dev/null || need="$$need protobuf-compiler"; \
 	if [ -n "$$need" ]; then \
 	  echo "make deps: installing$$need"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

@@ -2,7 +2,8 @@
 //!
 //! containerd may restart while the shim lives on: a failed publish reconnects to containerd's ttrpc socket and
 //! retries (every 200 ms, for up to 2 minutes per event), so an exit that happens while containerd is down reaches
-//! the new containerd. Events carry the time they happened, not the time they were sent.
+//! the new containerd. Events carry the time they happened, not the time they were sent. The connection is closed
+//! when no event came for 2 s (a ttrpc client holds two threads).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
@@ -58,13 +59,32 @@ impl Publisher {
             error!("encode event {topic}: {e}");
             return;
         }
-        let any = Any { type_url: msg.descriptor_dyn().full_name().to_string(), value, ..Default::default() };
+        // The type name from the topic, not from msg.descriptor_dyn(): protobuf's reflection would build the
+        // descriptors of every message of the file on the heap (~0.5 MiB) for one string.
+        let any = Any { type_url: type_url(topic).to_string(), value, ..Default::default() };
         let ev = Event { topic, at: now(), any };
         if let Ok(tx) = self.tx.lock() {
             if tx.send(ev).is_err() {
                 warn!("events thread gone: {topic} for namespace {} dropped", self.namespace);
             }
         }
+    }
+}
+
+/// containerd's type name of the event published on `topic`.
+fn type_url(topic: &str) -> &'static str {
+    match topic {
+        "/tasks/create" => "containerd.events.TaskCreate",
+        "/tasks/start" => "containerd.events.TaskStart",
+        "/tasks/exit" => "containerd.events.TaskExit",
+        "/tasks/delete" => "containerd.events.TaskDelete",
+        "/tasks/exec-added" => "containerd.events.TaskExecAdded",
+        "/tasks/exec-started" => "containerd.events.TaskExecStarted",
+        "/tasks/paused" => "containerd.events.TaskPaused",
+        "/tasks/resumed" => "containerd.events.TaskResumed",
+        "/tasks/oom" => "containerd.events.TaskOOM",
+        "/tasks/checkpointed" => "containerd.events.TaskCheckpointed",
+        _ => "containerd.events.TaskUnknown",
     }
 }
 
@@ -75,7 +95,20 @@ fn connect(address: &str) -> Option<EventsClient> {
 
 fn run(rx: Receiver<Event>, address: &str, ns: &str) {
     let mut client: Option<EventsClient> = None;
-    for ev in rx {
+    loop {
+        // Events come in bursts (create, start; exit, delete): the connection (and the two threads of a ttrpc
+        // client) is dropped after 2 s without one and made again for the next burst.
+        let ev = match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(ev) => ev,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                client = None;
+                match rx.recv() {
+                    Ok(ev) => ev,
+                    Err(_) => return,
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let req = ForwardRequest {
             envelope: Some(Envelope {
                 timestamp: Some(ev.at.clone()).into(),
