@@ -13,6 +13,7 @@
 //!   exits once both are deleted.
 //! - `containerd_restart`: a detached task survives a containerd restart: `ctr task ls` shows it RUNNING, exec works,
 //!   and its exit event reaches the new containerd.
+//! - `oom_event`: a container over its memory limit is OOM-killed: exit code 137 and a `/tasks/oom` event.
 //! - `killed_shim`: after `kill -9` of the shim, containerd's cleanup (`containerd-shim-keel-v1 delete`) kills the
 //!   container and removes its cgroup and state.
 //!
@@ -132,6 +133,34 @@ fn image_rootfs() {
     cd.assert_clean(&id);
     cd.assert_clean(&format!("img-{p}"));
     assert_no_shims(&cd);
+}
+
+/// A container killed by the kernel's OOM killer: exit code 137 and a `/tasks/oom` event.
+#[test]
+fn oom_event() {
+    let Some(mut cd) = setup("oom", false) else { return };
+    for a in ["tr", "head"] {
+        let _ = std::os::unix::fs::symlink("busybox", cd.dir.join("rootfs/bin").join(a));
+    }
+    let id = format!("oom-{}", std::process::id());
+    let o = cd.run(
+        &["--rm", "--memory-limit", "16777216"],
+        None,
+        &id,
+        &["/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "exit code of a container over its memory limit; stdout {}",
+        text(&o.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cd.raw_log().lines().any(|l| l.contains("topic=/tasks/oom")) {
+        assert!(Instant::now() < deadline, "no /tasks/oom event in containerd's log:\n{}", cd.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cd.assert_clean(&id);
 }
 
 #[test]
