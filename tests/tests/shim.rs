@@ -1,5 +1,5 @@
 //! Root test: containerd 1.6 runs containers through keel's own shim, `containerd-shim-keel-v1` (runtime type
-//! `io.containerd.keel.v1`), with no runc and no keel-runc involved.
+//! `io.containerd.keel.v1`), with no runc and no separate runtime binary involved.
 //!
 //! Each test starts a private containerd (own root, state, socket and opt dir under a temp dir; CRI plugin off) whose
 //! PATH starts with a directory holding the shim binary (containerd resolves `io.containerd.keel.v1` to
@@ -18,8 +18,8 @@
 //!   container and removes its cgroup and state.
 //!
 //! The shim binary: $KEEL_SHIM, else the newest of `make build`'s (build/bin/, static musl; or the glibc release
-//! build) and the debug build (`cargo build -p containerd-shim-keel-v1`). Not root: skipped. containerd or the shim missing: SKIPPED outside CI, a failure
-//! under CI=true.
+//! build) and the debug build (`cargo build -p containerd-shim-keel-v1`). Not root, or containerd or the shim
+//! missing: SKIPPED outside CI, a failure under CI=true (not root: always SKIPPED).
 
 mod shim_common;
 
