@@ -340,10 +340,29 @@ impl Drop for Containerd {
             // SAFETY: kill(2) with plain integers on a pid just read from /proc.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+        // Containers a killed shim left (a failed test): their processes, cgroups and shim state.
+        let root = Path::new(SHIM_ROOT).join(&self.ns);
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let st: serde_json::Value = std::fs::read(e.path().join("state.json"))
+                .ok()
+                .and_then(|t| serde_json::from_slice(&t).ok())
+                .unwrap_or_default();
+            let pid = st["pid"].as_i64().unwrap_or(0);
+            let start = st["pidStartTime"].as_u64().unwrap_or(0);
+            if pid > 0 && start > 0 && start_time(pid) == Some(start) {
+                // SAFETY: kill(2) with plain integers; the pid is the test's container process (same start time).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            for base in cgroup_bases() {
+                let _ = std::fs::remove_dir(base.join(&self.ns).join(e.file_name()));
+            }
+            let _ = std::fs::remove_dir_all(e.path());
+        }
         for base in cgroup_bases() {
             let _ = std::fs::remove_dir(base.join(&self.ns));
         }
-        let _ = std::fs::remove_dir(Path::new(SHIM_ROOT).join(&self.ns));
+        let _ = std::fs::remove_dir(&root);
         // Overlay mounts of a failed test (image tests).
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let dir = self.dir.to_string_lossy().into_owned();
@@ -356,6 +375,12 @@ impl Drop for Containerd {
             eprintln!("shim test: cannot remove {}: {e}", self.dir.display());
         }
     }
+}
+
+/// Field 22 (start time) of /proc/PID/stat.
+pub fn start_time(pid: i64) -> Option<u64> {
+    let t = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    t[t.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
 }
 
 pub fn nix_umount(mp: &str) -> bool {
