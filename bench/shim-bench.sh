@@ -98,8 +98,8 @@ ctr_run() { # name id ctr-run-flags... -- cmd...
 # Warm-up; a configuration that fails here is left out (with its error), the others still run.
 names=()
 for n in "${NAMES[@]}"; do
-    if ctr_run "$n" w --rm --rootfs "$WORK/rootfs" "w-$n" /bin/true >/dev/null 2>"$WORK/err" &&
-        ctr_run "$n" w --rm --rootfs "$WORK/rootfs" "w2-$n" /bin/true >/dev/null 2>>"$WORK/err"; then
+    if ctr_run "$n" w --rm --rootfs "$WORK/rootfs" "w-${n//+/-}" /bin/true >/dev/null 2>"$WORK/err" &&
+        ctr_run "$n" w --rm --rootfs "$WORK/rootfs" "w2-${n//+/-}" /bin/true >/dev/null 2>>"$WORK/err"; then
         names+=("$n")
     else
         echo "shim-bench: $n does not work here: $(tr '\n' ' ' <"$WORK/err")" >&2
@@ -109,7 +109,7 @@ declare -A T
 for ((i = 0; i < ROUNDS; i++)); do
     for n in "${names[@]}"; do
         t0=$EPOCHREALTIME
-        ctr_run "$n" x --rm --rootfs "$WORK/rootfs" "$n-$i" /bin/true >/dev/null 2>"$WORK/err" ||
+        ctr_run "$n" x --rm --rootfs "$WORK/rootfs" "${n//+/-}-$i" /bin/true >/dev/null 2>"$WORK/err" ||
             { echo "shim-bench: $n round $i failed: $(cat "$WORK/err")" >&2; exit 1; }
         t1=$EPOCHREALTIME
         T[$n]+="$(( ${t1/./} - ${t0/./} )) "
@@ -136,7 +136,7 @@ echo "memory per running container ($K detached sleep tasks each; the shims only
 declare -A RSS PSS NSHIM
 for ((i = 0; i < K; i++)); do
     for n in "${names[@]}"; do
-        id="m-$n-$i"
+        id="m-${n//+/-}-$i"
         ids+=("$id")
         ctr_run "$n" d -d --rootfs "$WORK/rootfs" "$id" /bin/sleep 600 >/dev/null 2>"$WORK/err" ||
             { echo "shim-bench: $n detached task failed: $(cat "$WORK/err")" >&2; exit 1; }
@@ -146,7 +146,7 @@ sleep 1
 for n in "${names[@]}"; do
     declare -A seen=()
     for ((i = 0; i < K; i++)); do
-        tpid=$(ctr --address "$SOCK" -n $NS task ls | awk -v id="m-$n-$i" '$1 == id { print $2 }')
+        tpid=$(ctr --address "$SOCK" -n $NS task ls | awk -v id="m-${n//+/-}-$i" '$1 == id { print $2 }')
         spid=$(awk '{ print $4 }' "/proc/$tpid/stat" 2>/dev/null || echo "")
         [[ -n "$spid" && -z "${seen[$spid]:-}" ]] || continue
         seen[$spid]=1
