@@ -13,6 +13,7 @@
 //!   exits once both are deleted.
 //! - `containerd_restart`: a detached task survives a containerd restart: `ctr task ls` shows it RUNNING, exec works,
 //!   and its exit event reaches the new containerd.
+//! - `terminal`: `ctr run -t` and `ctr task exec -t` (under `script`): output and exit codes through the pty.
 //! - `oom_event`: a container over its memory limit is OOM-killed: exit code 137 and a `/tasks/oom` event.
 //! - `killed_shim`: after `kill -9` of the shim, containerd's cleanup (`containerd-shim-keel-v1 delete`) kills the
 //!   container and removes its cgroup and state.
@@ -24,6 +25,7 @@
 mod shim_common;
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shim_common::*;
@@ -132,6 +134,52 @@ fn image_rootfs() {
     cd.check("container delete", &cd.ctr(&["container", "delete", &id]));
     cd.assert_clean(&id);
     cd.assert_clean(&format!("img-{p}"));
+    assert_no_shims(&cd);
+}
+
+/// A terminal (`ctr run -t`, `ctr task exec -t`): the pty master comes over the console socket, output and exit
+/// codes come back. ctr needs a terminal itself: it runs under `script` (util-linux).
+#[test]
+fn terminal() {
+    if !have("script") {
+        let _ = skip::<()>("`script` (util-linux) missing: ctr -t needs a terminal");
+        return;
+    }
+    let Some(mut cd) = setup("tty", false) else { return };
+    let p = std::process::id();
+    let ctr = format!("ctr --address {} -n {}", cd.sock.display(), cd.ns);
+    let fifo = cd.dir.join("fifo");
+    let rootfs = cd.dir.join("rootfs");
+    let id = format!("tty-{p}");
+    cd.ids.push(id.clone());
+    let run = format!(
+        "{ctr} run --rm -t --runtime {RUNTIME} --fifo-dir {} --rootfs {} {id} /bin/sh -c 'tty; echo on-tty; exit 6'",
+        fifo.display(),
+        rootfs.display()
+    );
+    let o = Command::new("timeout").args(["60", "script", "-qec", &run, "/dev/null"]).stdin(Stdio::null()).output();
+    let o = o.unwrap_or_else(|e| panic!("script: {e}"));
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(6), "exit code of ctr run -t; output {out:?}\n{}", cd.log());
+    assert!(out.contains("/dev/pts/") && out.contains("on-tty"), "ctr run -t output: {out:?}");
+
+    let id = format!("ttyx-{p}");
+    let o = cd.run(&["-d"], None, &id, &["/bin/sleep", "1000"]);
+    cd.check("ctr run -d", &o);
+    let exec = format!(
+        "{ctr} task exec -t --fifo-dir {} --exec-id t {id} /bin/sh -c 'echo in-exec-tty; exit 4'",
+        fifo.display()
+    );
+    let o = Command::new("timeout").args(["60", "script", "-qec", &exec, "/dev/null"]).stdin(Stdio::null()).output();
+    let o = o.unwrap_or_else(|e| panic!("script: {e}"));
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "exit code of ctr task exec -t; output {out:?}\n{}", cd.log());
+    assert!(out.contains("in-exec-tty"), "ctr task exec -t output: {out:?}");
+    cd.check("kill", &cd.ctr(&["task", "kill", "-s", "SIGKILL", &id]));
+    cd.wait_status(&id, Some("STOPPED"), Duration::from_secs(10));
+    cd.check("delete", &cd.ctr(&["task", "delete", &id]));
+    cd.check("container delete", &cd.ctr(&["container", "delete", &id]));
+    cd.assert_clean(&id);
     assert_no_shims(&cd);
 }
 
