@@ -146,3 +146,23 @@ fn run(rx: Receiver<Event>, address: &str, ns: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
+    use containerd_shim::protos::protobuf::MessageDyn;
+
+    #[test]
+    fn type_names_match_the_messages() {
+        // The names containerd's typeurl registry knows; checked against protobuf's own descriptors here (tests
+        // only: the shim avoids building them).
+        for (topic, name) in [
+            ("/tasks/exit", TaskExit::new().descriptor_dyn().full_name().to_string()),
+            ("/tasks/oom", TaskOOM::new().descriptor_dyn().full_name().to_string()),
+        ] {
+            assert_eq!(type_url(topic), name);
+        }
+        assert_eq!(type_url("/tasks/exec-started"), "containerd.events.TaskExecStarted");
+    }
+}

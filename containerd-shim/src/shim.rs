@@ -32,8 +32,14 @@ fn err(msg: String) -> containerd_shim::Error {
 
 /// The grouping of the bundle in the current directory: the sandbox id for a Kubernetes pod, else the container id.
 fn grouping(id: &str) -> String {
-    let Ok(text) = std::fs::read("config.json") else { return id.to_string() };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else { return id.to_string() };
+    grouping_of(id, std::fs::read("config.json").ok().as_deref())
+}
+
+/// The grouping named by the annotations of `config` (config.json's text), else `id`.
+fn grouping_of(id: &str, config: Option<&[u8]>) -> String {
+    let Some(v) = config.and_then(|t| serde_json::from_slice::<serde_json::Value>(t).ok()) else {
+        return id.to_string();
+    };
     let ann = &v["annotations"];
     GROUP_LABELS
         .iter()
@@ -130,4 +136,27 @@ pub fn cleanup_dead(ns: &str, id: &str, bundle: &Path) -> Result<DeleteResponse,
         exited_at: Some(now()).into(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_by_annotation() {
+        assert_eq!(grouping_of("c1", None), "c1");
+        assert_eq!(grouping_of("c1", Some(b"not json")), "c1");
+        assert_eq!(grouping_of("c1", Some(br#"{"annotations": {}}"#)), "c1");
+        let cri = br#"{"annotations": {"io.kubernetes.cri.sandbox-id": "pod1", "io.kubernetes.cri.container-type": "container"}}"#;
+        assert_eq!(grouping_of("c1", Some(cri)), "pod1");
+        let both = br#"{"annotations": {"io.kubernetes.cri.sandbox-id": "pod1", "io.containerd.runc.v2.group": "g"}}"#;
+        assert_eq!(grouping_of("c1", Some(both)), "g", "runc-v2's own key wins, as in runc-v2");
+        assert_eq!(grouping_of("c1", Some(br#"{"annotations": {"io.containerd.runc.v2.group": ""}}"#)), "c1");
+    }
+
+    #[test]
+    fn socket_paths() {
+        assert_eq!(socket_path("unix:///run/containerd/s/abc"), "/run/containerd/s/abc");
+        assert_eq!(socket_path("/run/x"), "/run/x");
+    }
 }

@@ -336,3 +336,94 @@ pub fn wire_console(id: &str, master: File, stdin: &str, stdout: &str) -> Result
     }
     Ok((Arc::new(master), pump))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fifo(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        p
+    }
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("keel-shim-stdio-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn uris() {
+        assert_eq!(path_of("c", "/a/b").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(path_of("c", "file:///var/log/x").unwrap(), PathBuf::from("/var/log/x"));
+        assert_eq!(path_of("c", "fifo:///a").unwrap(), PathBuf::from("/a"));
+        assert!(path_of("c", "binary:///usr/bin/logger?x=1").unwrap_err().contains("c: stdio"));
+    }
+
+    #[test]
+    fn stdout_waits_for_a_late_reader_and_nothing_is_lost() {
+        let d = tmp("out");
+        let p = fifo(&d, "out");
+        let p2 = p.clone();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_to_string(&p2).unwrap()
+        });
+        let mut w = open_write("c", &p.to_string_lossy()).unwrap().unwrap();
+        w.write_all(b"hello\n").unwrap();
+        drop(w);
+        assert_eq!(reader.join().unwrap(), "hello\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn stdin_from_a_late_writer_is_pumped_until_eof() {
+        let d = tmp("in");
+        let p = fifo(&d, "in");
+        let (mut r, pump) = match open_read("c", &p.to_string_lossy()).unwrap().unwrap() {
+            Input::Pumped(f, pump) => (f, pump),
+            Input::Direct(_) => panic!("no writer yet: expected a pump"),
+        };
+        std::fs::write(&p, b"data").unwrap(); // the writer comes, writes, closes
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "data");
+        drop(pump);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn stdin_with_a_writer_waiting_is_the_fifo_itself() {
+        let d = tmp("in2");
+        let p = fifo(&d, "in");
+        let p2 = p.clone();
+        let writer = std::thread::spawn(move || std::fs::write(&p2, b"x"));
+        std::thread::sleep(Duration::from_millis(50)); // the writer blocks in open
+        match open_read("c", &p.to_string_lossy()).unwrap().unwrap() {
+            Input::Direct(mut f) => {
+                let mut s = String::new();
+                f.read_to_string(&mut s).unwrap();
+                assert_eq!(s, "x");
+            }
+            Input::Pumped(..) => panic!("writer present: expected the FIFO itself"),
+        }
+        writer.join().unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_pump_without_writer_ends_when_dropped() {
+        let d = tmp("in3");
+        let p = fifo(&d, "in");
+        let Some(Input::Pumped(mut r, pump)) = open_read("c", &p.to_string_lossy()).unwrap() else {
+            panic!("expected a pump")
+        };
+        drop(pump); // delete of a `ctr run -d` task: nobody ever opened stdin
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap(); // EOF, not a hang
+        assert_eq!(s, "");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
