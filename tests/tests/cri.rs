@@ -2,7 +2,7 @@
 //! (`runtime_type = "io.containerd.keel.v1"`, what a RuntimeClass names) runs a pod through keel's shim, driven by a
 //! CRI client (the `k8s-cri` crate, gRPC over containerd's socket) as the kubelet would:
 //! RunPodSandbox (host network; the sandbox image is a local "pause" built from busybox), CreateContainer,
-//! StartContainer, ExecSync, ContainerStatus, StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox.
+//! StartContainer, ExecSync, ContainerStatus, UpdateContainerResources, StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox.
 //! Checks: the pod's sandbox and its container are served by one keel shim (grouping by sandbox id), exec output
 //! and exit code come back, the container log has the container's output, the stop delivers SIGTERM, and nothing
 //! is left behind.
@@ -17,10 +17,10 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxContainerConfig, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxContainerConfig, LinuxContainerResources,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, UpdateContainerResourcesRequest,
 };
 use shim_common::*;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -36,6 +36,24 @@ async fn channel(sock: std::path::PathBuf) -> Channel {
         }))
         .await
         .unwrap_or_else(|e| panic!("connect CRI: {e}"))
+}
+
+/// The memory limit of `pid`'s cgroup: cgroup v2 memory.max, or v1 memory.limit_in_bytes (hybrid hosts).
+fn memory_limit(pid: i32) -> Option<u64> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        let file = match ctl {
+            "" => format!("/sys/fs/cgroup{path}/memory.max"),
+            c if c.split(',').any(|x| x == "memory") => format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
+            _ => continue,
+        };
+        if let Some(v) = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 fn host_ns() -> NamespaceOption {
@@ -167,6 +185,21 @@ fn cri_pod_through_keel_shim() {
         assert_eq!(String::from_utf8_lossy(&r.stdout), "exec-out\n", "ExecSync stdout");
         assert_eq!(String::from_utf8_lossy(&r.stderr), "exec-err\n", "ExecSync stderr");
         assert_eq!(r.exit_code, 3, "ExecSync exit code");
+
+        // UpdateContainerResources reaches the shim's Update: the memory limit lands in the container's cgroup.
+        rs.update_container_resources(UpdateContainerResourcesRequest {
+            container_id: cid.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", cd.log()));
+        let pid = cd.task(&cid).map(|t| t.0).unwrap_or(0);
+        assert_eq!(memory_limit(pid), Some(64 << 20), "memory limit of the container's cgroup after the update");
 
         rs.stop_container(StopContainerRequest { container_id: cid.clone(), timeout: 10 })
             .await
