@@ -107,8 +107,8 @@ impl containerd_shim::Shim for KeelShim {
     }
 }
 
-/// `delete` after the shim died: kill what is left of the container, undo its cgroup and mounts, drop its state,
-/// and report it as killed (128 + SIGKILL, as runc-v2 does).
+/// `delete` after the shim died: kill what is left of the container, undo its cgroup and mounts, drop its state and
+/// the dead shim's socket, and report it as killed (128 + SIGKILL, as runc-v2 does).
 pub fn cleanup_dead(ns: &str, id: &str, bundle: &Path) -> Result<DeleteResponse, String> {
     let g = state::globals(Path::new(state::DEFAULT_ROOT), ns);
     let mut pid = 0;
@@ -130,6 +130,13 @@ pub fn cleanup_dead(ns: &str, id: &str, bundle: &Path) -> Result<DeleteResponse,
     }
     unmount_all(&bundle.join("rootfs"));
     let _ = state::remove(&g, id);
+    // The dead shim's socket, unless a shim still answers on it (another container of the grouping keeps it).
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        let address = address.trim();
+        if !address.is_empty() && !can_connect(address) {
+            let _ = std::fs::remove_file(socket_path(address));
+        }
+    }
     Ok(DeleteResponse {
         pid: pid.max(0) as u32,
         exit_status: 128 + 9,

@@ -16,7 +16,7 @@
 //! - `terminal`: `ctr run -t` and `ctr task exec -t` (under `script`): output and exit codes through the pty.
 //! - `oom_event`: a container over its memory limit is OOM-killed: exit code 137 and a `/tasks/oom` event.
 //! - `killed_shim`: after `kill -9` of the shim, containerd's cleanup (`containerd-shim-keel-v1 delete`) kills the
-//!   container and removes its cgroup and state.
+//!   container and removes its cgroup, its state and the dead shim's socket.
 //!
 //! The shim binary: $KEEL_SHIM, else the newest of `make build`'s (build/bin/, static musl; or the glibc release
 //! build) and the debug build (`cargo build -p containerd-shim-keel-v1`). Not root, or containerd or the shim
@@ -301,6 +301,10 @@ fn killed_shim() {
     assert_eq!(shims.len(), 1, "one shim: {shims:?}");
     let st = Path::new(SHIM_ROOT).join(&cd.ns).join(&id).join("state.json");
     assert!(st.is_file(), "shim state {} on disk while running", st.display());
+    let bundle = cd.dir.join("state/io.containerd.runtime.v2.task").join(&cd.ns).join(&id);
+    let address = std::fs::read_to_string(bundle.join("address")).unwrap_or_default();
+    let socket = address.trim().trim_start_matches("unix://").to_string();
+    assert!(Path::new(&socket).exists(), "shim socket {socket:?} (from {}/address)", bundle.display());
     // SAFETY: kill(2) on the shim's pid, just read from /proc.
     unsafe { libc::kill(shims[0], libc::SIGKILL) };
 
@@ -323,6 +327,11 @@ fn killed_shim() {
     while st.exists() {
         assert!(Instant::now() < deadline, "shim state {} not removed by delete", st.display());
         std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&socket).exists() {
+        assert!(Instant::now() < deadline, "the dead shim's socket {socket} was not removed");
+        std::thread::sleep(Duration::from_millis(20));
     }
     let _ = cd.ctr(&["task", "delete", &id]);
     cd.check("ctr container delete", &cd.ctr(&["container", "delete", &id]));
