@@ -522,26 +522,20 @@ impl Task for Service {
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         if req.exec_id.is_empty() {
-            let (pid, bundle_dir) = {
-                let g = self.lock();
-                let c =
-                    g.containers.get(&req.id).ok_or_else(|| not_found(format!("container {} not found", req.id)))?;
-                if c.init.status != Status::Created {
-                    return Err(precondition(format!("{}: cannot start a {:?} container", req.id, c.init.status)));
-                }
-                self.release(c).map_err(internal)?;
-                (c.init.pid, c.bundle.dir.clone())
-            };
+            // One lock from release to the start event: the exits thread, which needs it, cannot publish this
+            // process's exit before its start.
             let mut g = self.lock();
-            if let Some(c) = g.containers.get_mut(&req.id) {
-                if c.init.status == Status::Created {
-                    c.init.status = Status::Running;
-                }
-                if let Err(e) = keel_runtime::run_poststart(&c.bundle, pid) {
-                    warn!("{}: poststart hook: {e}", req.id);
-                }
+            let c =
+                g.containers.get_mut(&req.id).ok_or_else(|| not_found(format!("container {} not found", req.id)))?;
+            if c.init.status != Status::Created {
+                return Err(precondition(format!("{}: cannot start a {:?} container", req.id, c.init.status)));
             }
-            let _ = bundle_dir;
+            self.release(c).map_err(internal)?;
+            let pid = c.init.pid;
+            c.init.status = Status::Running;
+            if let Err(e) = keel_runtime::run_poststart(&c.bundle, pid) {
+                warn!("{}: poststart hook: {e}", req.id);
+            }
             self.events.publish(
                 topics::TASK_START_EVENT_TOPIC,
                 &TaskStart { container_id: req.id.clone(), pid: pid as u32, ..Default::default() },
