@@ -9,10 +9,11 @@
 //! Layout: `shim.rs` (the containerd_shim::Shim bootstrap: start, delete, wait), `service.rs` (the Task service),
 //! `process.rs` (init and exec processes: spawn, stdio, exit bookkeeping), `stdio.rs` (containerd's FIFOs, the
 //! console socket and pty copying), `events.rs` (publishing task events, reconnecting after a containerd restart),
-//! `state.rs` (the on-disk state, keel-runc compatible), `cgroup.rs` (stats, update, OOM watch).
+//! `state.rs` (the on-disk state, keel-runc compatible), `cgroup.rs` (stats, update, OOM watch), `logger.rs`.
 
 mod cgroup;
 mod events;
+mod logger;
 mod process;
 mod service;
 mod shim;
@@ -45,8 +46,10 @@ fn main() {
     containerd_shim::run::<shim::KeelShim>(
         RUNTIME_ID,
         Some(containerd_shim::Config {
-            // The shim reaps its children itself (keel_runtime never waits; exits arrive through the monitor).
+            // containerd_shim's reaper reaps every child (keel_runtime never waits); exits arrive through its monitor.
             no_reaper: false,
+            // Our own logger (logger.rs): containerd_shim's loops on SIGPIPE once the log FIFO's reader is gone.
+            no_setup_logger: true,
             ..Default::default()
         }),
     );

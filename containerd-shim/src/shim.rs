@@ -59,6 +59,10 @@ impl containerd_shim::Shim for KeelShim {
     type T = Service;
 
     fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        if !args.socket.is_empty() && args.action.is_empty() {
+            // The server (not `start` or `delete`): log into the bundle's log FIFO.
+            crate::logger::init(args.debug);
+        }
         KeelShim {
             id: args.id.clone(),
             namespace: args.namespace.clone(),
