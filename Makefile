@@ -1,17 +1,19 @@
 # keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
-#   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder)
+#   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder;
+#                containerd-shim-keel-v1 = containerd's shim for keel, host side, also in build/bin/)
 #   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux; for the seccomp tests
 #                libseccomp-dev (verdicts compared with libseccomp) and gcc-multilib (an i386 program); for registries
 #                and output formats docker-registry skopeo openssl apache2-utils ovmf systemd-boot-efi mtools dosfstools
 #                xorriso qemu-utils fdisk isolinux syslinux; for the client matrices and conformance podman docker.io
-#                golang-go ... (only what is missing)
+#                golang-go; protobuf-compiler (protoc builds the CRI test client) ... (only what is missing)
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
 #   make test    unit + root tests, then the VM tests
 #   make conformance  the OCI runtime-tools validation suite against runc, crun and keel-runc (not in make test)
 #   make bench   boot timeline and memory (bench/boot-bench.sh), runtime latency (bench/runc-bench.sh),
-#                keel-runc under containerd's runc shim (bench/containerd-bench.sh)
+#                keel-runc under containerd's runc shim (bench/containerd-bench.sh), keel's own containerd shim
+#                against runc-v2 (bench/shim-bench.sh)
 
 SHELL      := /bin/bash
 TARGET     := x86_64-unknown-linux-gnu
@@ -37,15 +39,15 @@ build:
 	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
 	@mkdir -p build/bin
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
-	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init"; \
-	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init && \
-	  cp -f $(TARGET_DIR)/$(MUSL)/release/init build/bin/; \
+	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p containerd-shim-keel-v1"; \
+	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p containerd-shim-keel-v1 && \
+	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(TARGET_DIR)/$(MUSL)/release/containerd-shim-keel-v1 build/bin/; \
 	else \
 	  echo "make build: target $(MUSL) not available: the image uses the glibc build"; \
-	  cp -f $(REL)/init build/bin/; \
+	  cp -f $(REL)/init $(REL)/containerd-shim-keel-v1 build/bin/; \
 	fi
 	@rm -f build/bin/keel-runc; ln -s init build/bin/keel-runc
-	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) build/bin/init
+	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) build/bin/init build/bin/containerd-shim-keel-v1
 
 # Install only what is missing; `apt-get update` only when a package is not known yet.
 deps:
@@ -83,6 +85,7 @@ deps:
 	command -v go >/dev/null || need="$$need golang-go"; \
 	[ -d /usr/share/gocode/src/github.com/opencontainers/runtime-tools ] || \
 	  need="$$need golang-github-opencontainers-runtime-tools-dev"; \
+	command -v protoc >/dev/null || need="$$need protobuf-compiler"; \
 	if [ -n "$$need" ]; then \
 	  echo "make deps: installing$$need"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -131,6 +134,7 @@ bench: deps build kernel
 	bash bench/boot-bench.sh
 	@if [ -f bench/runc-bench.sh ]; then bash bench/runc-bench.sh; else echo "bench/runc-bench.sh: not present"; fi
 	KEEL_RUNC=$(REL)/keel-runc bash bench/containerd-bench.sh
+	KEEL_RUNC=$(REL)/keel-runc KEEL_SHIM=$(CURDIR)/build/bin/containerd-shim-keel-v1 bash bench/shim-bench.sh
 
 clean:
 	rm -rf build
