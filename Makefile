@@ -39,8 +39,8 @@ build:
 	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
 	@mkdir -p build/bin
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
-	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p containerd-shim-keel-v1"; \
-	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p containerd-shim-keel-v1 && \
+	  echo "$(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p containerd-shim-keel-v1 --bin containerd-shim-keel-v1"; \
+	  $(STATIC) cargo build --release --target $(MUSL) -p keel-init --bin init -p containerd-shim-keel-v1 --bin containerd-shim-keel-v1 && \
 	  cp -f $(TARGET_DIR)/$(MUSL)/release/init $(TARGET_DIR)/$(MUSL)/release/containerd-shim-keel-v1 build/bin/; \
 	else \
 	  echo "make build: target $(MUSL) not available: the image uses the glibc build"; \
