@@ -115,36 +115,40 @@ pub fn volumes(root: &Path) -> (usize, Vec<String>) {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
+    type R = Result<(), Box<dyn std::error::Error>>;
+
+    fn tmp(name: &str) -> std::io::Result<std::path::PathBuf> {
         let d = std::env::temp_dir().join(format!("keel-rc-lk-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
     }
 
     #[test]
-    fn var_dirs_and_resolv_conf() {
-        let d = tmp("var");
-        std::fs::create_dir_all(d.join("etc")).unwrap();
-        std::os::unix::fs::symlink("/run/resolvconf/resolv.conf", d.join("etc/resolv.conf")).unwrap();
+    fn var_dirs_and_resolv_conf() -> R {
+        let d = tmp("var")?;
+        std::fs::create_dir_all(d.join("etc"))?;
+        std::os::unix::fs::symlink("/run/resolvconf/resolv.conf", d.join("etc/resolv.conf"))?;
         assert!(var_dirs(&d).is_empty());
         assert!(resolv_conf(&d).is_empty());
         assert!(d.join("var/log").is_dir() && d.join("var/lib/containerd").is_dir());
-        assert_eq!(std::fs::read_link(d.join("var/run")).unwrap(), Path::new("/run"));
-        assert_eq!(std::fs::read(d.join("run/resolvconf/resolv.conf")).unwrap(), b"");
+        assert_eq!(std::fs::read_link(d.join("var/run"))?, Path::new("/run"));
+        assert_eq!(std::fs::read(d.join("run/resolvconf/resolv.conf"))?, b"");
         // Idempotent.
         assert!(var_dirs(&d).is_empty() && resolv_conf(&d).is_empty());
         let _ = std::fs::remove_dir_all(&d);
+        Ok(())
     }
 
     #[test]
-    fn no_volumes_no_work() {
-        let d = tmp("vol");
+    fn no_volumes_no_work() -> R {
+        let d = tmp("vol")?;
         assert_eq!(volumes(&d), (0, Vec::new()));
-        std::fs::create_dir_all(d.join("containers/volumes/bad/lower")).unwrap();
+        std::fs::create_dir_all(d.join("containers/volumes/bad/lower"))?;
         let (n, errs) = volumes(&d);
         assert_eq!(n, 0);
-        assert!(errs[0].contains("volume bad"), "{errs:?}");
+        assert!(errs.first().is_some_and(|e| e.contains("volume bad")), "{errs:?}");
         let _ = std::fs::remove_dir_all(&d);
+        Ok(())
     }
 }
