@@ -1,11 +1,15 @@
-# keel: build, image, run, test, bench. Every target installs what it needs (as root, via apt).
+# keel: build, image, run, test, bench. Every target first installs what it needs and is missing (.ci/deps.sh:
+# apt-get as root on Debian 12+, rustup's stable toolchain when cargo is missing or older than rust-version), so on
+# a fresh machine `make run` is the first command (only make itself must be there).
 #   make build   static release binaries in $(REL)/ (init = PID 1 multi-call binary; keel-image = builder;
-#                containerd-shim-keel-v1 = containerd's shim for keel, host side, also in build/bin/)
-#   make deps    qemu-system-x86 busybox-static cpio runc crun containerd util-linux; for the seccomp tests
-#                libseccomp-dev (verdicts compared with libseccomp) and gcc-multilib (an i386 program); for registries
-#                and output formats docker-registry skopeo openssl apache2-utils ovmf systemd-boot-efi mtools dosfstools
-#                xorriso qemu-utils fdisk isolinux syslinux; for the client matrices and conformance podman docker.io
-#                golang-go; protobuf-compiler (protoc builds the CRI test client) ... (only what is missing)
+#                containerd-shim-keel-v1 = containerd's shim for keel, host side, also in build/bin/); needs Rust
+#   make deps    everything the tests use: Rust with clippy and rustfmt; qemu-system-x86 busybox-static cpio; runc
+#                crun containerd util-linux; for the seccomp tests libseccomp-dev (verdicts compared with
+#                libseccomp) and gcc-multilib (an i386 program); for registries and output formats docker-registry
+#                skopeo openssl apache2-utils ovmf systemd-boot-efi mtools dosfstools xorriso qemu-utils fdisk
+#                isolinux syslinux; for the client matrices and conformance podman docker.io golang-go;
+#                protobuf-compiler (protoc builds the CRI test client) ... (only what is missing). Tests never
+#                install anything: a test whose tools are missing prints SKIPPED (and fails under CI=true).
 #   make kernel  Debian's linux-image-amd64 unpacked in build/kernel (cached)
 #   make image   build/demo/{kernel,initrd.img,cmdline} from images/demo.yml
 #   make run     boot the demo on the serial console (stdin not a terminal: the demo powers itself off)
@@ -30,12 +34,14 @@ RUN_ARGS   ?= --forward 8080:80
 export KEEL_INIT_BINARY  := $(INIT_BIN)
 export KEEL_KERNEL_CACHE := $(KCACHE)
 export KEEL_IMAGE_BIN    := $(KEEL_IMAGE)
+# rustup's cargo, when `make deps-rust` installed it (a fresh machine has no ~/.cargo/bin on PATH yet).
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 
-.PHONY: all build deps kernel image run test lint test-unit test-vm bench clean conformance
+.PHONY: all build deps deps-rust deps-run deps-lint kernel image run test lint test-unit test-vm bench clean conformance
 
 all: build
 
-build:
+build: deps-rust
 	$(STATIC) cargo build --release --target $(TARGET) --workspace --bins
 	@mkdir -p build/bin
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) >/dev/null 2>&1; then \
@@ -49,57 +55,24 @@ build:
 	@rm -f build/bin/keel-runc; ln -s init build/bin/keel-runc
 	@ls -l $(REL)/init $(REL)/keel-runc $(REL)/keelctl $(KEEL_IMAGE) build/bin/init build/bin/containerd-shim-keel-v1
 
-# Install only what is missing; `apt-get update` only when a package is not known yet.
+# Install only what is missing (.ci/deps.sh: apt-get as root; rustup's toolchain when cargo is missing or older
+# than rust-version). Quick when everything is there, so every target runs the part it needs first.
 deps:
-	@need=""; \
-	command -v qemu-system-x86_64 >/dev/null || need="$$need qemu-system-x86"; \
-	{ [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static; } || \
-	  { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need="$$need busybox-static"; \
-	command -v cpio >/dev/null || need="$$need cpio"; \
-	command -v runc >/dev/null || need="$$need runc"; \
-	command -v crun >/dev/null || need="$$need crun"; \
-	{ command -v containerd && command -v ctr && command -v containerd-shim-runc-v2; } >/dev/null || \
-	  need="$$need containerd"; \
-	command -v unshare >/dev/null || need="$$need util-linux"; \
-	command -v dpkg-deb >/dev/null || need="$$need dpkg"; \
-	[ -f /usr/include/seccomp.h ] || need="$$need libseccomp-dev"; \
-	[ -f /usr/lib32/libc.a ] || need="$$need gcc-multilib"; \
-	command -v docker-registry >/dev/null || need="$$need docker-registry"; \
-	command -v skopeo >/dev/null || need="$$need skopeo"; \
-	command -v openssl >/dev/null || need="$$need openssl"; \
-	command -v htpasswd >/dev/null || need="$$need apache2-utils"; \
-	[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ -f /usr/share/OVMF/OVMF_CODE.fd ] || need="$$need ovmf"; \
-	[ -f /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need="$$need systemd-boot-efi"; \
-	{ command -v objcopy && command -v objdump; } >/dev/null || need="$$need binutils"; \
-	{ command -v mcopy && command -v mmd; } >/dev/null || need="$$need mtools"; \
-	command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || [ -x /sbin/mkfs.vfat ] || need="$$need dosfstools"; \
-	command -v xorriso >/dev/null || need="$$need xorriso"; \
-	command -v qemu-img >/dev/null || need="$$need qemu-utils"; \
-	command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need="$$need fdisk"; \
-	[ -f /usr/lib/ISOLINUX/isolinux.bin ] || need="$$need isolinux"; \
-	{ command -v syslinux >/dev/null && [ -f /usr/lib/syslinux/mbr/mbr.bin ]; } || need="$$need syslinux syslinux-common"; \
-	{ command -v podman && command -v conmon; } >/dev/null || need="$$need podman conmon"; \
-	[ -x /usr/libexec/podman/catatonit ] || need="$$need catatonit"; \
-	{ command -v dockerd && [ -x /usr/bin/docker ] && command -v docker-init; } >/dev/null || need="$$need docker.io tini"; \
-	command -v script >/dev/null || need="$$need bsdutils"; \
-	command -v go >/dev/null || need="$$need golang-go"; \
-	[ -d /usr/share/gocode/src/github.com/opencontainers/runtime-tools ] || \
-	  need="$$need golang-github-opencontainers-runtime-tools-dev"; \
-	command -v protoc >/dev/null || need="$$need protobuf-compiler"; \
-	if [ -n "$$need" ]; then \
-	  echo "make deps: installing$$need"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q --no-install-recommends $$need || \
-	    { apt-get update -q && apt-get install -y -q --no-install-recommends $$need; }; \
-	else echo "make deps: all present"; fi
+	@bash .ci/deps.sh test
+deps-rust:
+	@bash .ci/deps.sh rust
+deps-run:
+	@bash .ci/deps.sh run
+deps-lint:
+	@bash .ci/deps.sh lint
 
 $(KEEL_IMAGE) $(INIT_BIN):
 	$(MAKE) build
 
-kernel: $(KEEL_IMAGE)
+kernel: deps-run $(KEEL_IMAGE)
 	$(KEEL_IMAGE) kernel --kernel-cache $(KCACHE)
 
-image: deps build kernel
+image: deps-run build kernel
 	$(KEEL_IMAGE) build images/demo.yml -o build/demo
 
 run: image
@@ -107,20 +80,17 @@ run: image
 
 test: deps build kernel lint test-unit test-vm
 
-# Formatting and clippy (init and rc deny unwrap/expect/panic outside tests).
-lint:
-	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1 || \
-	  { echo "lint: rustfmt is missing and cannot be installed (rustup component add rustfmt)"; exit 1; }
-	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >/dev/null 2>&1 || \
-	  { echo "lint: clippy is missing and cannot be installed (rustup component add clippy)"; exit 1; }
+# Formatting and clippy (init and rc deny unwrap/expect/panic outside tests). Fails when rustfmt or clippy is
+# missing and rustup cannot add it (deps-lint says which).
+lint: deps-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test-unit:
+test-unit: deps
 	cargo test --workspace
 
 # VM tests boot real images under QEMU TCG (one at a time: 2 cores).
-test-vm: build kernel
+test-vm: deps build kernel
 	cargo test -p keel-tests --test vm -- --ignored --test-threads=1 --nocapture
 	cargo test -p keel-tests --test vm_outputs -- --ignored --test-threads=1 --nocapture
 	cargo test -p keel-tests --test vm_hostile -- --ignored --test-threads=1 --nocapture
