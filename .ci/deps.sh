@@ -57,15 +57,17 @@ rust() {
                 die "rustup could not install the $TOOLCHAIN toolchain (from $DIST); install Rust >= $MSRV and re-run"
         else
             echo "make deps: no Rust >= $MSRV here: installing rustup and the $TOOLCHAIN toolchain into ${CARGO_HOME:-$HOME/.cargo}"
-            local init
-            init=$(mktemp)
+            local tmp init
+            # rustup-init acts by its file name (as rustup, cargo, ... otherwise): keep the name.
+            tmp=$(mktemp -d)
+            init=$tmp/rustup-init
             curl --proto '=https' --tlsv1.2 -sSf --retry 3 -o "$init" \
                 "$DIST/rustup/dist/x86_64-unknown-linux-gnu/rustup-init" ||
-                { rm -f "$init"; die "cannot download rustup-init from $DIST (no network?); install Rust >= $MSRV yourself (https://rustup.rs, or RUSTUP_DIST_SERVER=a mirror) and re-run"; }
+                { rm -rf "$tmp"; die "cannot download rustup-init from $DIST (no network?); install Rust >= $MSRV yourself (https://rustup.rs, or RUSTUP_DIST_SERVER=a mirror) and re-run"; }
             chmod +x "$init"
             RUSTUP_DIST_SERVER=$DIST "$init" -y -q --no-modify-path --profile minimal \
-                --default-toolchain "$TOOLCHAIN" >/dev/null || { rm -f "$init"; die "rustup-init failed"; }
-            rm -f "$init"
+                --default-toolchain "$TOOLCHAIN" >/dev/null || { rm -rf "$tmp"; die "rustup-init failed"; }
+            rm -rf "$tmp"
         fi
         rust_ok || die "Rust >= $MSRV still not on PATH ($CARGO_BIN)"
     fi
