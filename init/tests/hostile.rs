@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{mknod, raw_lines, skip_reason, vm_rss_kib, zombies_of, Pid1, Tree};
+use common::{mknod, raw_lines, skip, vm_rss_kib, zombies_of, Pid1, Tree};
 
 /// A busybox rootfs at `dir`, with /dev/zero.
 fn make_rootfs(dir: &Path) {
@@ -48,8 +48,7 @@ fn keel_about(l: &str, name: &str) -> bool {
 
 #[test]
 fn hostile_bundles_do_not_hurt_pid1_or_the_good_service() {
-    if let Some(why) = skip_reason(false) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let t = tree("boot");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{make_rootfs, processes, skip_reason, vm_rss_kib, Pid1, Tree};
+use common::{make_rootfs, processes, skip, vm_rss_kib, Pid1, Tree};
 
 /// Busybox applets in the shared rootfs.
 const APPS: [&str; 10] = ["sh", "echo", "sleep", "cat", "ls", "ps", "true", "false", "printf", "seq"];
@@ -25,8 +25,7 @@ fn unit_line(l: &str, name: &str, text: &str) -> bool {
 
 #[test]
 fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let t = tree("boot");
@@ -153,8 +152,7 @@ fn boots_onboot_services_broken_bundles_orphans_and_powers_off() {
 
 #[test]
 fn per_service_start_cost_and_rss() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let n = 20;
@@ -192,8 +190,7 @@ fn per_service_start_cost_and_rss() {
 
 #[test]
 fn restart_readiness_ordering_stop_timeout_and_keelctl() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let t = tree("sup");
@@ -295,8 +292,7 @@ fn restart_readiness_ordering_stop_timeout_and_keelctl() {
 
 #[test]
 fn required_onboot_failure_stops_the_boot_and_power_still_works() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let t = tree("emerg");
@@ -318,8 +314,7 @@ fn required_onboot_failure_stops_the_boot_and_power_still_works() {
 
 #[test]
 fn a_panic_is_reported_and_pid1_keeps_reaping_and_honours_power_signals() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let t = tree("panic");
@@ -416,8 +411,7 @@ fn pid_with_env(init: i32, needle: &str) -> i32 {
 
 #[test]
 fn notify_readiness_orders_dependents() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("skipped: {why}");
+    if skip() {
         return;
     }
     let t = tree("notify");
@@ -474,8 +468,7 @@ fn notify_readiness_orders_dependents() {
 /// failing one is a warning and the service keeps running.
 #[test]
 fn poststart_hooks_run_after_the_program_starts() {
-    if let Some(why) = skip_reason(true) {
-        eprintln!("SKIPPED: {why}");
+    if skip() {
         return;
     }
     let t = tree("poststart");

@@ -8,6 +8,16 @@ use std::process::Command;
 
 const CHILD_ENV: &str = "KEEL_RC_SANDBOX_CHILD";
 
+/// A test that cannot run here (not root, unshare(1) missing): `SKIPPED test: why` on stderr, never a silent
+/// pass; under CI=true (root, `make deps` done) a failure.
+fn skipped(why: &str) {
+    let t = std::thread::current().name().unwrap_or("test").to_string();
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{t}: {why} (CI=true: a test that cannot run is a failure)");
+    }
+    eprintln!("SKIPPED {t}: {why}");
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -59,11 +69,11 @@ fn sandbox_setup() {
         return;
     }
     if !is_root() {
-        eprintln!("skipped: needs root (unshare of pid+mount namespaces)");
+        skipped("needs root (unshare of pid+mount namespaces)");
         return;
     }
     if Command::new("unshare").arg("--version").output().is_err() {
-        eprintln!("skipped: unshare(1) not installed");
+        skipped("unshare(1) not installed (make deps: util-linux)");
         return;
     }
     let before = host_mounts();
@@ -180,7 +190,7 @@ fn mount_table_rules() {
         return;
     }
     if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
-        eprintln!("skipped: needs root and unshare(1)");
+        skipped("needs root and unshare(1)");
         return;
     }
     let before = host_mounts();

@@ -255,7 +255,7 @@ fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> 
             Ok(r)
         };
         // Two calls when propagation is asked: one mount(2) combining MS_REMOUNT with MS_PRIVATE silently skips the
-        // propagation change (field-notes).
+        // propagation change.
         if o.flags != 0 || o.propagation == 0 || !o.data.is_empty() || kind.is_some() {
             mount_retry(&|| nix::mount::mount(Some(src), &dir, kind, flags, data))?.map_err(|e| Error::Sys {
                 what: format!("runtime.json: mount {} on {}", src, dir.display()),

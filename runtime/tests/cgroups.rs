@@ -4,14 +4,15 @@ use std::path::Path;
 
 use keel_runtime::cgroups::{self, LinuxResources};
 
+mod common;
+
 fn root_or_skip() -> Option<std::path::PathBuf> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
+    if !common::is_root() {
         return None;
     }
     let root = cgroups::default_root();
     if !cgroups::is_cgroup2(&root) {
-        eprintln!("skipped: no cgroup2 mount at {}", root.display());
+        common::skipped(&format!("no cgroup2 mount at {}", root.display()));
         return None;
     }
     Some(root)
@@ -92,7 +93,7 @@ fn missing_controller_is_an_error_naming_it_and_leaves_nothing() {
         .into_iter()
         .find(|c| !have.iter().any(|h| h == c) && cgroups::v1::hierarchy_of(v1, c).is_none());
     let Some(missing) = missing else {
-        eprintln!("skipped: every controller is available here");
+        common::not_applicable("every controller is available here");
         return;
     };
     let json = match missing {

@@ -34,13 +34,11 @@ struct T {
 
 impl T {
     fn new(name: &str, args: &[&str]) -> Option<T> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: needs root");
+        if !common::is_root() {
             return None;
         }
         if busybox().is_none() {
-            assert!(std::env::var("CI").is_err(), "busybox missing in CI: make deps installs busybox-static");
-            eprintln!("SKIPPED: no busybox (make deps installs busybox-static)");
+            common::skipped("no busybox (make deps installs busybox-static)");
             return None;
         }
         let dir = std::env::temp_dir().join(format!("keel-cli-{}-{name}", std::process::id()));
@@ -417,11 +415,11 @@ fn hybrid_host_v1_limits_and_membership() {
         std::fs::read_to_string(keel_runtime::cgroups::default_root().join("cgroup.controllers")).unwrap_or_default();
     let v1_of = |c: &str| keel_runtime::cgroups::v1::hierarchy_of(hs, c).map(|h| h.mount.clone());
     let (Some(cpu), Some(mem)) = (v1_of("cpu"), v1_of("memory")) else {
-        eprintln!("skipped: not a hybrid host with v1 cpu and memory");
+        common::not_applicable("not a hybrid host with v1 cpu and memory");
         return;
     };
     if v2.split_whitespace().any(|c| c == "cpu" || c == "memory") {
-        eprintln!("skipped: cpu or memory is in cgroup v2 here");
+        common::not_applicable("cpu or memory is in cgroup v2 here");
         return;
     }
     let script = ["/bin/sh", "-c", "while true; do sleep 0.05; done"];

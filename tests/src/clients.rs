@@ -6,7 +6,7 @@
 //! and normalised output). Cases that fail with runc itself are reported and not asserted (an environment
 //! problem, not keel's); the test fails when a case that passes with runc does not pass with keel-runc. crun is
 //! informational (run in a private mount namespace with an empty /sys/fs/cgroup/unified/cgroup.controllers, the
-//! trick crun 1.8 needs on this hybrid host; see /work/shared/field-notes.md).
+//! trick crun 1.8 needs on hybrid cgroup hosts: crun_wrapper below).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -16,7 +16,8 @@ use keel_image::testutil::{layer, Entry};
 
 use crate::vm::{in_ci, root};
 
-/// Skip (print SKIPPED and why, return None) outside CI; panic in CI.
+/// Skip (print SKIPPED and why, return None) outside CI; panic in CI. Tests never install packages: `make deps`
+/// installs every client and tool they use.
 pub fn skip<T>(test: &str, msg: &str) -> Option<T> {
     if in_ci() {
         panic!("{test}: {msg}");
@@ -36,16 +37,6 @@ pub fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Install Debian packages `pkgs` with apt-get (update once if the first try fails). True if it worked.
-pub fn apt_install(pkgs: &[&str]) -> bool {
-    let list = pkgs.join(" ");
-    let sh = format!(
-        "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends {list} >/dev/null || \
-         {{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends {list} >/dev/null; }}"
-    );
-    Command::new("sh").args(["-c", &sh]).status().map(|s| s.success()).unwrap_or(false)
-}
-
 /// keel-runc: $KEEL_RUNC, else `make build`'s static release binary, else the debug build.
 pub fn keel_runc() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KEEL_RUNC") {
@@ -60,14 +51,13 @@ pub fn keel_runc() -> Option<PathBuf> {
 pub fn common_prereqs(test: &str) -> Option<PathBuf> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: needs root");
-        return None;
+        return skip(test, "needs root");
     }
     let Some(keel) = keel_runc() else {
         return skip(test, "keel-runc not built (make build, or cargo build -p keel-runtime; or set KEEL_RUNC)");
     };
-    if !have("runc") && !apt_install(&["runc"]) {
-        return skip(test, "runc not installed and `apt-get install runc` failed");
+    if !have("runc") {
+        return skip(test, "runc not installed (make deps)");
     }
     if !Path::new("/bin/busybox").is_file() {
         return skip(test, "/bin/busybox missing (make deps installs busybox-static)");

@@ -34,8 +34,9 @@ pub mod vm {
         pub out_base: PathBuf,
     }
 
-    /// Check prerequisites (qemu, the static init binary, the kernel). Returns None (after printing why) when a
-    /// test should skip; panics instead when in CI.
+    /// Check prerequisites (qemu, the static init binary, the kernel). Returns None (after printing `SKIPPED test:
+    /// why`) when a test cannot run; panics instead when in CI. Tests never install anything: `make test-vm`
+    /// runs `make deps`, `make build` and `make kernel` first.
     pub fn env() -> Option<Env> {
         let root = root();
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
@@ -64,7 +65,7 @@ pub mod vm {
             if in_ci() {
                 panic!("{msg}");
             }
-            eprintln!("SKIP: {msg}");
+            eprintln!("SKIPPED {}: {msg}", std::thread::current().name().unwrap_or("VM test"));
             return None;
         }
         Some(Env { init_binary, kernel_cache, out_base: root.join("build/vm-tests") })

@@ -121,12 +121,8 @@ fn docker_runs_keel_runc_as_runc() {
     let Some(keel) = clients::common_prereqs(TEST) else { return };
     let ok = || clients::have("dockerd") && Path::new(DOCKER).is_file() && clients::have("script");
     if !ok() {
-        eprintln!("{TEST}: installing docker.io (apt-get)");
-        clients::apt_install(&["docker.io", "bsdutils"]);
-        if !ok() {
-            clients::skip::<()>(TEST, "dockerd or /usr/bin/docker missing and `apt-get install docker.io` failed");
-            return;
-        }
+        clients::skip::<()>(TEST, "dockerd, /usr/bin/docker or script(1) missing (make deps: docker.io, bsdutils)");
+        return;
     }
     let dir = std::env::temp_dir().join(format!("keel-docker-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

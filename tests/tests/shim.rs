@@ -20,7 +20,7 @@
 //!
 //! The shim binary: $KEEL_SHIM, else the newest of `make build`'s (build/bin/, static musl; or the glibc release
 //! build) and the debug build (`cargo build -p containerd-shim-keel-v1`). Not root, or containerd or the shim
-//! missing: SKIPPED outside CI, a failure under CI=true (not root: always SKIPPED).
+//! missing: SKIPPED outside CI, a failure under CI=true (CI runs as root after `make deps`).
 
 mod shim_common;
 

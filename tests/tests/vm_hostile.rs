@@ -5,7 +5,7 @@
 //! time, the OOM kills are named with their limit, the task limit shows in `keelctl status`, the floods are
 //! rate limited, and the power-off ends the VM within its deadline. The figures are printed (MEASURED lines).
 //! Run with `make test-vm` (#[ignore]d in a plain `cargo test`); outside CI a missing qemu/kernel/init skips it
-//! with a SKIP line.
+//! with a SKIPPED line (a failure under CI=true).
 
 use std::time::Duration;
 

@@ -74,9 +74,21 @@ fn options(env: &vm::Env, yaml: &Path, out: &Path, cache: &Path, offline: bool) 
 }
 
 /// Build the registry demo once per test process: cold (empty cache), warm (cache), offline (registry stopped).
+/// None (after `SKIPPED test: why` for every test that asks, not only the first) when it cannot be built here.
 fn built() -> Option<&'static Built> {
     static B: OnceLock<Option<Built>> = OnceLock::new();
-    B.get_or_init(|| {
+    let b = built_once(&B);
+    if b.is_none() {
+        eprintln!(
+            "SKIPPED {}: no registry demo image (VM prerequisites, docker-registry or skopeo missing: see above)",
+            std::thread::current().name().unwrap_or("VM test")
+        );
+    }
+    b
+}
+
+fn built_once(b: &'static OnceLock<Option<Built>>) -> Option<&'static Built> {
+    b.get_or_init(|| {
         let env = vm::env()?;
         if !have(&["docker-registry", "skopeo"]) {
             return None;

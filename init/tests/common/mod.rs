@@ -10,24 +10,32 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Why the root tests cannot run here (they then pass, saying why); `install_busybox`: try apt-get first.
-pub fn skip_reason(install_busybox: bool) -> Option<String> {
+/// Why the root tests cannot run here (root, unshare(1) and a static busybox are needed; `make deps` installs the
+/// tools: tests never install anything).
+pub fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no memory effects.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
     }
     if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        return Some("no unshare(1) (util-linux)".into());
+        return Some("no unshare(1) (make deps: util-linux)".into());
     }
     if busybox().is_none() {
-        if install_busybox {
-            let _ = Command::new("apt-get").args(["install", "-y", "busybox-static"]).status();
-        }
-        if busybox().is_none() {
-            return Some("no static busybox (apt-get install busybox-static)".into());
-        }
+        return Some("no static busybox (make deps: busybox-static)".into());
     }
     None
+}
+
+/// True when the running test cannot run here: it prints `SKIPPED test: why` (never a silent pass); under CI=true
+/// (root, `make deps` done) that is a failure.
+pub fn skip() -> bool {
+    let Some(why) = skip_reason() else { return false };
+    let t = std::thread::current().name().unwrap_or("test").to_string();
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{t}: {why} (CI=true: a test that cannot run is a failure)");
+    }
+    eprintln!("SKIPPED {t}: {why}");
+    true
 }
 
 /// A statically linked busybox (a dynamic one cannot run in a bare rootfs).
