@@ -8,8 +8,8 @@
 //! and stops it at the end, also on failure. The busybox image is `docker import`ed from a tarball the test
 //! builds (no registry). The client is Debian's /usr/bin/docker (20.10), not another `docker` on PATH.
 //!
-//! Not root: SKIPPED. dockerd missing: installed with apt (docker.io); if that fails, SKIPPED outside CI, failure
-//! in CI.
+//! Not root, or dockerd missing (`make deps` installs docker.io; tests never install anything): SKIPPED outside
+//! CI, a failure in CI (env CI=true).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -10,7 +10,8 @@
 //! runc and every other runtime fail to apply podman's default rlimits: the test probes the limits the runtime
 //! inherits from conmon and passes them as `--ulimit` (as `default_ulimits` in a private containers.conf).
 //!
-//! Not root: SKIPPED. podman/conmon missing: installed with apt; if that fails, SKIPPED outside CI, failure in CI.
+//! Not root, or podman/conmon missing (`make deps` installs them; tests never install anything): SKIPPED outside
+//! CI, a failure in CI (env CI=true).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
