@@ -91,7 +91,8 @@ if grep -aq 'memstat: rss' "$OUT/services30.log"; then
     grep -aoE 'memstat: rss .*' "$OUT/services30.log" | awk '
         { name = $3; pid = $4; rss = $6; pss = $7 }
         pid == 1 { p1r = rss; p1p = pss }
-        name == "init" || name == "keel-reaper" { n++; r += rss; if (pss != "?") p += pss }
+        # PID 1 runs from a sealed memfd copy of itself (its name is then "memfd:keel"): count it by pid.
+        pid == 1 || name == "init" || name == "keel-reaper" { n++; r += rss; if (pss != "?") p += pss }
         { all_r += rss }
         END {
             printf "  PID 1:                           VmRSS %6d  Pss %6s\n", p1r, p1p
