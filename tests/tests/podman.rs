@@ -65,7 +65,10 @@ fn setup() -> Option<(Env, PathBuf)> {
     let keel = clients::common_prereqs(TEST)?;
     let ok = || clients::have("podman") && clients::have("conmon") && clients::have("script");
     if !ok() {
-        return clients::skip(TEST, "podman, conmon or script(1) not installed (make deps: podman conmon catatonit bsdutils)");
+        return clients::skip(
+            TEST,
+            "podman, conmon or script(1) not installed (make deps: podman conmon catatonit bsdutils)",
+        );
     }
     let dir = std::env::temp_dir().join(format!("keel-podman-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
