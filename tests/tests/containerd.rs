@@ -232,7 +232,8 @@ fn text(b: &[u8]) -> String {
 fn setup(tag: &str) -> Option<(Containerd, PathBuf)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return skip("needs root");
+        skip("needs root")?;
+        return None;
     }
     ensure_containerd()?;
     let Some(runc) = keel_runc() else {
