@@ -1,7 +1,7 @@
 //! keel-image: turns a LinuxKit-style image YAML into a kernel + initramfs (cpio.gz) + cmdline, and boots it in QEMU.
 //!
 //! One file per concern: [`yaml`] (schema), [`config`] (container entry -> OCI config.json + runtime.json with
-//! LinuxKit's defaults), [`sources`] (busybox / oci: / docker-archive: / rootfs: image sources), [`files`]
+//! LinuxKit's defaults), [`spec`] (those two files as types), [`sources`] (busybox / oci: / docker-archive: / rootfs: image sources), [`files`]
 //! (`files:`), [`reference`], [`registry`], [`auth`], [`cache`] and [`progress`] (pulling by registry reference into
 //! LinuxKit's cache layout, verified), [`tree`] (the in-memory file tree everything is assembled in), [`cpio`] (newc writer),
 //! [`kernel`] (Debian kernel fetch, modules and their index), [`layout`] (keel's in-image layout), [`build`]
@@ -24,6 +24,7 @@ pub mod reference;
 pub mod registry;
 pub mod run;
 pub mod sources;
+pub mod spec;
 pub mod test_registry;
 pub mod testutil;
 pub mod tree;
