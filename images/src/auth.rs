@@ -80,7 +80,7 @@ pub fn lookup(registry: &str, config: &Path) -> Result<Option<Credentials>, Erro
         username: Option<String>,
         password: Option<String>,
     }
-    let v: DockerConfig = crate::cache::parse_typed(&text, &config.display().to_string(), "docker config")?;
+    let v: DockerConfig = crate::parse_json(&text, &config.display().to_string(), "docker config")?;
     let bad = |why: String| Error::Source(format!("docker config {}: {why}", config.display()));
     if let Some(auths) = &v.auths {
         for (k, a) in auths {

@@ -434,24 +434,7 @@ pub enum Root {
 /// Parse an image index (`index.json` of a layout, or an index blob); `what` names it in errors, which carry the
 /// line, column and field (`what: line 3 column 20: manifests[0].digest: ...`).
 pub fn parse_index(data: &[u8], what: &str) -> Result<ImageIndex, Error> {
-    parse_typed(data, what, "image index")
-}
-
-/// `data` as JSON of type `T`; errors name `what`, the position and the field path.
-pub fn parse_typed<T: serde::de::DeserializeOwned>(data: &[u8], what: &str, kind: &str) -> Result<T, Error> {
-    let de = &mut serde_json::Deserializer::from_slice(data);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let (line, col) = (inner.line(), inner.column());
-        // serde_json's message ends in " at line L column C": the position goes first instead.
-        let msg = inner.to_string();
-        let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]).to_string();
-        // "?" is serde_path_to_error's unknown segment (a syntax error between fields): no field then.
-        let path = path.trim_end_matches(".?");
-        let field = if matches!(path, "" | "." | "?") { String::new() } else { format!("{path}: ") };
-        Error::Source(format!("{what}: bad {kind}: line {line} column {col}: {field}{msg}"))
-    })
+    crate::parse_json(data, what, "image index")
 }
 
 /// Parse a manifest or index (OCI or Docker v2 schema 2; schema 1 is refused).
@@ -463,14 +446,14 @@ pub fn parse_root(data: &[u8], what: &str) -> Result<Root, Error> {
         schema_version: Option<u64>,
         manifests: Option<serde::de::IgnoredAny>,
     }
-    let k: Kind = parse_typed(data, what, "manifest")?;
+    let k: Kind = crate::parse_json(data, what, "manifest")?;
     if k.schema_version == Some(1) {
         return Err(Error::Source(format!("{what}: Docker schema 1 manifests are not supported")));
     }
     if k.manifests.is_some() {
-        parse_typed(data, what, "image index").map(|i| Root::Index(Box::new(i)))
+        crate::parse_json(data, what, "image index").map(|i| Root::Index(Box::new(i)))
     } else {
-        parse_typed(data, what, "image manifest").map(|m| Root::Manifest(Box::new(m)))
+        crate::parse_json(data, what, "image manifest").map(|m| Root::Manifest(Box::new(m)))
     }
 }
 

@@ -656,4 +656,21 @@ services:
         let e = oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("s: resources must be a mapping"), "{e}");
     }
+
+    #[test]
+    fn written_in_go_field_order() {
+        let c = one(
+            "services:\n  - name: s\n    image: busybox\n    command: [x]\n    hostname: h\n    annotations: {a: b}\n",
+        );
+        let cfg = oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new()).unwrap();
+        let text = String::from_utf8(crate::spec::to_json(&cfg, "config.json").unwrap()).unwrap();
+        let top: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("  \"")).map(|l| l.trim().split('"').nth(1).unwrap_or("")).collect();
+        assert_eq!(top, ["ociVersion", "process", "root", "hostname", "mounts", "annotations", "linux"]);
+        let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+        assert!(at("user") < at("args") && at("args") < at("cwd") && at("cwd") < at("capabilities"));
+        assert!(at("resources") < at("namespaces"));
+        // Deterministic: the same input writes the same bytes.
+        assert_eq!(crate::spec::to_json(&cfg, "config.json").unwrap(), text.as_bytes());
+    }
 }

@@ -234,7 +234,7 @@ impl Client {
                     .read_to_end(&mut body)
                     .map_err(|e| Error::Source(format!("pulling {}: token from {realm}: {e}", self.r)))?;
                 let v: TokenAnswer =
-                    cache::parse_typed(&body, &format!("pulling {}: token from {realm}", self.r), "answer")?;
+                    crate::parse_json(&body, &format!("pulling {}: token from {realm}", self.r), "answer")?;
                 let tok = v.token.filter(|t| !t.is_empty()).or(v.access_token).ok_or_else(|| {
                     Error::Source(format!("pulling {}: token from {realm}: no token in the answer", self.r))
                 })?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use oci_spec::image::{Descriptor, ImageIndex};
 use serde::Deserialize;
 
-use crate::cache::{parse_index, parse_root, parse_typed, pick_platform, ref_name, Layout, Root};
+use crate::cache::{parse_index, parse_root, pick_platform, ref_name, Layout, Root};
 use crate::reference::Reference;
 use crate::registry::{self, PullOptions};
 use crate::tree::{norm, Kind, Node, Tree};
@@ -193,7 +193,7 @@ pub fn parse_image_config(data: &[u8], what: &str) -> Result<ImageConfig, Error>
         #[serde(alias = "Config")]
         config: Option<oci_spec::image::Config>,
     }
-    let f: ConfigFile = parse_typed(data, what, "image config")?;
+    let f: ConfigFile = crate::parse_json(data, what, "image config")?;
     let c = f.config.unwrap_or_default();
     Ok(ImageConfig {
         env: c.env().clone().unwrap_or_default(),
@@ -351,7 +351,7 @@ pub fn docker_archive_ref(path: &Path, want: Option<&str>) -> Result<Image, Erro
         #[serde(default)]
         layers: Vec<String>,
     }
-    let all: Vec<ArchiveImage> = parse_typed(get("manifest.json")?, "manifest.json", "docker save manifest")?;
+    let all: Vec<ArchiveImage> = crate::parse_json(get("manifest.json")?, "manifest.json", "docker save manifest")?;
     let tags = |m: &ArchiveImage| m.repo_tags.clone().unwrap_or_default();
     let chosen: Vec<&ArchiveImage> = match want {
         Some(w) => all
