@@ -283,7 +283,7 @@ pub fn spawn(
     let mut ready_pipe = None;
     match ready {
         Ready::Fd(n) if (3..=READY_FD_MAX).contains(&n) => {
-            let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e))?;
+            let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e.into()))?;
             opts.preserve_fds = std::iter::repeat_n(devnull, (n - 3) as usize).collect();
             opts.preserve_fds.push(w.as_raw_fd());
             ready_pipe = Some((r, w));
