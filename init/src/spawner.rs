@@ -323,7 +323,7 @@ pub fn io_failure(what: String, e: &std::io::Error) -> (String, bool) {
 pub fn classify(e: &keel_runtime::Error) -> bool {
     use crate::supervisor::{errno_in, transient_errno};
     let errno = match e {
-        keel_runtime::Error::Sys { errno, .. } => Some(*errno as i32),
+        keel_runtime::Error::Sys { errno, .. } => Some(errno.raw()),
         keel_runtime::Error::Io { err, .. } => err.raw_os_error(),
         keel_runtime::Error::Setup { msg, .. } => errno_in(msg),
         keel_runtime::Error::Rootfs { .. } | keel_runtime::Error::Json { .. } => None,

@@ -29,7 +29,15 @@ impl Ctx<'_> {
 
     /// A C string of `s`; a NUL byte is an error naming `field`.
     fn c(&self, field: &str, s: impl AsRef<[u8]>) -> Result<CString, Error> {
-        CString::new(s.as_ref()).map_err(|_| self.invalid(field, "contains a NUL byte".into()))
+        crate::sys::cstring(field, s).map_err(|e| self.err(e))
+    }
+
+    /// A keel-sys error as the runtime's: a NUL byte is `Invalid` in this config, naming the field.
+    fn err(&self, e: crate::sys::Error) -> Error {
+        match e {
+            crate::sys::Error::Nul { field } => self.invalid(&field, "contains a NUL byte".into()),
+            e => e.into(),
+        }
     }
 
     fn cpath(&self, field: &str, p: &Path) -> Result<CString, Error> {
@@ -366,10 +374,12 @@ pub fn for_bundle(
     proc_plan.create_cwd = true;
 
     let h = spec.hooks.as_ref();
-    let create_container: Vec<PreparedHook> =
-        h.map(|h| h.create_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
-    let start_container: Vec<PreparedHook> =
-        h.map(|h| h.start_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
+    let prepare = |kind: &str, list: Option<&Vec<crate::spec::Hook>>| -> Result<Vec<PreparedHook>, Error> {
+        let list = list.map(Vec::as_slice).unwrap_or_default();
+        list.iter().enumerate().map(|(i, h)| PreparedHook::new(h, &format!("hooks.{kind}[{i}]")).map_err(|e| cx.err(e))).collect()
+    };
+    let create_container = prepare("createContainer", h.map(|h| &h.create_container))?;
+    let start_container = prepare("startContainer", h.map(|h| &h.start_container))?;
     let runtime_hooks_sync = h.is_some_and(|h| !h.prestart.is_empty() || !h.create_runtime.is_empty());
     let (state_prefix, state_suffix) = if create_container.is_empty() && start_container.is_empty() {
         (Vec::new(), Vec::new())

@@ -404,7 +404,6 @@ fn console_socket_gets_pty_master() {
     if !is_root() {
         return;
     }
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let tb = TestBundle::new("console");
     let mut c = config(&["sh", "-c", "tty; echo term-ok"]);
     c["process"]["terminal"] = json!(true);
@@ -415,18 +414,8 @@ fn console_socket_gets_pty_master() {
     let s = spawn(&b, &SpawnOptions { console_socket: Some(sock.clone()), ..Default::default() }).unwrap();
     let (conn, _) = listener.accept().unwrap();
     let mut name = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-    let mut master = -1;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            master = fds[0];
-        }
-    }
-    assert!(master >= 0, "no fd received");
-    // SAFETY: the fd was just received and is ours.
-    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(master) };
+    let (_, master) = keel_sys::io::recv_fd(conn.as_raw_fd(), &mut name).unwrap();
+    let mut f = std::fs::File::from(master.expect("no fd received"));
     let st = wait(s.pid);
     let mut out = Vec::new();
     let _ = std::io::Read::read_to_end(&mut f, &mut out); // EIO at the end of a pty is normal
@@ -486,7 +475,7 @@ fn runtime_json_interfaces_and_bind_ns() {
     // The net namespace stays reachable through the bindNS file after the process is gone.
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(info.contains(&*netns.to_string_lossy()), "bindNS mount missing");
-    let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
+    let _ = keel_sys::umount(&netns, libc::MNT_DETACH);
     r.spawned.cleanup(&b);
 }
 

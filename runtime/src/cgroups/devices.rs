@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use nix::errno::Errno;
+use keel_sys::Errno;
 
 use super::LinuxDeviceCgroup;
 use crate::Error;
