@@ -273,8 +273,7 @@ impl Core {
         no_pivot: bool,
     ) -> Result<Container, String> {
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| format!("{id}: mkfifo {}: {e}", fifo.display()))?;
+        keel_sys::mkfifo(&fifo, 0o622).map_err(|e| format!("{id}: {e}"))?;
         let terminal = req.terminal && bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
         let console = if terminal { Some(stdio::ConsoleSocket::new(dir.join("console.sock"))?) } else { None };
         let mut io =
@@ -304,7 +303,7 @@ impl Core {
         drop(devnull);
         let pid = spawned.pid;
         let abort = |msg: String| {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = keel_sys::kill(pid, libc::SIGKILL);
             for e in spawned.cleanup(&bundle) {
                 warn!("{id}: cleanup after failed create: {e}");
             }
@@ -366,8 +365,7 @@ impl Core {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 SetupStatus::Pending => {
-                    let mut pfd = [nix::poll::PollFd::new(spawned.status.as_fd(), nix::poll::PollFlags::POLLIN)];
-                    let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(1u16));
+                    let _ = keel_sys::io::poll_in(spawned.status.as_raw_fd(), 1);
                 }
             }
             if std::time::Instant::now() > deadline {
@@ -460,7 +458,7 @@ impl NonBlock for std::fs::OpenOptions {
 /// Unmount everything at `target` (stacked mounts included), lazily.
 pub fn unmount_all(target: &Path) {
     for _ in 0..16 {
-        if nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).is_err() {
+        if keel_sys::umount(target, libc::MNT_DETACH).is_err() {
             break;
         }
     }
@@ -625,7 +623,7 @@ impl Task for Service {
             (c.init.status == Status::Created).then_some(c.init.pid)
         };
         if let Some(pid) = created_pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = keel_sys::kill(pid, libc::SIGKILL);
             let mut g = self.lock();
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while g.containers.get(&req.id).is_some_and(|c| c.init.status != Status::Stopped)

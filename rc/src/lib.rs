@@ -28,10 +28,10 @@ pub mod switch_root;
 pub mod sysctl;
 
 pub use error::Error;
-/// The one /proc/self/mountinfo parser (keel-sys).
-pub use keel_sys::mountinfo;
 /// Every syscall goes through keel-sys.
 use keel_sys as sys;
+/// The one /proc/self/mountinfo parser (keel-sys).
+pub use keel_sys::mountinfo;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -159,7 +159,8 @@ fn sys(what: String, e: std::io::Error) -> Error {
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), Error> {
-    keel_sys::write_file(path, value.as_bytes()).map_err(|e| Error::os(format!("write {value:?} to {}", path.display()), e))
+    keel_sys::write_file(path, value.as_bytes())
+        .map_err(|e| Error::os(format!("write {value:?} to {}", path.display()), e))
 }
 
 /// One limit to write: (controller it needs, file name, value, spec field for errors).

@@ -51,7 +51,9 @@ impl From<keel_sys::Error> for Error {
             keel_sys::Error::Sys { what, path, errno } if path.as_os_str().is_empty() => {
                 Error::Sys { what: what.into_owned(), errno }
             }
-            keel_sys::Error::Sys { what, path, errno } => Error::Sys { what: format!("{what} {}", path.display()), errno },
+            keel_sys::Error::Sys { what, path, errno } => {
+                Error::Sys { what: format!("{what} {}", path.display()), errno }
+            }
             keel_sys::Error::Nul { field } => {
                 Error::Invalid { path: PathBuf::new(), field, msg: "contains a NUL byte".into() }
             }

@@ -80,7 +80,11 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan, Error> {
                         if kind == NamespaceType::Mount {
                             p.joined_mount = true;
                         }
-                        let j = Join { fd, nstype: kind.clone_flag(), path: keel_sys::cstring("linux.namespaces[].path", path)? };
+                        let j = Join {
+                            fd,
+                            nstype: kind.clone_flag(),
+                            path: keel_sys::cstring("linux.namespaces[].path", path)?,
+                        };
                         if kind == NamespaceType::User {
                             p.joins.insert(0, j);
                         } else {

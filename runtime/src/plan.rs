@@ -376,7 +376,10 @@ pub fn for_bundle(
     let h = spec.hooks.as_ref();
     let prepare = |kind: &str, list: Option<&Vec<crate::spec::Hook>>| -> Result<Vec<PreparedHook>, Error> {
         let list = list.map(Vec::as_slice).unwrap_or_default();
-        list.iter().enumerate().map(|(i, h)| PreparedHook::new(h, &format!("hooks.{kind}[{i}]")).map_err(|e| cx.err(e))).collect()
+        list.iter()
+            .enumerate()
+            .map(|(i, h)| PreparedHook::new(h, &format!("hooks.{kind}[{i}]")).map_err(|e| cx.err(e)))
+            .collect()
     };
     let create_container = prepare("createContainer", h.map(|h| &h.create_container))?;
     let start_container = prepare("startContainer", h.map(|h| &h.start_container))?;
@@ -609,10 +612,10 @@ fn process_plan(
 /// The mount point of the mount that contains `path` (longest mount point prefix in /proc/self/mountinfo).
 fn parent_mount(path: &Path) -> Option<PathBuf> {
     let path = std::fs::canonicalize(path).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+    crate::sys::mountinfo::read()
+        .ok()?
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|mp| path.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
 }

@@ -172,7 +172,6 @@ fn undo_runtime_mounts(mounts: &[PathBuf], errs: &mut Vec<Error>) {
 /// cgroup v2 handling (R2's module: create with limits, remove, default root detection).
 use crate::cgroups as cg;
 
-
 /// Load the overlay module ourselves before the first overlay mount of this process, if the kernel lacks overlay
 /// and /lib/modules/$(uname -r) has it (it has no dependencies). Otherwise the mount makes the kernel exec the
 /// usermode modprobe helper (/proc/sys/kernel/modprobe: keel's multi-call binary) to do the same: under QEMU TCG
@@ -529,7 +528,6 @@ fn spawn_inner(
     // The status pipe was made O_NONBLOCK (both ends: the child writes at most one short line into the empty pipe).
     Ok((pid, status_r))
 }
-
 
 /// Parent-side steps after clone: user namespace maps, release the child, bindNS, runtime hooks.
 fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&OwnedFd>) -> Result<(), Error> {

@@ -157,4 +157,3 @@ pub fn itoa(mut n: i64, out: &mut [u8; 24]) -> &[u8] {
     }
     &out[i..]
 }
-

@@ -27,17 +27,9 @@ const NOT_CONTROLLERS: &[&str] = &["rw", "ro", "noprefix", "clone_children", "xa
 
 fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut out: Vec<(Hierarchy, bool)> = Vec::new();
-    for line in text.lines() {
-        // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let mut post = post.split(' ');
-        if post.next() != Some("cgroup") {
-            continue;
-        }
-        let mut pre = pre.split(' ');
-        let (Some(root), Some(mount)) = (pre.nth(3), pre.next()) else { continue };
-        let superopts = post.nth(1).unwrap_or("");
-        let controllers: Vec<String> = superopts
+    for m in keel_sys::mountinfo::parse(text).into_iter().filter(|m| m.fstype == "cgroup") {
+        let controllers: Vec<String> = m
+            .super_options
             .split(',')
             .filter(|o| !NOT_CONTROLLERS.contains(o) && !o.starts_with("release_agent="))
             .map(str::to_string)
@@ -47,10 +39,11 @@ fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
         }
         // One mount per hierarchy: the same one mounted again (a chroot's /sys, a bind) is the same tree. The first
         // mount of its root wins; a bind of one of its cgroups only where the root is mounted nowhere.
-        let h = Hierarchy { mount: PathBuf::from(mount.replace("\\040", " ")), controllers };
+        let root = m.root == "/";
+        let h = Hierarchy { mount: m.mount_point, controllers };
         match out.iter().position(|(k, _): &(Hierarchy, bool)| k.controllers == h.controllers) {
-            None => out.push((h, root == "/")),
-            Some(i) if root == "/" && !out[i].1 => out[i] = (h, true),
+            None => out.push((h, root)),
+            Some(i) if root && !out[i].1 => out[i] = (h, true),
             Some(_) => {}
         }
     }

@@ -7,7 +7,6 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-
 use super::state_dir::{self, State};
 use super::{Args, CliResult, Globals};
 use crate::spawn::Status as SetupStatus;
