@@ -120,7 +120,8 @@ pub struct LinuxHugepageLimit {
 
 /// Whether `p` is the mount point (or a directory) of a cgroup2 file system.
 pub fn is_cgroup2(p: &Path) -> bool {
-    keel_sys::fs_type(p).is_ok_and(|t| t == libc::CGROUP2_SUPER_MAGIC as i64)
+    // CGROUP2_SUPER_MAGIC (libc's constant is i64 on glibc, u64 on musl).
+    keel_sys::fs_type(p).is_ok_and(|t| t == 0x6367_7270)
 }
 
 /// The cgroup v2 mount: /sys/fs/cgroup on a pure v2 system, /sys/fs/cgroup/unified on a hybrid one.
