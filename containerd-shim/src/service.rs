@@ -546,8 +546,9 @@ impl Task for Service {
         let (pid, master, mut pump) = process::start_exec(&job).map_err(|(pid, e)| {
             error!("{e}");
             if pid > 0 {
-                // A setup failure: nobody's exit (it never ran); drop it if the reaper saw it already.
-                self.lock().orphans.remove(&pid);
+                // A setup failure: the process exits at once and its exit is nobody's (it never ran). Consume it, so
+                // a later process reusing the pid is not taken for exited.
+                process::wait_until(Duration::from_secs(2), || self.lock().orphans.remove(&pid).is_some());
             }
             internal(e)
         })?;
