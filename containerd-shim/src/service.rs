@@ -65,7 +65,7 @@ impl Container {
 #[derive(Default)]
 pub struct Inner {
     pub containers: HashMap<String, Container>,
-    /// Exits of pids not (yet) known: an exec whose pid file was not read yet, a process that died in setup.
+    /// Exits of pids not (yet) known: an exec that exited before Start recorded its pid, a process that died in setup.
     orphans: HashMap<i32, i32>,
 }
 
