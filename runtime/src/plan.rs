@@ -234,7 +234,7 @@ pub fn for_bundle(
             cx.invalid("mounts", "mounts need a new mount namespace (linux.namespaces has no \"mount\")".into())
         );
     }
-    let (mut mounts, mut links, dev_tmpfs) = plan_mounts(&cx, bundle, opts, ns, cgroup, cg_root)?;
+    let MountPlan { mut mounts, mut links, dev_tmpfs } = plan_mounts(&cx, bundle, opts, ns, cgroup, cg_root)?;
     let devices = plan_devices(&cx, linux, dev_tmpfs, &mut links)?;
     let remount_ro = defer_readonly(&mut mounts, &devices, &links);
     let paths = |field: &str, list: Option<&Vec<String>>| -> Result<Vec<CString>, Error> {
@@ -300,7 +300,7 @@ fn plan_mounts(
     ns: &namespaces::NsPlan,
     cgroup: Option<&Path>,
     cg_root: &Path,
-) -> Result<(Vec<MountStep>, Vec<(CString, CString)>, bool), Error> {
+) -> Result<MountPlan, Error> {
     let spec = &bundle.spec;
     let new_cgroupns = ns.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0;
     let mut own: Option<OwnCgroup> = None;
@@ -348,7 +348,14 @@ fn plan_mounts(
     for (src, dst) in &opts.binds {
         mounts.push(bind_step(cx, "binds", src, cx.cpath("binds", dst)?)?);
     }
-    Ok((mounts, links, dev_tmpfs))
+    Ok(MountPlan { mounts, links, dev_tmpfs })
+}
+
+/// What [`plan_mounts`] gives: the mount steps, the symlinks (target, link) they need, and whether /dev is a tmpfs.
+struct MountPlan {
+    mounts: Vec<MountStep>,
+    links: Vec<(CString, CString)>,
+    dev_tmpfs: bool,
 }
 
 /// A recursive bind of `src` onto `dest` (a file bind when `src` is not a directory).

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::child::Plan;
@@ -327,6 +326,15 @@ pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
     }
 }
 
+/// `path` opened O_PATH (no read, no write, never blocks, not even on a fifo without a writer), not following a
+/// final symlink. With open(2) itself, not `OpenOptions::custom_flags`: Rust's std clears the O_ACCMODE bits of
+/// custom flags, and on musl O_ACCMODE is `03|O_SEARCH` with O_SEARCH == O_PATH, so the static musl build (the
+/// in-image keel-runc, the containerd shim) silently opened the exec fifo O_RDONLY instead: that open blocks until
+/// a writer comes, and the only writer is the child not cloned yet, so create hung forever.
+pub(crate) fn open_o_path(path: &Path) -> Result<OwnedFd, sys::Error> {
+    sys::io::open_path(path, libc::O_PATH | libc::O_NOFOLLOW, 0)
+}
+
 fn pipe_cloexec(extra: libc::c_int) -> Result<(OwnedFd, OwnedFd), Error> {
     sys::io::pipe2(libc::O_CLOEXEC | extra).map_err(|errno| Error::Sys { what: "pipe2".into(), errno })
 }
@@ -400,11 +408,7 @@ fn spawn_inner(
     // The fifo as an O_PATH fd: the child reopens it through its procfs and holds no directory of the host.
     let fifo = match &opts.exec_fifo {
         Some(f) => {
-            let fd = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(f)
-                .map_err(|err| Error::Io { what: "open exec fifo", path: f.clone(), err })?;
+            let fd = open_o_path(f)?;
             plan.exec_fifo = Some((fd.as_raw_fd(), sys::cpath("exec fifo path", f)?));
             Some(fd)
         }
@@ -607,3 +611,37 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
 
 /// Run the bundle's poststart hooks (re-exported for callers).
 pub use crate::hooks::run_poststart;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exec fifo is opened O_PATH: at once although nobody writes it (the writer is the child, cloned later).
+    /// A plain O_RDONLY open (what `OpenOptions::custom_flags(O_PATH)` gave on musl) blocks here: run this test on
+    /// the musl target too (`cargo test -p keel-runtime --lib --target x86_64-unknown-linux-musl open_o_path`).
+    #[test]
+    fn open_o_path_does_not_block_on_a_fifo_without_writer() {
+        let dir = std::env::temp_dir().join(format!("keel-opath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("exec.fifo");
+        sys::fs::mkfifo(&fifo, 0o622).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f2 = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_o_path(&f2).map(|fd| {
+                // SAFETY: F_GETFL on our fd.
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+            }));
+        });
+        let r = rx.recv_timeout(std::time::Duration::from_secs(5));
+        if r.is_err() {
+            // Unblock the stuck open so the test process can exit.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let flags = r.expect("open of the exec fifo blocked: not O_PATH").unwrap();
+        assert_ne!(flags & libc::O_PATH, 0, "flags {flags:#x} lack O_PATH");
+        assert!(open_o_path(&dir.join("missing")).is_err());
+    }
+}
