@@ -8,6 +8,7 @@
 # from an empty file, the same for all three runtimes.
 #
 # Usage: bench/runc-bench.sh [ROUNDS]      env: KEEL_RUNC=path (default: build release static keel-runc)
+#        KEEL_RUNC_BEFORE=path: also time that keel-runc (e.g. an older build) in the same rounds, for before/after.
 set -euo pipefail
 
 ROUNDS=${1:-${ROUNDS:-150}}
@@ -30,7 +31,7 @@ if [[ "${1:-}" != "--inner" && -z "${KEEL_BENCH_INNER:-}" ]]; then
         (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p keel-runtime --target $TRIPLE)
         KEEL_RUNC=$TGT/$TRIPLE/release/keel-runc
     fi
-    export KEEL_RUNC ROUNDS
+    export KEEL_RUNC ROUNDS KEEL_RUNC_BEFORE=${KEEL_RUNC_BEFORE:-}
     WORK=$(mktemp -d /tmp/runc-bench.XXXXXX)
     export WORK
     trap 'rm -rf "$WORK"' EXIT
@@ -74,11 +75,13 @@ for i in 1 2 3; do
     "$KEEL_RUNC" --root "$WORK/keel" run -b "$B" w$i >/dev/null
     runc --root "$WORK/runc" run -b "$B" w$i >/dev/null
     crun --root "$WORK/crun" run -b "$B" w$i >/dev/null
+    [[ -z "$KEEL_RUNC_BEFORE" ]] || "$KEEL_RUNC_BEFORE" --root "$WORK/before" run -b "$B" w$i >/dev/null
 done
 for ((i = 0; i < ROUNDS; i++)); do
     run_one keel "$KEEL_RUNC" --root "$WORK/keel" run -b "$B" k$i
     run_one runc runc --root "$WORK/runc" run -b "$B" r$i
     run_one crun crun --root "$WORK/crun" run -b "$B" c$i
+    [[ -z "$KEEL_RUNC_BEFORE" ]] || run_one before "$KEEL_RUNC_BEFORE" --root "$WORK/before" run -b "$B" b$i
 done
 stats() { # microsecond samples -> "median p90" in ms
     tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {
@@ -90,4 +93,9 @@ read -r rm rp < <(stats "${T[runc]}")
 read -r cm cp < <(stats "${T[crun]}")
 echo "runtime latency, run /bin/true from a busybox bundle, $ROUNDS interleaved rounds (ms):"
 printf '  %-10s median %7.2f   p90 %7.2f\n' keel-runc "$km" "$kp" runc "$rm" "$rp" crun "$cm" "$cp"
+if [[ -n "$KEEL_RUNC_BEFORE" ]]; then
+    read -r bm bp < <(stats "${T[before]}")
+    printf '  %-10s median %7.2f   p90 %7.2f   (%s)\n' before "$bm" "$bp" "$KEEL_RUNC_BEFORE"
+    awk -v k="$km" -v b="$bm" -v c="$cm" 'BEGIN { printf "  before/crun %.3f   keel/before %.3f\n", b/c, k/b }'
+fi
 awk -v k="$km" -v c="$cm" -v r="$rm" 'BEGIN { printf "  ratio keel/crun %.3f   keel/runc %.3f   (target keel/crun <= 0.5)\n", k/c, k/r }'

@@ -21,17 +21,12 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 TRIPLE=x86_64-unknown-linux-gnu
 TGT=${CARGO_TARGET_DIR:-$REPO/target}
 
+# shellcheck source=bench/containerd-lib.sh
+. "$REPO/bench/containerd-lib.sh"
+BENCH=shim-bench
+NS=shimbench
 [[ $(id -u) == 0 ]] || { echo "shim-bench: needs root" >&2; exit 2; }
-need=()
-command -v containerd >/dev/null && command -v ctr >/dev/null && command -v containerd-shim-runc-v2 >/dev/null ||
-    need+=(containerd)
-command -v runc >/dev/null || need+=(runc)
-[[ -x /bin/busybox ]] || need+=(busybox-static)
-if (( ${#need[@]} )); then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null ||
-        { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
-fi
+bench_deps runc
 if [[ -z "${KEEL_RUNC:-}" || -z "${KEEL_SHIM:-}" ]]; then
     echo "shim-bench: building keel-runc and containerd-shim-keel-v1 (release, static)" >&2
     (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" \
@@ -43,46 +38,10 @@ KEEL_RUNC=$(realpath "$KEEL_RUNC")
 KEEL_SHIM=$(realpath "$KEEL_SHIM")
 RUNC=$(command -v runc)
 WORK=$(mktemp -d /tmp/shim-bench.XXXXXX)
-mkdir -p "$WORK/bin" "$WORK/rootfs/bin" "$WORK/rootfs/"{proc,dev,sys,tmp,etc,run}
+mkdir -p "$WORK/bin"
 ln -s "$KEEL_SHIM" "$WORK/bin/containerd-shim-keel-v1"
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-for c in sh true sleep; do ln -s busybox "$WORK/rootfs/bin/$c"; done
-cat >"$WORK/config.toml" <<EOF
-version = 2
-root = "$WORK/root"
-state = "$WORK/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.tracing",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$WORK/containerd.sock"
-[ttrpc]
-  address = "$WORK/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$WORK/opt"
-EOF
-
-NS=shimbench
-SOCK=$WORK/containerd.sock
-PATH="$WORK/bin:$PATH" containerd --config "$WORK/config.toml" >"$WORK/containerd.log" 2>&1 &
-CPID=$!
-ids=()
-cleanup() {
-    for id in "${ids[@]}"; do
-        ctr --address "$SOCK" -n $NS task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
-        ctr --address "$SOCK" -n $NS task delete --force "$id" >/dev/null 2>&1 || true
-        ctr --address "$SOCK" -n $NS container delete "$id" >/dev/null 2>&1 || true
-    done
-    kill "$CPID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$CPID" 2>/dev/null || true
-    wait "$CPID" 2>/dev/null || true
-    rmdir /sys/fs/cgroup/unified/$NS /sys/fs/cgroup/*/$NS /run/containerd/runc/$NS /run/containerd/keel/$NS 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 150); do ctr --address "$SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
-ctr --address "$SOCK" version >/dev/null || { echo "shim-bench: containerd did not start:" >&2; tail -20 "$WORK/containerd.log" >&2; exit 1; }
+bench_prepare
+bench_start_containerd
 
 NAMES=(runc-v2+runc runc-v2+keel-runc keel-shim)
 declare -A OPTS=(
@@ -115,15 +74,10 @@ for ((i = 0; i < ROUNDS; i++)); do
         T[$n]+="$(( ${t1/./} - ${t0/./} )) "
     done
 done
-stats() { # microsecond samples -> "median p90" in ms
-    tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {
-        m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; p = a[int(NR*0.9 + 0.999)];
-        printf "%.2f %.2f\n", m/1000, p/1000 }'
-}
 echo "containerd 1.6: ctr run --rm --rootfs of /bin/true, $ROUNDS interleaved rounds (ms):"
 declare -A M
 for n in "${names[@]}"; do
-    read -r m p < <(stats "${T[$n]}")
+    read -r m p < <(bench_stats "${T[$n]}")
     M[$n]=$m
     printf '  %-18s median %7.2f   p90 %7.2f' "$n" "$m" "$p"
     [[ -n "${M[runc-v2+runc]:-}" ]] && awk -v a="$m" -v b="${M[runc-v2+runc]}" 'BEGIN { printf "   %.2fx of runc-v2+runc", a/b }'

@@ -2,9 +2,8 @@
 //!
 //! containerd starts this binary as runc-v2's: `start` (cwd = the bundle) forks the long-lived shim server (one per
 //! sandbox grouping) and prints its ttrpc address; the server answers containerd's task API (`service.rs`) and
-//! runs every container in-process through `keel_runtime::spawn` (no runtime binary per operation; the one
-//! exception until keel-runtime exposes exec as a library call: Exec, see `process.rs`); `delete` cleans up after
-//! a shim that died (`shim.rs`).
+//! runs every container in-process through `keel_runtime::spawn` and every Exec through `keel_runtime::exec` (no
+//! runtime binary per operation); `delete` cleans up after a shim that died (`shim.rs`).
 //!
 //! Layout: `shim.rs` (the containerd_shim::Shim bootstrap: start, delete, wait), `service.rs` (the Task service),
 //! `process.rs` (init and exec processes: spawn, stdio, exit bookkeeping), `stdio.rs` (containerd's FIFOs, the
@@ -23,18 +22,10 @@ mod stdio;
 /// The runtime type containerd resolves to this binary's name.
 pub const RUNTIME_ID: &str = "io.containerd.keel.v1";
 
-/// argv[1] of the internal keel-runc mode (temporary Exec path, see process.rs).
-pub const KEEL_RUNC_ARG: &str = "--keel-runc";
-
 fn main() {
     let mut args = std::env::args_os();
     let argv0 = args.next();
     let rest: Vec<_> = args.collect();
-    if rest.first().is_some_and(|a| a == KEEL_RUNC_ARG) {
-        // Temporary: keel-runc's CLI, compiled in, for Exec only (until keel-runtime exposes exec as a call).
-        let argv = std::iter::once(std::ffi::OsString::from("keel-runc")).chain(rest.into_iter().skip(1));
-        std::process::exit(keel_runtime::cli::main(argv));
-    }
     if rest.iter().any(|a| a == "-v" || a == "--version" || a == "-version") {
         println!(
             "{}:\n  Version: {}\n  Runtime: {RUNTIME_ID}",

@@ -1,13 +1,11 @@
 //! Processes of a task (the container's init and its execs): status, exit bookkeeping, stdio, and the exec path.
 //!
-//! TEMPORARY exec path: keel-runtime has no library call to start a process inside a running container yet
-//! (keel-runc's `exec` lives in runtime/src/cli/exec.rs, private). Until it has one, Exec runs this very binary in
-//! its keel-runc mode (`containerd-shim-keel-v1 --keel-runc --root R exec -d --pid-file P --process J ID`), which
-//! joins the container and forks the process, then exits; the process is reparented to the shim (a subreaper).
-//! The call the shim needs (see the report / README): `keel_runtime::exec(state: &ExecTarget, process: &Process,
-//! opts: &ExecOptions{stdin, stdout, stderr, console_socket, preserve_fds}) -> Result<Spawned, Error>`.
+//! Exec runs in-process like Create: `keel_runtime::exec` forks the new process from the shim, it joins the
+//! container's namespaces and cgroup and goes through the runtime's one setup path; the shim is its parent and reaps
+//! it (no runtime binary exec'd per operation).
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,10 +67,12 @@ impl Proc {
     }
 }
 
-/// What the exec helper needs.
+/// What an exec needs of its container.
 pub struct ExecJob<'a> {
-    pub shim_exe: &'a Path,
-    pub root: &'a Path,
+    pub bundle: &'a keel_runtime::Bundle,
+    /// The container's init pid (whose namespaces the process joins).
+    pub init_pid: i32,
+    pub cgroup: Option<&'a Path>,
     pub state_dir: &'a Path,
     pub container: &'a str,
     pub exec_id: &'a str,
@@ -86,77 +86,63 @@ fn exec_file(dir: &Path, exec_id: &str, ext: &str) -> PathBuf {
     dir.join(format!("exec-{safe}.{ext}"))
 }
 
-/// Start an exec through keel-runc's exec (temporary path). `wait` waits for the helper's exit code by pid (the
-/// shim's reaper reaps it). Returns the process's pid and, with a terminal, its pty master.
-pub fn start_exec(
-    job: &ExecJob<'_>,
-    wait: &dyn Fn(i32, Duration) -> Option<i32>,
-) -> Result<(i32, Option<File>, Option<stdio::Pump>), String> {
+/// A started exec: its pid, with a terminal its pty master, and the stdin pump guard.
+pub type Started = (i32, Option<File>, Option<stdio::Pump>);
+
+/// Start an exec in-process with `keel_runtime::exec`: returns once the process has exec'd its program (or its
+/// setup failed: the error says what failed, with the errno). The shim's reaper reaps the process; a failed one
+/// is reported as `Err((pid, message))` so the caller can forget its exit.
+pub fn start_exec(job: &ExecJob<'_>) -> Result<Started, (i32, String)> {
     let p = job.proc_;
     let (cid, eid) = (job.container, job.exec_id);
-    let spec_path = exec_file(job.state_dir, eid, "json");
-    let pid_path = exec_file(job.state_dir, eid, "pid");
-    let log_path = exec_file(job.state_dir, eid, "log");
-    std::fs::write(&spec_path, &p.spec).map_err(|e| format!("{cid}/{eid}: write {}: {e}", spec_path.display()))?;
-    let cleanup = || {
-        for f in [&spec_path, &pid_path, &log_path] {
-            let _ = std::fs::remove_file(f);
-        }
+    let process: keel_runtime::spec::Process =
+        serde_json::from_slice(&p.spec).map_err(|e| (0, format!("{cid}/{eid}: exec process spec: {e}")))?;
+    let console = if p.terminal {
+        Some(stdio::ConsoleSocket::new(exec_file(job.state_dir, eid, "sock")).map_err(|e| (0, e))?)
+    } else {
+        None
     };
-    let console =
-        if p.terminal { Some(stdio::ConsoleSocket::new(exec_file(job.state_dir, eid, "sock"))?) } else { None };
-    let mut io = if p.terminal { stdio::Stdio::default() } else { stdio::open(eid, &p.stdin, &p.stdout, &p.stderr)? };
+    let mut io = if p.terminal {
+        stdio::Stdio::default()
+    } else {
+        stdio::open(eid, &p.stdin, &p.stdout, &p.stderr).map_err(|e| (0, e))?
+    };
     let pump = io.pump.take();
-    let mut cmd = std::process::Command::new(job.shim_exe);
-    cmd.arg(crate::KEEL_RUNC_ARG)
-        .arg("--root")
-        .arg(job.root)
-        .arg("--log")
-        .arg(&log_path)
-        .args(["exec", "--detach", "--pid-file"])
-        .arg(&pid_path)
-        .arg("--process")
-        .arg(&spec_path);
-    if let Some(c) = &console {
-        cmd.arg("--console-socket").arg(&c.path);
-    }
-    cmd.arg(cid);
-    let null = || std::process::Stdio::null();
-    let to_stdio = |f: Option<File>| f.map(std::process::Stdio::from).unwrap_or_else(null);
-    cmd.stdin(to_stdio(io.stdin)).stdout(to_stdio(io.stdout)).stderr(to_stdio(io.stderr));
-    let child = cmd.spawn().map_err(|e| {
-        cleanup();
-        format!("{cid}/{eid}: run {} {}: {e}", job.shim_exe.display(), crate::KEEL_RUNC_ARG)
-    })?;
-    let helper = child.id() as i32;
-    drop(cmd);
-    let code = wait(helper, Duration::from_secs(60));
-    let r = (|| {
-        match code {
-            Some(0) => {}
-            Some(c) => {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let msg = log
-                    .lines()
-                    .rev()
-                    .find_map(|l| l.split("msg=").nth(1).map(|m| m.trim_matches('"').to_string()))
-                    .unwrap_or_else(|| format!("exit status {c}"));
-                return Err(format!("{cid}/{eid}: exec failed: {msg}"));
-            }
-            None => return Err(format!("{cid}/{eid}: exec helper (pid {helper}) did not finish within 60 s")),
+    let devnull = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| (0, format!("{cid}/{eid}: open /dev/null: {e}")))?;
+    let (i, o, e) = io.raw();
+    let null = devnull.as_raw_fd();
+    let opts = keel_runtime::SpawnOptions {
+        id: cid.to_string(),
+        stdin: Some(i.unwrap_or(null)),
+        stdout: Some(o.unwrap_or(null)),
+        stderr: Some(e.unwrap_or(null)),
+        console_socket: console.as_ref().map(|c| c.path.clone()),
+        ..Default::default()
+    };
+    let spawned = keel_runtime::exec(job.bundle, job.init_pid, job.cgroup, &process, &opts)
+        .map_err(|e| (0, format!("{cid}/{eid}: exec in container (pid {}): {e}", job.init_pid)))?;
+    // The process holds its own copies now.
+    drop(io);
+    drop(devnull);
+    let pid = spawned.pid;
+    match spawned.wait_status(60_000) {
+        keel_runtime::Status::Started => {}
+        keel_runtime::Status::Failed(msg) => return Err((pid, format!("{cid}/{eid}: exec failed: {msg}"))),
+        keel_runtime::Status::Pending => {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err((pid, format!("{cid}/{eid}: exec setup (pid {pid}) did not finish within 60 s")));
         }
-        let text =
-            std::fs::read_to_string(&pid_path).map_err(|e| format!("{cid}/{eid}: read {}: {e}", pid_path.display()))?;
-        let pid: i32 =
-            text.trim().parse().map_err(|_| format!("{cid}/{eid}: bad pid {text:?} in {}", pid_path.display()))?;
-        let master = match &console {
-            Some(c) => Some(c.receive(5000).map_err(|e| format!("{cid}/{eid}: {e}"))?),
-            None => None,
-        };
-        Ok((pid, master, pump))
-    })();
-    cleanup();
-    r
+    }
+    let master = match &console {
+        Some(c) => Some(c.receive(5000).map_err(|e| (pid, format!("{cid}/{eid}: {e}")))?),
+        None => None,
+    };
+    Ok((pid, master, pump))
 }
 
 /// Poll `f` until it is true or `timeout` passes.

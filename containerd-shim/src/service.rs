@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -65,10 +65,8 @@ impl Container {
 #[derive(Default)]
 pub struct Inner {
     pub containers: HashMap<String, Container>,
-    /// Exits of pids not (yet) known: an exec whose pid file was not read yet, a process that died in setup.
+    /// Exits of pids not (yet) known: an exec that exited before Start recorded its pid, a process that died in setup.
     orphans: HashMap<i32, i32>,
-    /// Helper processes (the temporary exec path) waited for by pid.
-    helpers: HashMap<i32, std::sync::mpsc::Sender<i32>>,
 }
 
 /// The task service handed to ttrpc; the state lives in [`Core`], shared with the exits thread.
@@ -89,7 +87,6 @@ pub struct Core {
     pub exited: Condvar,
     pub events: Arc<Publisher>,
     pub exit: Arc<ExitSignal>,
-    pub shim_exe: PathBuf,
 }
 
 fn rpc_err(code: Code, msg: String) -> ttrpc::Error {
@@ -127,7 +124,6 @@ impl Service {
             exited: Condvar::new(),
             events,
             exit,
-            shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
         });
         // Exits come from containerd_shim's reaper through its monitor; subscribe before any child exists.
         match monitor_subscribe(Topic::All) {
@@ -162,10 +158,6 @@ impl Core {
     /// One child exited (`code` is containerd_shim's: exit code or 128 + signal).
     fn on_exit(&self, pid: i32, code: i32) {
         let mut g = self.lock();
-        if let Some(tx) = g.helpers.remove(&pid) {
-            let _ = tx.send(code);
-            return;
-        }
         if !self.record_exit(&mut g, pid, code) {
             if g.orphans.len() > 1024 {
                 g.orphans.clear();
@@ -204,23 +196,6 @@ impl Core {
             }
         }
         false
-    }
-
-    /// Wait for helper `pid` to exit (it may have exited already: then its code is among the orphans).
-    fn wait_helper(&self, pid: i32, timeout: Duration) -> Option<i32> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let mut g = self.lock();
-            if let Some(code) = g.orphans.remove(&pid) {
-                return Some(code);
-            }
-            g.helpers.insert(pid, tx);
-        }
-        let r = rx.recv_timeout(timeout).ok();
-        if r.is_none() {
-            self.lock().helpers.remove(&pid);
-        }
-        r
     }
 
     fn create_inner(&self, req: &CreateTaskRequest) -> Result<Container, String> {
@@ -273,8 +248,9 @@ impl Core {
         no_pivot: bool,
     ) -> Result<Container, String> {
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| format!("{id}: mkfifo {}: {e}", fifo.display()))?;
+        // As keel-runc create: mode 0622 whatever the umask, owned by the container's (mapped) root, so a process
+        // running as another user, or a user-namespaced root, can open it.
+        keel_runtime::cli::create::make_exec_fifo(&fifo, &bundle).map_err(|e| format!("{id}: {}", e.0))?;
         let terminal = req.terminal && bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
         let console = if terminal { Some(stdio::ConsoleSocket::new(dir.join("console.sock"))?) } else { None };
         let mut io =
@@ -304,7 +280,7 @@ impl Core {
         drop(devnull);
         let pid = spawned.pid;
         let abort = |msg: String| {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = keel_sys::kill(pid, libc::SIGKILL);
             for e in spawned.cleanup(&bundle) {
                 warn!("{id}: cleanup after failed create: {e}");
             }
@@ -366,8 +342,7 @@ impl Core {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 SetupStatus::Pending => {
-                    let mut pfd = [nix::poll::PollFd::new(spawned.status.as_fd(), nix::poll::PollFlags::POLLIN)];
-                    let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(1u16));
+                    let _ = keel_sys::io::poll_in(spawned.status.as_raw_fd(), 1);
                 }
             }
             if std::time::Instant::now() > deadline {
@@ -460,7 +435,7 @@ impl NonBlock for std::fs::OpenOptions {
 /// Unmount everything at `target` (stacked mounts included), lazily.
 pub fn unmount_all(target: &Path) {
     for _ in 0..16 {
-        if nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).is_err() {
+        if keel_sys::umount(target, libc::MNT_DETACH).is_err() {
             break;
         }
     }
@@ -542,8 +517,9 @@ impl Task for Service {
             );
             return Ok(StartResponse { pid: pid as u32, ..Default::default() });
         }
-        // Exec: the process was recorded by Exec; run it now.
-        let (dir, proc_) = {
+        // Exec: the process was recorded by Exec; run it now, in-process (keel_runtime::exec). The lock is not held
+        // while the process sets up (other calls go on); its exit, if it comes first, waits among the orphans.
+        let (job_bundle, init_pid, cgroup, dir, proc_) = {
             let g = self.lock();
             let c = g.containers.get(&req.id).ok_or_else(|| not_found(format!("container {} not found", req.id)))?;
             if c.init.status != Status::Running {
@@ -555,19 +531,24 @@ impl Task for Service {
             }
             let mut copy = Proc::new(&p.stdin, &p.stdout, &p.stderr, p.terminal);
             copy.spec = p.spec.clone();
-            (c.state_dir.clone(), copy)
+            (c.bundle.clone(), c.init.pid, c.cgroup().map(Path::to_path_buf), c.state_dir.clone(), copy)
         };
-        let root = self.globals().root;
         let job = process::ExecJob {
-            shim_exe: &self.shim_exe,
-            root: &root,
+            bundle: &job_bundle,
+            init_pid,
+            cgroup: cgroup.as_deref(),
             state_dir: &dir,
             container: &req.id,
             exec_id: &req.exec_id,
             proc_: &proc_,
         };
-        let (pid, master, mut pump) = process::start_exec(&job, &|pid, t| self.wait_helper(pid, t)).map_err(|e| {
+        let (pid, master, mut pump) = process::start_exec(&job).map_err(|(pid, e)| {
             error!("{e}");
+            if pid > 0 {
+                // A setup failure: the process exits at once and its exit is nobody's (it never ran). Consume it, so
+                // a later process reusing the pid is not taken for exited.
+                process::wait_until(Duration::from_secs(2), || self.lock().orphans.remove(&pid).is_some());
+            }
             internal(e)
         })?;
         let console = match master {
@@ -625,7 +606,7 @@ impl Task for Service {
             (c.init.status == Status::Created).then_some(c.init.pid)
         };
         if let Some(pid) = created_pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = keel_sys::kill(pid, libc::SIGKILL);
             let mut g = self.lock();
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while g.containers.get(&req.id).is_some_and(|c| c.init.status != Status::Stopped)

@@ -1,6 +1,6 @@
 //! The shim's state on disk, so that a shim that dies loses no container: per container
 //! `<root>/<namespace>/<id>/state.json`, in keel-runc's format (so `keel-runc --root <root>/<namespace> list|ps|state`
-//! sees the containers, and the temporary Exec path can use keel-runc's exec). runc-v2 keeps the same under
+//! sees the containers). runc-v2 keeps the same under
 //! /run/containerd/runc/<namespace>. The exec fifo of a created container lives there too.
 
 use std::path::{Path, PathBuf};
@@ -25,8 +25,15 @@ pub fn dir(g: &Globals, id: &str) -> PathBuf {
 pub fn create_dir(g: &Globals, id: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&g.root).map_err(|e| format!("container {id}: mkdir {}: {e}", g.root.display()))?;
     let d = dir(g, id);
+    // runc's 0711 (as keel-runc's): the container's process, whatever its uid, reaches the exec fifo inside.
+    let chmod = |d: PathBuf| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| format!("container {id}: chmod 0711 {}: {e}", d.display()))?;
+        Ok(d)
+    };
     match std::fs::create_dir(&d) {
-        Ok(()) => Ok(d),
+        Ok(()) => chmod(d),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // Left over from a container of the same id that was never deleted: reuse only if nothing runs.
             match state_dir::load(g, id) {
@@ -36,7 +43,7 @@ pub fn create_dir(g: &Globals, id: &str) -> Result<PathBuf, String> {
                 _ => {
                     std::fs::remove_dir_all(&d).map_err(|e| format!("container {id}: remove {}: {e}", d.display()))?;
                     std::fs::create_dir(&d).map_err(|e| format!("container {id}: mkdir {}: {e}", d.display()))?;
-                    Ok(d)
+                    chmod(d)
                 }
             }
         }

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -144,7 +144,7 @@ fn open_fifo_read(id: &str, p: &Path, first_wait: Duration, to: Option<File>) ->
         let r = frx.recv().map_err(|e| format!("{id}: open stdin {}: {e}", p.display()))?;
         return r.map(|f| Some(Input::Direct(f))).map_err(|e| format!("{id}: open stdin {}: {e}", p.display()));
     }
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("{id}: pipe: {e}"))?;
+    let (rd, wr) = keel_sys::io::pipe2(libc::O_CLOEXEC).map_err(|e| format!("{id}: pipe: {e}"))?;
     let _ = wtx.send(File::from(wr));
     Ok(Some(Input::Pumped(File::from(rd), pump)))
 }
@@ -256,22 +256,10 @@ impl ConsoleSocket {
         let (conn, _) =
             self.listener.accept().map_err(|e| format!("accept on console socket {}: {e}", self.path.display()))?;
         let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| format!("receive pty master on {}: {e}", self.path.display()))?;
-        for c in msg.cmsgs().map_err(|e| format!("console socket {}: {e}", self.path.display()))? {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: a fresh fd received via SCM_RIGHTS; we own it now.
-                    return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-                }
-            }
+        let (_, fd) = keel_sys::io::recv_fd(conn.as_raw_fd(), &mut buf)
+            .map_err(|e| format!("receive pty master on {}: {e}", self.path.display()))?;
+        if let Some(fd) = fd {
+            return Ok(File::from(fd));
         }
         Err(format!("console socket {}: message without a file descriptor", self.path.display()))
     }
@@ -343,7 +331,7 @@ mod tests {
 
     fn fifo(dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(name);
-        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        keel_sys::mkfifo(&p, 0o600).unwrap();
         p
     }
 

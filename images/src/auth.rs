@@ -2,12 +2,13 @@
 //! `auths.HOST.auth` (base64 `user:password`) or `username`/`password`, and credential helpers (`credHelpers`,
 //! `credsStore`: `docker-credential-NAME get`). Docker Hub's entry is `https://index.docker.io/v1/`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine;
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::reference::DOCKER_HUB;
 use crate::Error;
@@ -65,15 +66,28 @@ pub fn lookup(registry: &str, config: &Path) -> Result<Option<Credentials>, Erro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(crate::io("reading docker config", config)(e)),
     };
-    let v: Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::Source(format!("docker config {}: bad JSON: {e}", config.display())))?;
+    /// The parts of `~/.docker/config.json` keel reads (every other key is ignored).
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct DockerConfig {
+        auths: Option<BTreeMap<String, Auth>>,
+        cred_helpers: Option<BTreeMap<String, String>>,
+        creds_store: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Auth {
+        auth: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    }
+    let v: DockerConfig = crate::parse_json(&text, &config.display().to_string(), "docker config")?;
     let bad = |why: String| Error::Source(format!("docker config {}: {why}", config.display()));
-    if let Some(auths) = v["auths"].as_object() {
+    if let Some(auths) = &v.auths {
         for (k, a) in auths {
             if !same_registry(k, registry) {
                 continue;
             }
-            if let Some(enc) = a["auth"].as_str().filter(|s| !s.is_empty()) {
+            if let Some(enc) = a.auth.as_deref().filter(|s| !s.is_empty()) {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(enc.trim())
                     .map_err(|e| bad(format!("auths.{k}.auth: not base64: {e}")))?;
@@ -82,15 +96,16 @@ pub fn lookup(registry: &str, config: &Path) -> Result<Option<Credentials>, Erro
                     raw.split_once(':').ok_or_else(|| bad(format!("auths.{k}.auth: want base64 of user:password")))?;
                 return Ok(Some(Credentials { username: u.into(), password: p.into() }));
             }
-            if let (Some(u), Some(p)) = (a["username"].as_str(), a["password"].as_str()) {
+            if let (Some(u), Some(p)) = (&a.username, &a.password) {
                 return Ok(Some(Credentials { username: u.into(), password: p.into() }));
             }
         }
     }
-    let helper = v["credHelpers"]
-        .as_object()
-        .and_then(|h| h.iter().find(|(k, _)| same_registry(k, registry)).and_then(|(_, n)| n.as_str()))
-        .or_else(|| v["credsStore"].as_str());
+    let helper = v
+        .cred_helpers
+        .as_ref()
+        .and_then(|h| h.iter().find(|(k, _)| same_registry(k, registry)).map(|(_, n)| n.as_str()))
+        .or(v.creds_store.as_deref());
     match helper {
         Some(h) if !h.is_empty() => Ok(helper_get(h, registry)),
         _ => Ok(None),
@@ -116,9 +131,15 @@ fn helper_get(helper: &str, registry: &str) -> Option<Credentials> {
     if !out.status.success() {
         return None; // "credentials not found"
     }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    let (u, p) = (v["Username"].as_str()?, v["Secret"].as_str()?);
-    Some(Credentials { username: u.into(), password: p.into() })
+    /// A credential helper's answer to `get`.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct HelperAnswer {
+        username: String,
+        secret: String,
+    }
+    let v: HelperAnswer = serde_json::from_slice(&out.stdout).ok()?;
+    Some(Credentials { username: v.username, password: v.secret })
 }
 
 #[cfg(test)]
@@ -150,6 +171,14 @@ mod tests {
         assert!(lookup("ghcr.io", &f).unwrap().is_none());
         assert!(lookup("ghcr.io", &d.join("missing.json")).unwrap().is_none());
         assert!(!format!("{c:?}").contains("pa:ss"), "Debug hides the password");
+        // A wrong type: the file, line, column and field.
+        let bad = d.join("bad.json");
+        std::fs::write(&bad, "{\"auths\": {\"x\": {\"auth\": 5}}}").unwrap();
+        let e = lookup("x", &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.json: bad docker config: line 1 column 26: auths.x.auth: invalid type: integer `5`"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

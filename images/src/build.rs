@@ -8,9 +8,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::sources::{self, Image};
+use crate::spec::{self, Spec};
 use crate::tree::{Kind, Node, Tree};
 use crate::yaml::{Container, Moby};
 use crate::{config, cpio, files, io, kernel, layout, Error};
@@ -251,10 +250,10 @@ pub fn volume_binds(c: &Container, m: &Moby) -> Result<Container, Error> {
 }
 
 /// What a LinuxKit package binds that keel provides differently, per container (a note).
-fn base_path_notes(c: &Container, cfg: &Value, s: &mut Summary) {
+fn base_path_notes(c: &Container, cfg: &Spec, s: &mut Summary) {
     let mut left = Vec::new();
-    for mt in cfg["mounts"].as_array().into_iter().flatten() {
-        match mt["source"].as_str().unwrap_or("") {
+    for mt in &cfg.mounts {
+        match mt.source.as_str() {
             "/usr/bin/ctr" => left.push("/usr/bin/ctr is a stub that says keel has no containerd"),
             "/var/lib/containerd" => left.push("/var/lib/containerd is an empty directory (no containerd)"),
             _ => {}
@@ -333,9 +332,10 @@ pub fn add_bundles(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, s: &
             }
         }
         let rt = config::runtime_json(&merged, &format!("/{bundle}"), &format!("/{lower}"), readonly);
-        let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
-        t.insert(&format!("{bundle}/config.json"), Node::file(pretty(&cfg), 0o644));
-        t.insert(&format!("{bundle}/runtime.json"), Node::file(pretty(&rt), 0o644));
+        let config_json = spec::to_json(&cfg, &format!("{bundle}/config.json"))?;
+        let runtime_json = spec::to_json(&rt, &format!("{bundle}/runtime.json"))?;
+        t.insert(&format!("{bundle}/config.json"), Node::file(config_json, 0o644));
+        t.insert(&format!("{bundle}/runtime.json"), Node::file(runtime_json, 0o644));
         s.bundles.push(bundle);
     }
     if !s.bundles.is_empty() {
@@ -346,13 +346,10 @@ pub fn add_bundles(t: &mut Tree, m: &Moby, images: &HashMap<String, Image>, s: &
 
 /// Mount points the config needs inside the rootfs (bind destinations take the source's type from the image root
 /// `host` where known: a file bind needs a file to mount on).
-fn prepare_rootfs(rootfs: &mut Tree, cfg: &Value, host: &Tree) {
-    for mt in cfg["mounts"].as_array().into_iter().flatten() {
-        let dest = mt["destination"].as_str().unwrap_or("");
-        let is_bind = mt["type"] == "bind"
-            || mt["options"].as_array().map(|o| o.iter().any(|x| x == "bind" || x == "rbind")).unwrap_or(false);
-        let src = mt["source"].as_str().unwrap_or("");
-        let as_file = is_bind
+fn prepare_rootfs(rootfs: &mut Tree, cfg: &Spec, host: &Tree) {
+    for mt in &cfg.mounts {
+        let (dest, src) = (mt.destination.as_str(), mt.source.as_str());
+        let as_file = mt.is_bind()
             && (layout::BOOT_FILES.contains(&src)
                 || host.resolve(src).and_then(|p| host.get(&p)).map(|n| !matches!(n.kind, Kind::Dir)).unwrap_or(false));
         layout::ensure_mountpoint(rootfs, dest, as_file);

@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use serde_json::{json, Value};
+use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::reference::valid_digest;
@@ -176,7 +176,34 @@ impl Drop for BlobWriter {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
-    pub descriptor: Value,
+    pub descriptor: Descriptor,
+}
+
+/// The image name a descriptor of `index.json` carries (`org.opencontainers.image.ref.name`; "" without one).
+pub fn ref_name(d: &Descriptor) -> &str {
+    d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str).unwrap_or("")
+}
+
+/// The digests a manifest or index blob refers to (its manifests, config and layers); nothing for any other blob.
+/// Lenient on purpose (only `digest` is read): the cache's garbage collection must not lose a blob because a
+/// manifest has a field another tool wrote differently.
+pub fn blob_links(data: &[u8]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Link {
+        digest: String,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Links {
+        manifests: Option<Vec<Link>>,
+        layers: Option<Vec<Link>>,
+        config: Option<Link>,
+    }
+    if data.len() as u64 > crate::registry::MAX_MANIFEST || !data.starts_with(b"{") {
+        return Vec::new();
+    }
+    let Ok(l) = serde_json::from_slice::<Links>(data) else { return Vec::new() };
+    l.manifests.into_iter().flatten().chain(l.layers.into_iter().flatten()).chain(l.config).map(|l| l.digest).collect()
 }
 
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -198,23 +225,23 @@ impl Layout {
         if !dir.join("index.json").exists() {
             let _g = lock(dir, true)?;
             if !dir.join("index.json").exists() {
-                l.write_index(&json!({"schemaVersion": 2, "manifests": []}))?;
+                l.write_index(&ImageIndex::default())?;
             }
         }
         Ok(l)
     }
 
-    /// `index.json` as JSON (an empty index if the file is missing).
-    pub fn index(&self) -> Result<Value, Error> {
+    /// `index.json` (an empty index if the file is missing).
+    pub fn index(&self) -> Result<ImageIndex, Error> {
         let p = self.dir.join("index.json");
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Source(format!("{}: bad JSON: {e}", p.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({"schemaVersion": 2, "manifests": []})),
+            Ok(b) => parse_index(&b, &p.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ImageIndex::default()),
             Err(e) => Err(io("reading", &p)(e)),
         }
     }
 
-    fn write_index(&self, v: &Value) -> Result<(), Error> {
+    fn write_index(&self, v: &ImageIndex) -> Result<(), Error> {
         let p = self.dir.join("index.json");
         let tmp = self.dir.join(format!(".index.json.{}.tmp", std::process::id()));
         let data = serde_json::to_vec_pretty(v).map_err(|e| Error::Source(format!("index.json: {e}")))?;
@@ -225,48 +252,40 @@ impl Layout {
     /// Images by name (`org.opencontainers.image.ref.name`), in index order.
     pub fn entries(&self) -> Result<Vec<Entry>, Error> {
         let idx = self.index()?;
-        Ok(idx["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| Entry {
-                name: d["annotations"][REF_NAME].as_str().unwrap_or("").to_string(),
-                descriptor: d.clone(),
-            })
-            .collect())
+        Ok(idx.manifests().iter().map(|d| Entry { name: ref_name(d).to_string(), descriptor: d.clone() }).collect())
     }
 
     /// The descriptor stored for `name`.
-    pub fn lookup(&self, name: &str) -> Result<Option<Value>, Error> {
+    pub fn lookup(&self, name: &str) -> Result<Option<Descriptor>, Error> {
         Ok(self.entries()?.into_iter().find(|e| e.name == name).map(|e| e.descriptor))
     }
 
     /// The descriptor stored for `name` for linux/`arch`: an entry whose `platform` is that architecture, else one
     /// without a platform (an index or single manifest, as pulls write them). LinuxKit may keep one entry per
     /// platform under the same name.
-    pub fn lookup_for(&self, name: &str, arch: &str) -> Result<Option<Value>, Error> {
-        let same: Vec<Value> = self.entries()?.into_iter().filter(|e| e.name == name).map(|e| e.descriptor).collect();
+    pub fn lookup_for(&self, name: &str, arch: &str) -> Result<Option<Descriptor>, Error> {
+        let same: Vec<Descriptor> =
+            self.entries()?.into_iter().filter(|e| e.name == name).map(|e| e.descriptor).collect();
         let want = arch.split('/').next().unwrap_or(arch);
         Ok(same
             .iter()
-            .find(|d| d["platform"]["architecture"].as_str() == Some(want))
-            .or_else(|| same.iter().find(|d| d.get("platform").is_none()))
+            .find(|d| d.platform().as_ref().is_some_and(|p| p.architecture().to_string() == want))
+            .or_else(|| same.iter().find(|d| d.platform().is_none()))
             .cloned())
     }
 
     /// Record `descriptor` as image `name` (replacing an older entry of that name).
-    pub fn set(&self, name: &str, mut descriptor: Value) -> Result<(), Error> {
-        descriptor["annotations"][REF_NAME] = Value::String(name.to_string());
+    pub fn set(&self, name: &str, mut descriptor: Descriptor) -> Result<(), Error> {
+        let mut annotations = descriptor.annotations().clone().unwrap_or_default();
+        annotations.insert(REF_NAME.to_string(), name.to_string());
+        descriptor.set_annotations(Some(annotations));
         let _g = lock(&self.dir, true)?;
         let mut idx = self.index()?;
-        let mut ms: Vec<Value> = idx["manifests"].as_array().cloned().unwrap_or_default();
         // Replaces the entry of that name; entries of it for other platforms (LinuxKit's) stay.
-        ms.retain(|d| d["annotations"][REF_NAME].as_str() != Some(name) || d.get("platform").is_some());
+        let mut ms = idx.manifests().clone();
+        ms.retain(|d| ref_name(d) != name || d.platform().is_some());
         ms.push(descriptor);
-        idx["manifests"] = Value::Array(ms);
-        if idx.get("schemaVersion").is_none() {
-            idx["schemaVersion"] = json!(2);
-        }
+        idx.set_manifests(ms);
         self.write_index(&idx)
     }
 
@@ -275,12 +294,11 @@ impl Layout {
         let found = {
             let _g = lock(&self.dir, true)?;
             let mut idx = self.index()?;
-            let mut ms: Vec<Value> = idx["manifests"].as_array().cloned().unwrap_or_default();
-            let before = ms.len();
-            ms.retain(|d| d["annotations"][REF_NAME].as_str() != Some(name));
-            let found = ms.len() != before;
+            let mut ms = idx.manifests().clone();
+            ms.retain(|d| ref_name(d) != name);
+            let found = ms.len() != idx.manifests().len();
+            idx.set_manifests(ms);
             if found {
-                idx["manifests"] = Value::Array(ms);
                 self.write_index(&idx)?;
             }
             found
@@ -326,24 +344,18 @@ impl Layout {
     pub fn gc(&self) -> Result<usize, Error> {
         let _g = lock(&self.dir.join("blobs"), true)?;
         let mut keep = std::collections::HashSet::new();
-        let mut todo: Vec<String> =
-            self.entries()?.iter().filter_map(|e| e.descriptor["digest"].as_str().map(String::from)).collect();
+        let mut todo: Vec<String> = self.entries()?.iter().map(|e| e.descriptor.digest().to_string()).collect();
         while let Some(d) = todo.pop() {
             if !keep.insert(d.clone()) {
                 continue;
             }
             let Ok(p) = blob_path(&self.dir, &d) else { continue };
+            // Manifests and indexes are small: a larger blob is a layer, not read.
+            if std::fs::metadata(&p).map_or(true, |m| m.len() > crate::registry::MAX_MANIFEST) {
+                continue;
+            }
             let Ok(data) = std::fs::read(&p) else { continue };
-            let Ok(v) = serde_json::from_slice::<Value>(&data) else { continue };
-            for m in v["manifests"].as_array().into_iter().flatten().chain(v["layers"].as_array().into_iter().flatten())
-            {
-                if let Some(d) = m["digest"].as_str() {
-                    todo.push(d.to_string());
-                }
-            }
-            if let Some(d) = v["config"]["digest"].as_str() {
-                todo.push(d.to_string());
-            }
+            todo.extend(blob_links(&data));
         }
         let mut removed = 0;
         let dir = self.dir.join("blobs/sha256");
@@ -419,20 +431,29 @@ pub enum Root {
     Manifest(Box<ImageManifest>),
 }
 
+/// Parse an image index (`index.json` of a layout, or an index blob); `what` names it in errors, which carry the
+/// line, column and field (`what: line 3 column 20: manifests[0].digest: ...`).
+pub fn parse_index(data: &[u8], what: &str) -> Result<ImageIndex, Error> {
+    crate::parse_json(data, what, "image index")
+}
+
 /// Parse a manifest or index (OCI or Docker v2 schema 2; schema 1 is refused).
 pub fn parse_root(data: &[u8], what: &str) -> Result<Root, Error> {
-    let v: Value = serde_json::from_slice(data).map_err(|e| Error::Source(format!("{what}: bad JSON: {e}")))?;
-    if v.get("schemaVersion").and_then(Value::as_u64) == Some(1) {
+    /// What tells the kinds apart.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Kind {
+        schema_version: Option<u64>,
+        manifests: Option<serde::de::IgnoredAny>,
+    }
+    let k: Kind = crate::parse_json(data, what, "manifest")?;
+    if k.schema_version == Some(1) {
         return Err(Error::Source(format!("{what}: Docker schema 1 manifests are not supported")));
     }
-    if v.get("manifests").is_some() {
-        serde_json::from_value(v)
-            .map(|i| Root::Index(Box::new(i)))
-            .map_err(|e| Error::Source(format!("{what}: bad image index: {e}")))
+    if k.manifests.is_some() {
+        crate::parse_json(data, what, "image index").map(|i| Root::Index(Box::new(i)))
     } else {
-        serde_json::from_value(v)
-            .map(|m| Root::Manifest(Box::new(m)))
-            .map_err(|e| Error::Source(format!("{what}: bad image manifest: {e}")))
+        crate::parse_json(data, what, "image manifest").map(|m| Root::Manifest(Box::new(m)))
     }
 }
 
@@ -470,6 +491,7 @@ pub fn pick_platform<'a>(index: &'a ImageIndex, arch: &str, what: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn tmp(n: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("keel-cache-{n}-{}", std::process::id()));
@@ -532,7 +554,10 @@ mod tests {
         l.put_blob(&md, &m).unwrap();
         let orphan = sha256_digest(b"orphan");
         l.put_blob(&orphan, b"orphan").unwrap();
-        let desc = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len()});
+        let desc: Descriptor = serde_json::from_value(
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len()}),
+        )
+        .unwrap();
         l.set("docker.io/library/a:1", desc.clone()).unwrap();
         l.set("docker.io/library/a:1", desc.clone()).unwrap();
         l.set("docker.io/library/b:1", desc).unwrap();
@@ -542,10 +567,12 @@ mod tests {
         let arm = json!({"mediaType": "x", "digest": ld, "size": 5, "platform": {"os": "linux", "architecture": "arm64"},
             "annotations": {REF_NAME: "docker.io/library/a:1"}});
         let mut idx = l.index().unwrap();
-        idx["manifests"].as_array_mut().unwrap().insert(0, arm);
+        let mut ms = idx.manifests().clone();
+        ms.insert(0, serde_json::from_value(arm).unwrap());
+        idx.set_manifests(ms);
         l.write_index(&idx).unwrap();
-        assert_eq!(l.lookup_for("docker.io/library/a:1", "arm64").unwrap().unwrap()["digest"], ld);
-        assert_eq!(l.lookup_for("docker.io/library/a:1", "amd64").unwrap().unwrap()["digest"], md);
+        assert_eq!(l.lookup_for("docker.io/library/a:1", "arm64").unwrap().unwrap().digest().to_string(), ld);
+        assert_eq!(l.lookup_for("docker.io/library/a:1", "amd64").unwrap().unwrap().digest().to_string(), md);
         assert!(l.lookup_for("docker.io/library/c:1", "amd64").unwrap().is_none());
         assert!(l.remove("docker.io/library/a:1").unwrap());
         assert!(!l.remove("docker.io/library/a:1").unwrap());
@@ -554,5 +581,33 @@ mod tests {
         assert!(l.remove("docker.io/library/b:1").unwrap());
         assert!(!l.blob_exists(&md) && !l.blob_exists(&ld));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn bad_index_and_manifest_errors_name_the_field() {
+        let e = parse_index(
+            b"{\"schemaVersion\": 2,\n \"manifests\": [{\"mediaType\": \"x\", \"size\": 1,\n  \"digest\": 5}]}",
+            "index.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("index.json: bad image index: line 3 column 13: manifests[0].digest: invalid type"),
+            "{e}"
+        );
+        let e = match parse_root(b"{\"schemaVersion\": 2, \"config\": {}, \"layers\": []}", "m") {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("parsed"),
+        };
+        assert!(e.starts_with("m: bad image manifest: line 1 column 33: config: missing field `mediaType`"), "{e}");
+        assert!(matches!(parse_root(b"{\"schemaVersion\": 1}", "m"), Err(e) if e.to_string().contains("schema 1")));
+        let e = match parse_root(b"{\"schemaVersion\": 2,", "m") {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("parsed"),
+        };
+        assert!(e.starts_with("m: bad manifest: line 1 column 20: EOF"), "{e}");
+        let links = blob_links(br#"{"manifests": [{"digest": "sha256:a"}], "config": {"digest": "sha256:c", "x": 1}, "layers": [{"digest": "sha256:l"}]}"#);
+        assert_eq!(links, ["sha256:a", "sha256:l", "sha256:c"]);
+        assert!(blob_links(b"\x1f\x8b layer").is_empty());
     }
 }

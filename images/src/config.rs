@@ -13,9 +13,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::sources::ImageConfig;
+use crate::spec::{
+    BindNs, Capabilities, Device, DeviceRule, IdMapping, Interface, Linux, Namespace, Process, Resources, Rlimit, Root,
+    RuntimeJson, Spec, User,
+};
 use crate::tree::{Kind, Tree};
 use crate::yaml::{Container, Id, Mount};
 use crate::Error;
@@ -42,21 +46,6 @@ const RLIMITS: &[&str] = &[
     "RLIMIT_RTTIME",
 ];
 
-fn mount_json(m: &Mount) -> Value {
-    let mut o = Map::new();
-    o.insert("destination".into(), json!(m.destination));
-    if !m.kind.is_empty() {
-        o.insert("type".into(), json!(m.kind));
-    }
-    if !m.source.is_empty() {
-        o.insert("source".into(), json!(m.source));
-    }
-    if !m.options.is_empty() {
-        o.insert("options".into(), json!(m.options));
-    }
-    Value::Object(o)
-}
-
 fn m(dest: &str, kind: &str, src: &str, opts: &[&str]) -> Mount {
     Mount {
         destination: dest.into(),
@@ -78,7 +67,7 @@ fn default_mountpoint(kind: &str) -> &'static str {
 }
 
 /// The mount list (sorted by destination).
-fn mounts(c: &Container, readonly: bool) -> Result<Vec<Value>, Error> {
+fn mounts(c: &Container, readonly: bool) -> Result<Vec<crate::spec::Mount>, Error> {
     let who = &c.name;
     let mut dev = vec!["nosuid", "strictatime", "mode=755", "size=65536k"];
     let mut sys = vec!["nosuid", "noexec", "nodev"];
@@ -149,7 +138,7 @@ fn mounts(c: &Container, readonly: bool) -> Result<Vec<Value>, Error> {
         }
         ms.insert(mt.destination.clone(), mt);
     }
-    Ok(ms.values().map(mount_json).collect())
+    Ok(ms.values().map(crate::spec::Mount::from).collect())
 }
 
 fn caps(list: &Option<Vec<String>>, who: &str) -> Result<Vec<String>, Error> {
@@ -175,7 +164,7 @@ fn caps(list: &Option<Vec<String>>, who: &str) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
-fn rlimits(list: &[String], who: &str) -> Result<Vec<Value>, Error> {
+fn rlimits(list: &[String], who: &str) -> Result<Vec<Rlimit>, Error> {
     let mut out = Vec::new();
     for r in list {
         let parts: Vec<&str> = r.splitn(3, ',').map(str::trim).collect();
@@ -196,7 +185,7 @@ fn rlimits(list: &[String], who: &str) -> Result<Vec<Value>, Error> {
                 s.parse().map_err(|e| Error::Config(format!("{who}: rlimit {r:?}: cannot parse {s:?}: {e}")))
             }
         };
-        out.push(json!({"type": name, "soft": num(parts[1])?, "hard": num(parts[2])?}));
+        out.push(Rlimit { kind: name, soft: num(parts[1])?, hard: num(parts[2])? });
     }
     Ok(out)
 }
@@ -269,13 +258,9 @@ pub const OCI_VERSION: &str = "1.2.1";
 
 /// Build config.json for container `c` (its image label already merged in by [`crate::label::resolve`]) with
 /// image defaults `img`, the image's tree `rootfs` (user/group names) and LinuxKit's per-container ids `ids`.
-/// The JSON has the shape LinuxKit's (Go's) writes: empty lists, maps and false flags left out.
-pub fn oci_config(
-    c: &Container,
-    img: &ImageConfig,
-    rootfs: &Tree,
-    ids: &BTreeMap<String, u32>,
-) -> Result<Value, Error> {
+/// Serialised, it has the shape LinuxKit's (Go's) writes: empty lists, maps and false flags left out
+/// (see [`crate::spec`]).
+pub fn oci_config(c: &Container, img: &ImageConfig, rootfs: &Tree, ids: &BTreeMap<String, u32>) -> Result<Spec, Error> {
     let who = c.name.as_str();
     let args: Vec<String> = match &c.command {
         Some(cmd) => cmd.clone(),
@@ -297,66 +282,42 @@ pub fn oci_config(
     // User: uid/gid (default 0); the image's User is ignored, as LinuxKit does.
     let uid = uid_of(c.uid.as_ref().unwrap_or(&Id::Num(0)), rootfs, false, ids, who)?;
     let gid = uid_of(c.gid.as_ref().unwrap_or(&Id::Num(0)), rootfs, true, ids, who)?;
-    let mut user = json!({"uid": uid, "gid": gid});
-    if let Some(ag) = &c.additional_gids {
-        let ids: Result<Vec<u32>, Error> = ag.iter().map(|i| uid_of(i, rootfs, true, ids, who)).collect();
-        let ids = ids?;
-        if !ids.is_empty() {
-            user["additionalGids"] = json!(ids);
-        }
-    }
+    let additional_gids = c
+        .additional_gids
+        .iter()
+        .flatten()
+        .map(|i| uid_of(i, rootfs, true, ids, who))
+        .collect::<Result<Vec<u32>, Error>>()?;
 
     // LinuxKit: `capabilities` if given, else `capabilities.add` (the label's are merged in before).
     let effective = caps(&c.capabilities.clone().or(c.capabilities_add.clone()), who)?;
     let ambient = caps(&c.ambient, who)?;
     let bounding: Vec<String> =
         effective.iter().chain(ambient.iter()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
-    let mut capabilities = Map::new();
-    for (k, v) in [
-        ("bounding", &bounding),
-        ("effective", &effective),
-        ("inheritable", &bounding),
-        ("permitted", &bounding),
-        ("ambient", &ambient),
-    ] {
-        if !v.is_empty() {
-            capabilities.insert(k.into(), json!(v));
-        }
-    }
+    let capabilities =
+        Capabilities { inheritable: bounding.clone(), permitted: bounding.clone(), bounding, effective, ambient };
 
-    let mut process = json!({
-        "user": user,
-        "args": args,
-        "cwd": cwd,
-        "capabilities": capabilities,
-    });
-    if !env.is_empty() {
-        process["env"] = json!(env);
-    }
-    let rl = rlimits(c.rlimits.as_deref().unwrap_or(&[]), who)?;
-    if !rl.is_empty() {
-        process["rlimits"] = json!(rl);
-    }
-    if c.no_new_privileges.unwrap_or(false) {
-        process["noNewPrivileges"] = json!(true);
-    }
-    if let Some(o) = c.oom_score_adj {
-        process["oomScoreAdj"] = json!(o);
-    }
+    let process = Process {
+        user: User { uid, gid, additional_gids },
+        args,
+        env,
+        cwd,
+        capabilities,
+        rlimits: rlimits(c.rlimits.as_deref().unwrap_or(&[]), who)?,
+        no_new_privileges: c.no_new_privileges.unwrap_or(false),
+        oom_score_adj: c.oom_score_adj,
+    };
 
     // Namespaces, in LinuxKit's order.
-    let mut ns = Vec::new();
+    let mut namespaces = Vec::new();
     let mut opt_ns = |v: &Option<String>, kind: &str, default_new: bool| {
         let v =
             v.clone()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| if default_new { "new".into() } else { "root".into() });
         if v != "host" && v != "root" {
-            if v == "new" || v == "none" {
-                ns.push(json!({"type": kind}));
-            } else {
-                ns.push(json!({"type": kind, "path": v}));
-            }
+            let path = (v != "new" && v != "none").then_some(v);
+            namespaces.push(Namespace { kind: kind.into(), path });
         }
     };
     opt_ns(&c.net, "network", false);
@@ -364,96 +325,69 @@ pub fn oci_config(
     opt_ns(&c.uts, "uts", false);
     opt_ns(&c.pid, "pid", true);
     opt_ns(&c.userns, "user", false);
-    ns.push(json!({"type": "mount"}));
+    namespaces.push(Namespace { kind: "mount".into(), path: None });
     // keel's one deliberate difference: LinuxKit has no cgroup namespace ("TODO cgroup namespaces" in its
     // ConfigToOCI); keel gives each container one so /sys/fs/cgroup shows only its own subtree (see CGROUP_NS_NOTE).
-    ns.push(json!({"type": "cgroup"}));
+    namespaces.push(Namespace { kind: "cgroup".into(), path: None });
 
-    // Resources + devices.
-    let mut resources = match &c.resources {
-        Some(Value::Object(o)) => Value::Object(o.clone()),
-        Some(Value::Null) | None => json!({}),
+    // Resources (the YAML's, as given; its device rules typed) + devices.
+    let mut resources: Resources = match &c.resources {
+        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone())
+            .map_err(|e| Error::Config(format!("{who}: resources: {e} (an OCI linux.resources mapping)")))?,
+        Some(Value::Null) | None => Resources::default(),
         Some(other) => return Err(Error::Config(format!("{who}: resources must be a mapping, got {other}"))),
     };
     let mut devices = Vec::new();
-    let mut dev_rules = resources.get("devices").and_then(|d| d.as_array().cloned()).unwrap_or_default();
     for (i, d) in c.devices.iter().flatten().enumerate() {
+        let kind = (!d.kind.is_empty()).then(|| d.kind.clone());
         if d.path == "all" {
-            let mut rule = json!({"allow": true, "access": "rwm"});
-            if !d.kind.is_empty() {
-                rule["type"] = json!(d.kind);
-            }
-            dev_rules.push(rule);
+            resources.devices.push(DeviceRule { allow: true, kind, access: Some("rwm".into()), ..Default::default() });
             continue;
         }
         let mode_s = d.mode.as_deref().ok_or_else(|| {
             Error::Config(format!("{who}: devices[{i}] {}: mode missing (an octal string such as \"0666\")", d.path))
         })?;
-        let mode = u32::from_str_radix(mode_s.trim_start_matches("0o"), 8)
+        let file_mode = u32::from_str_radix(mode_s.trim_start_matches("0o"), 8)
             .map_err(|e| Error::Config(format!("{who}: devices[{i}] {}: mode {mode_s:?} is not octal: {e}", d.path)))?;
-        devices.push(json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor, "fileMode": mode}));
-        let mut rule = json!({"allow": true, "major": d.major, "minor": d.minor, "access": "rwm"});
-        if !d.kind.is_empty() {
-            rule["type"] = json!(d.kind);
-        }
-        dev_rules.push(rule);
-    }
-    if !dev_rules.is_empty() {
-        resources["devices"] = json!(dev_rules);
+        devices.push(Device { path: d.path.clone(), kind: d.kind.clone(), major: d.major, minor: d.minor, file_mode });
+        resources.devices.push(DeviceRule {
+            allow: true,
+            kind,
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: Some("rwm".into()),
+        });
     }
 
-    let mut linux = json!({"resources": resources, "namespaces": ns});
-    let idmap = |v: &Option<Vec<crate::yaml::IdMapping>>| -> Option<Value> {
-        v.as_ref().filter(|l| !l.is_empty()).map(|l| {
-            json!(l
-                .iter()
-                .map(|m| json!({"containerID": m.container_id, "hostID": m.host_id, "size": m.size}))
-                .collect::<Vec<_>>())
-        })
+    let idmap = |v: &Option<Vec<crate::yaml::IdMapping>>| -> Vec<IdMapping> {
+        v.iter()
+            .flatten()
+            .map(|m| IdMapping { container_id: m.container_id, host_id: m.host_id, size: m.size })
+            .collect()
     };
-    if let Some(v) = idmap(&c.uid_mappings) {
-        linux["uidMappings"] = v;
-    }
-    if let Some(v) = idmap(&c.gid_mappings) {
-        linux["gidMappings"] = v;
-    }
-    if let Some(s) = c.sysctl.as_ref().filter(|s| !s.is_empty()) {
-        linux["sysctl"] = json!(s);
-    }
-    if let Some(p) = c.cgroups_path.as_ref().filter(|s| !s.is_empty()) {
-        linux["cgroupsPath"] = json!(p);
-    }
-    if !devices.is_empty() {
-        linux["devices"] = json!(devices);
-    }
-    if let Some(p) = c.rootfs_propagation.as_ref().filter(|s| !s.is_empty()) {
-        linux["rootfsPropagation"] = json!(p);
-    }
-    if let Some(p) = c.masked_paths.as_ref().filter(|s| !s.is_empty()) {
-        linux["maskedPaths"] = json!(p);
-    }
-    if let Some(p) = c.readonly_paths.as_ref().filter(|s| !s.is_empty()) {
-        linux["readonlyPaths"] = json!(p);
-    }
+    let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let linux = Linux {
+        uid_mappings: idmap(&c.uid_mappings),
+        gid_mappings: idmap(&c.gid_mappings),
+        sysctl: c.sysctl.clone().unwrap_or_default(),
+        resources,
+        cgroups_path: non_empty(&c.cgroups_path),
+        namespaces,
+        devices,
+        rootfs_propagation: non_empty(&c.rootfs_propagation),
+        masked_paths: c.masked_paths.clone().unwrap_or_default(),
+        readonly_paths: c.readonly_paths.clone().unwrap_or_default(),
+    };
 
-    let mut root = json!({"path": "rootfs"});
-    if readonly {
-        root["readonly"] = json!(true);
-    }
-    let mut cfg = json!({
-        "ociVersion": OCI_VERSION,
-        "process": process,
-        "root": root,
-        "mounts": mounts(c, readonly)?,
-        "linux": linux,
-    });
-    if let Some(h) = c.hostname.as_ref().filter(|s| !s.is_empty()) {
-        cfg["hostname"] = json!(h);
-    }
-    if let Some(a) = c.annotations.as_ref().filter(|a| !a.is_empty()) {
-        cfg["annotations"] = json!(a);
-    }
-    Ok(cfg)
+    Ok(Spec {
+        oci_version: OCI_VERSION.into(),
+        process,
+        root: Root { path: "rootfs".into(), readonly },
+        hostname: non_empty(&c.hostname),
+        mounts: mounts(c, readonly)?,
+        annotations: c.annotations.clone().unwrap_or_default(),
+        linux,
+    })
 }
 
 /// The note for keel's deliberate difference from LinuxKit's config.json (printed once per build).
@@ -462,56 +396,74 @@ pub const CGROUP_NS_NOTE: &str = "every container gets a cgroup namespace (Linux
 
 /// Build runtime.json for the bundle at absolute in-image path `bundle` (e.g. "/containers/services/web"), whose
 /// image tree is unpacked at `lower` (the bundle's own `lower`/`rootfs`, or another bundle's when shared).
-pub fn runtime_json(c: &Container, bundle: &str, lower: &str, readonly: bool) -> Value {
+pub fn runtime_json(c: &Container, bundle: &str, lower: &str, readonly: bool) -> RuntimeJson {
+    use crate::spec::Mount;
+    let s = |v: &str| v.to_string();
     let rootfs = format!("{bundle}/rootfs");
-    let mut ms: Vec<Value> = if readonly {
+    let mut mounts: Vec<Mount> = if readonly {
         // Bind the rootfs onto itself (or from the shared copy): runc and keel-runtime want a mount point.
-        vec![json!({"source": lower, "destination": rootfs, "options": ["bind"]})]
+        vec![Mount { destination: rootfs, source: s(lower), options: vec![s("bind")], ..Default::default() }]
     } else {
         let tmp = format!("{bundle}/tmp");
         vec![
-            json!({"source": "tmpfs", "type": "tmpfs", "destination": tmp}),
+            Mount { destination: tmp.clone(), kind: s("tmpfs"), source: s("tmpfs"), options: vec![] },
             // Remount private so nothing else sees the temporary layers (two mount calls: see field notes).
-            json!({"destination": tmp, "options": ["remount", "private"]}),
-            json!({"source": "overlay", "type": "overlay", "destination": rootfs, "options": [
-                format!("lowerdir={lower}"), format!("upperdir={tmp}/upper"), format!("workdir={tmp}/work")]}),
+            Mount { destination: tmp.clone(), options: vec![s("remount"), s("private")], ..Default::default() },
+            Mount {
+                destination: rootfs,
+                kind: s("overlay"),
+                source: s("overlay"),
+                options: vec![
+                    format!("lowerdir={lower}"),
+                    format!("upperdir={tmp}/upper"),
+                    format!("workdir={tmp}/work"),
+                ],
+            },
         ]
     };
     let rt = c.runtime.clone().unwrap_or_default();
-    ms.extend(rt.mounts.iter().flatten().map(mount_json));
-    let ifs: Vec<Value> = rt
+    mounts.extend(rt.mounts.iter().flatten().map(Mount::from));
+    let interfaces = rt
         .interfaces
         .iter()
         .flatten()
-        .map(|i| {
-            // Go's omitempty: name, add and peer only when set.
-            let mut o = json!({"createInRoot": i.create_in_root});
-            for (k, v) in [("name", &i.name), ("add", &i.add), ("peer", &i.peer)] {
-                if !v.is_empty() {
-                    o[k] = json!(v);
-                }
-            }
-            o
+        .map(|i| Interface {
+            name: i.name.clone(),
+            add: i.add.clone(),
+            peer: i.peer.clone(),
+            create_in_root: i.create_in_root,
         })
         .collect();
-    let s = |v: &Option<String>| json!(v.clone().unwrap_or_default());
-    json!({
-        "cgroups": rt.cgroups.unwrap_or_default(),
-        "mounts": ms,
-        "mkdir": rt.mkdir.unwrap_or_default(),
-        "interfaces": ifs,
-        "bindNS": {
-            "cgroup": s(&rt.bind_ns.cgroup), "ipc": s(&rt.bind_ns.ipc), "mnt": s(&rt.bind_ns.mnt),
-            "net": s(&rt.bind_ns.net), "pid": s(&rt.bind_ns.pid), "user": s(&rt.bind_ns.user), "uts": s(&rt.bind_ns.uts),
+    let b = &rt.bind_ns;
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    RuntimeJson {
+        cgroups: rt.cgroups.unwrap_or_default(),
+        mounts,
+        mkdir: rt.mkdir.unwrap_or_default(),
+        interfaces,
+        bind_ns: BindNs {
+            cgroup: o(&b.cgroup),
+            ipc: o(&b.ipc),
+            mnt: o(&b.mnt),
+            net: o(&b.net),
+            pid: o(&b.pid),
+            user: o(&b.user),
+            uts: o(&b.uts),
         },
-        "namespace": rt.namespace.unwrap_or_default(),
-    })
+        namespace: rt.namespace.unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::yaml::Moby;
+    use serde_json::json;
+
+    /// config.json as the JSON written into the image.
+    fn cfg_json(c: &Container, img: &ImageConfig, rootfs: &Tree, ids: &BTreeMap<String, u32>) -> Value {
+        serde_json::to_value(oci_config(c, img, rootfs, ids).unwrap()).unwrap()
+    }
 
     fn one(y: &str) -> Container {
         Moby::parse(y, "t").unwrap().services.remove(0)
@@ -521,7 +473,7 @@ mod tests {
     fn linuxkit_defaults() {
         let c = one("services:\n  - name: s\n    image: busybox\n    command: [sleep, '1']\n");
         let img = ImageConfig { env: vec!["PATH=/bin".into()], ..Default::default() };
-        let cfg = oci_config(&c, &img, &Tree::new(), &BTreeMap::new()).unwrap();
+        let cfg = cfg_json(&c, &img, &Tree::new(), &BTreeMap::new());
         // Go's omitempty: no capability sets at all, no readonly flag, no terminal.
         assert_eq!(cfg["process"]["capabilities"], json!({}));
         assert_eq!(cfg["process"]["cwd"], "/");
@@ -556,7 +508,7 @@ services:
 "#;
         let mut rootfs = Tree::new();
         rootfs.insert("etc/passwd", crate::tree::Node::file(b"nobody:x:65534:65534::/:/bin/false\n".to_vec(), 0o644));
-        let cfg = oci_config(&one(y), &ImageConfig::default(), &rootfs, &BTreeMap::new()).unwrap();
+        let cfg = cfg_json(&one(y), &ImageConfig::default(), &rootfs, &BTreeMap::new());
         assert_eq!(cfg["process"]["capabilities"]["effective"], json!(["CAP_NET_ADMIN", "CAP_NET_RAW"]));
         assert_eq!(cfg["process"]["user"]["uid"], 65534);
         assert_eq!(cfg["linux"]["namespaces"], json!([{"type": "network"}, {"type": "mount"}, {"type": "cgroup"}]));
@@ -582,10 +534,10 @@ services:
         let ids = assigned_ids(&m);
         assert_eq!(ids, BTreeMap::from([("a".into(), 100), ("z".into(), 101), ("s".into(), 102)]));
         let img = ImageConfig { user: "1000:1000".into(), ..Default::default() };
-        let cfg = oci_config(&m.services[0], &img, &Tree::new(), &ids).unwrap();
+        let cfg = cfg_json(&m.services[0], &img, &Tree::new(), &ids);
         assert_eq!(cfg["process"]["user"], json!({"uid": 102, "gid": 100, "additionalGids": [101, 5]}));
         let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n");
-        let cfg = oci_config(&c, &img, &Tree::new(), &ids).unwrap();
+        let cfg = cfg_json(&c, &img, &Tree::new(), &ids);
         assert_eq!(cfg["process"]["user"], json!({"uid": 0, "gid": 0}), "image User ignored, as LinuxKit");
         assert!(ignored_image_settings(&c, &img).unwrap().contains("image User \"1000:1000\" ignored"));
         let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n    uid: nosuch\n");
@@ -610,10 +562,115 @@ services:
     #[test]
     fn runtime_overlay_and_readonly() {
         let c = one("services:\n  - name: s\n    image: busybox\n");
-        let rw = runtime_json(&c, "/containers/services/s", "/containers/services/s/lower", false);
+        let rw =
+            serde_json::to_value(runtime_json(&c, "/containers/services/s", "/containers/services/s/lower", false))
+                .unwrap();
         assert_eq!(rw["mounts"][2]["type"], "overlay");
         assert_eq!(rw["mounts"][1]["options"], json!(["remount", "private"]));
-        let ro = runtime_json(&c, "/containers/services/s", "/containers/services/s/rootfs", true);
+        let ro =
+            serde_json::to_value(runtime_json(&c, "/containers/services/s", "/containers/services/s/rootfs", true))
+                .unwrap();
         assert_eq!(ro["mounts"][0]["options"], json!(["bind"]));
+    }
+
+    #[test]
+    fn written_files_parse_with_keel_runtime() {
+        let y = r#"
+services:
+  - name: s
+    image: busybox
+    command: [x]
+    capabilities: [all]
+    ambient: [net_raw]
+    net: /run/netns/x
+    readonly: true
+    hostname: h
+    rlimits: ["nofile,1024,unlimited"]
+    noNewPrivileges: true
+    oomScoreAdj: -10
+    sysctl: {net.ipv4.ip_forward: "1"}
+    cgroupsPath: /keel/s
+    rootfsPropagation: shared
+    maskedPaths: [/proc/kcore]
+    readonlyPaths: [/proc/sys]
+    uidMappings: [{containerID: 0, hostID: 1000, size: 1}]
+    resources:
+      memory: {limit: 1048576}
+      devices: [{allow: false, access: rwm}]
+    devices:
+      - {path: /dev/fuse, type: c, major: 10, minor: 229, mode: "0666"}
+      - {path: all, type: b}
+    annotations: {keel.restart: always}
+    runtime:
+      mkdir: [/var/x]
+      interfaces: [{name: eth1, add: veth, peer: veth1, createInRoot: true}]
+      bindNS: {net: /run/netns/s}
+"#;
+        let c = one(y);
+        let written = crate::spec::to_json(
+            &oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new()).unwrap(),
+            "config.json",
+        )
+        .unwrap();
+        let spec: keel_runtime::spec::Spec = serde_json::from_slice(&written).unwrap();
+        let p = spec.process.unwrap();
+        assert_eq!(p.args, ["x"]);
+        assert_eq!(p.capabilities.as_ref().unwrap().ambient, ["CAP_NET_RAW"]);
+        assert_eq!(p.capabilities.unwrap().bounding.len(), ALL_CAPS.len());
+        assert_eq!((p.rlimits[0].soft, p.rlimits[0].hard), (1024, u64::MAX));
+        assert!(p.no_new_privileges);
+        assert_eq!(p.oom_score_adj, Some(-10));
+        assert!(spec.root.unwrap().readonly);
+        assert_eq!(spec.hostname.as_deref(), Some("h"));
+        assert_eq!(spec.annotations["keel.restart"], "always");
+        let l = spec.linux.unwrap();
+        let net = l.namespace(keel_runtime::spec::NamespaceType::Network).unwrap();
+        assert_eq!(net.path.as_deref(), Some("/run/netns/x"));
+        assert_eq!(l.uid_mappings[0].host_id, 1000);
+        assert_eq!(l.devices[0].file_mode, Some(0o666));
+        assert_eq!(l.sysctl["net.ipv4.ip_forward"], "1");
+        let r = l.resources.unwrap();
+        assert_eq!(r.memory.unwrap().limit, Some(1048576));
+        let rules: Vec<(bool, Option<&str>, Option<i64>)> =
+            r.devices.iter().map(|d| (d.allow, d.kind.as_deref(), d.major)).collect();
+        assert_eq!(rules, [(false, None, None), (true, Some("c"), Some(10)), (true, Some("b"), None)]);
+
+        let rt = crate::spec::to_json(
+            &runtime_json(&c, "/containers/services/s", "/containers/services/s/rootfs", true),
+            "runtime.json",
+        )
+        .unwrap();
+        let rt: keel_runtime::RuntimeJson = serde_json::from_slice(&rt).unwrap();
+        assert_eq!(rt.mounts[0].options, ["bind"]);
+        assert_eq!(rt.mkdir, ["/var/x"]);
+        assert!(rt.interfaces[0].create_in_root && rt.interfaces[0].peer == "veth1");
+        assert_eq!(rt.bind_ns.entries().collect::<Vec<_>>(), [("net", "/run/netns/s")]);
+    }
+
+    #[test]
+    fn bad_resources_name_the_container() {
+        let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n    resources: {devices: [{allow: maybe}]}\n");
+        let e = oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.starts_with("s: resources: "), "{e}");
+        let c = one("services:\n  - name: s\n    image: busybox\n    command: [x]\n    resources: [1]\n");
+        let e = oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("s: resources must be a mapping"), "{e}");
+    }
+
+    #[test]
+    fn written_in_go_field_order() {
+        let c = one(
+            "services:\n  - name: s\n    image: busybox\n    command: [x]\n    hostname: h\n    annotations: {a: b}\n",
+        );
+        let cfg = oci_config(&c, &ImageConfig::default(), &Tree::new(), &BTreeMap::new()).unwrap();
+        let text = String::from_utf8(crate::spec::to_json(&cfg, "config.json").unwrap()).unwrap();
+        let top: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("  \"")).map(|l| l.trim().split('"').nth(1).unwrap_or("")).collect();
+        assert_eq!(top, ["ociVersion", "process", "root", "hostname", "mounts", "annotations", "linux"]);
+        let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+        assert!(at("user") < at("args") && at("args") < at("cwd") && at("cwd") < at("capabilities"));
+        assert!(at("resources") < at("namespaces"));
+        // Deterministic: the same input writes the same bytes.
+        assert_eq!(crate::spec::to_json(&cfg, "config.json").unwrap(), text.as_bytes());
     }
 }

@@ -82,7 +82,7 @@ pub fn apply(
             let data = match md.as_str() {
                 "yaml" => yaml_text.as_bytes().to_vec(),
                 "json" => {
-                    let v: serde_yaml::Value = serde_yaml::from_str(yaml_text)
+                    let v: yaml_serde::Value = yaml_serde::from_str(yaml_text)
                         .map_err(|e| Error::Config(format!("files: {p}: metadata json: {e}")))?;
                     serde_json::to_vec_pretty(&v)
                         .map_err(|e| Error::Config(format!("files: {p}: metadata json: {e}")))?

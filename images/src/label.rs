@@ -20,8 +20,8 @@ pub const LABEL: &str = "org.mobyproject.config";
 
 /// Parse a label's text (JSON; LinuxKit parses it as YAML, of which JSON is a subset) for container `who`.
 pub fn parse(text: &str, who: &str, image: &str) -> Result<Container, Error> {
-    let c: Container =
-        serde_yaml::from_str(text).map_err(|e| Error::Config(format!("{who}: image {image}: label {LABEL}: {e}")))?;
+    let c: Container = yaml_serde::from_str(text)
+        .map_err(|e| Error::Config(crate::yaml::yaml_error(&format!("{who}: image {image}: label {LABEL}"), &e)))?;
     if !c.name.is_empty() {
         return Err(Error::Config(format!("{who}: image {image}: label {LABEL}: name cannot be set in a label")));
     }
@@ -349,5 +349,11 @@ mod tests {
         assert!(parse(r#"{"name":"x"}"#, "s", "img").unwrap_err().to_string().contains("name cannot"));
         let e = parse(r#"{"capabilitiez":[]}"#, "s", "img").unwrap_err().to_string();
         assert!(e.contains("s: image img: label org.mobyproject.config") && e.contains("capabilitiez"), "{e}");
+        let e = parse(r#"{"net": "host", "capabilities": 3}"#, "s", "img").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "s: image img: label org.mobyproject.config: line 1 column 33: capabilities: invalid type: integer `3`, \
+             expected a sequence"
+        );
     }
 }

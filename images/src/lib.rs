@@ -1,7 +1,7 @@
 //! keel-image: turns a LinuxKit-style image YAML into a kernel + initramfs (cpio.gz) + cmdline, and boots it in QEMU.
 //!
 //! One file per concern: [`yaml`] (schema), [`config`] (container entry -> OCI config.json + runtime.json with
-//! LinuxKit's defaults), [`sources`] (busybox / oci: / docker-archive: / rootfs: image sources), [`files`]
+//! LinuxKit's defaults), [`spec`] (those two files as types), [`sources`] (busybox / oci: / docker-archive: / rootfs: image sources), [`files`]
 //! (`files:`), [`reference`], [`registry`], [`auth`], [`cache`] and [`progress`] (pulling by registry reference into
 //! LinuxKit's cache layout, verified), [`tree`] (the in-memory file tree everything is assembled in), [`cpio`] (newc writer),
 //! [`kernel`] (Debian kernel fetch, modules and their index), [`layout`] (keel's in-image layout), [`build`]
@@ -24,6 +24,7 @@ pub mod reference;
 pub mod registry;
 pub mod run;
 pub mod sources;
+pub mod spec;
 pub mod test_registry;
 pub mod testutil;
 pub mod tree;
@@ -68,4 +69,22 @@ pub fn io<P: AsRef<std::path::Path>>(what: &str, path: P) -> impl FnOnce(std::io
     let what = what.to_string();
     let path = path.as_ref().display().to_string();
     move |err| Error::Io { what, path, err }
+}
+
+/// `data` as JSON of type `T` (`kind` says what it should be: "image index", ...). Errors name `what`, the line,
+/// column and field path (`index.json: bad image index: line 3 column 13: manifests[0].digest: invalid type ...`).
+pub fn parse_json<T: serde::de::DeserializeOwned>(data: &[u8], what: &str, kind: &str) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, col) = (inner.line(), inner.column());
+        // serde_json's message ends in " at line L column C": the position goes first instead.
+        let msg = inner.to_string();
+        let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]).to_string();
+        // "?" is serde_path_to_error's unknown segment (a syntax error between fields): no field then.
+        let path = path.trim_end_matches(".?");
+        let field = if matches!(path, "" | "." | "?") { String::new() } else { format!("{path}: ") };
+        Error::Source(format!("{what}: bad {kind}: line {line} column {col}: {field}{msg}"))
+    })
 }

@@ -220,7 +220,7 @@ fn main() {
             for spec in &positional {
                 let r = Reference::parse(spec).unwrap_or_else(|e| die(&e.to_string()));
                 match registry::pull(&r, &o) {
-                    Ok(d) => println!("{} {}", r, d["digest"].as_str().unwrap_or("")),
+                    Ok(d) => println!("{} {}", r, d.digest()),
                     Err(e) => {
                         eprintln!("keel-image: {e}");
                         exit(1)
@@ -252,8 +252,8 @@ fn cache_cmd(args: &[String], o: &PullOptions) {
             let entries = l.entries().unwrap_or_else(|e| fail(e));
             println!("{:<60} {:<20} {:>8}", "NAME", "DIGEST", "SIZE");
             for e in entries {
-                let d = e.descriptor["digest"].as_str().unwrap_or("");
-                let total = blobs_size(&l, d);
+                let d = e.descriptor.digest().to_string();
+                let total = blobs_size(&l, &d);
                 println!("{:<60} {:<20} {:>8}", e.name, &d[..d.len().min(19)], human(total));
             }
         }
@@ -292,18 +292,8 @@ fn blobs_size(l: &Layout, digest: &str) -> u64 {
         if md.len() > 4 << 20 {
             continue;
         }
-        let Ok(v) = std::fs::read(&p).map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())
-        else {
-            continue;
-        };
-        for m in v["manifests"].as_array().into_iter().flatten().chain(v["layers"].as_array().into_iter().flatten()) {
-            if let Some(x) = m["digest"].as_str() {
-                todo.push(x.to_string());
-            }
-        }
-        if let Some(x) = v["config"]["digest"].as_str() {
-            todo.push(x.to_string());
-        }
+        let Ok(data) = std::fs::read(&p) else { continue };
+        todo.extend(keel_image::cache::blob_links(&data));
     }
     total
 }

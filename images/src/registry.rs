@@ -17,7 +17,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use oci_spec::image::{Descriptor, Digest, MediaType};
+use serde::Deserialize;
 
 use crate::auth::{self, Credentials};
 use crate::cache::{self, parse_root, pick_platform, sha256_digest, Layout, Root};
@@ -221,9 +222,20 @@ impl Client {
                     req = req.set("Authorization", &c.basic());
                 }
                 let resp = req.call().map_err(|e| self.fail(&format!("{what}: token from {realm}"), e))?;
-                let v: Value = serde_json::from_reader(resp.into_reader().take(1 << 20))
-                    .map_err(|e| Error::Source(format!("pulling {}: token from {realm}: bad JSON: {e}", self.r)))?;
-                let tok = v["token"].as_str().or_else(|| v["access_token"].as_str()).ok_or_else(|| {
+                /// The token endpoint's answer (Docker's `token`, OAuth2's `access_token`).
+                #[derive(Deserialize)]
+                struct TokenAnswer {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                }
+                let mut body = Vec::new();
+                resp.into_reader()
+                    .take(1 << 20)
+                    .read_to_end(&mut body)
+                    .map_err(|e| Error::Source(format!("pulling {}: token from {realm}: {e}", self.r)))?;
+                let v: TokenAnswer =
+                    crate::parse_json(&body, &format!("pulling {}: token from {realm}", self.r), "answer")?;
+                let tok = v.token.filter(|t| !t.is_empty()).or(v.access_token).ok_or_else(|| {
                     Error::Source(format!("pulling {}: token from {realm}: no token in the answer", self.r))
                 })?;
                 self.authz = Some(format!("Bearer {tok}"));
@@ -406,7 +418,7 @@ impl Pull<'_> {
         }
     }
 
-    fn run(&mut self, arch: &str) -> Result<Value, Error> {
+    fn run(&mut self, arch: &str) -> Result<Descriptor, Error> {
         let r = self.c.r.clone();
         let (data, ct) = self.c.manifest(r.manifest_ref())?;
         let digest = sha256_digest(&data);
@@ -415,11 +427,16 @@ impl Pull<'_> {
                 return Err(Error::Source(format!("pulling {r}: manifest content hashes to {digest}, not {want}")));
             }
         }
-        let body: Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::Source(format!("pulling {r}: manifest {digest}: bad JSON: {e}")))?;
-        let media_type = body["mediaType"].as_str().map(String::from).unwrap_or_else(|| ct.clone());
+        let what = format!("{r}: manifest {digest}");
+        let media_type = match parse_root(&data, &what)? {
+            Root::Index(ix) => ix.media_type().clone(),
+            Root::Manifest(m) => m.media_type().clone(),
+        }
+        .unwrap_or_else(|| MediaType::from(ct.as_str()));
+        let typed_digest: Digest =
+            digest.parse().map_err(|e| Error::Source(format!("pulling {r}: manifest digest {digest}: {e}")))?;
         self.store_small(&digest, &data)?;
-        let root = json!({"mediaType": media_type, "digest": digest, "size": data.len()});
+        let root = Descriptor::new(media_type, data.len() as u64, typed_digest);
         let (mut cur, mut cur_digest) = (data, digest);
         for _ in 0..4 {
             match parse_root(&cur, &format!("{r}: manifest {cur_digest}"))? {
@@ -444,7 +461,7 @@ impl Pull<'_> {
 }
 
 /// Pull `r` into the cache (blobs already there and valid are kept) and record it; returns its descriptor.
-pub fn pull(r: &Reference, o: &PullOptions) -> Result<Value, Error> {
+pub fn pull(r: &Reference, o: &PullOptions) -> Result<Descriptor, Error> {
     if o.offline {
         return Err(Error::Source(format!("{r}: not pulling: --offline")));
     }
@@ -469,10 +486,8 @@ pub fn pull(r: &Reference, o: &PullOptions) -> Result<Value, Error> {
 }
 
 /// True when every blob `desc` needs for `arch` is in the cache (presence only; reads verify).
-fn complete(l: &Layout, desc: &Value, arch: &str) -> bool {
-    let (Some(mut dg), Some(mut sz)) = (desc["digest"].as_str().map(String::from), desc["size"].as_u64()) else {
-        return false;
-    };
+fn complete(l: &Layout, desc: &Descriptor, arch: &str) -> bool {
+    let (mut dg, mut sz) = (desc.digest().to_string(), desc.size());
     for _ in 0..4 {
         let Ok(data) = l.read_blob(&dg, Some(sz)) else { return false };
         match parse_root(&data, "cached manifest") {
@@ -495,7 +510,7 @@ fn complete(l: &Layout, desc: &Value, arch: &str) -> bool {
 }
 
 /// The cached descriptor of `r`, pulling it first when missing (or incomplete for this arch, or `always`).
-pub fn ensure(r: &Reference, o: &PullOptions) -> Result<Value, Error> {
+pub fn ensure(r: &Reference, o: &PullOptions) -> Result<Descriptor, Error> {
     let l = Layout::at(&o.cache);
     let cached = if o.cache.join("index.json").exists() { l.lookup_for(&r.full(), &o.arch)? } else { None };
     if let Some(d) = &cached {

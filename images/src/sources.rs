@@ -8,9 +8,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value;
+use oci_spec::image::{Descriptor, ImageIndex};
+use serde::Deserialize;
 
-use crate::cache::{parse_root, pick_platform, Layout, Root};
+use crate::cache::{parse_index, parse_root, pick_platform, ref_name, Layout, Root};
 use crate::reference::Reference;
 use crate::registry::{self, PullOptions};
 use crate::tree::{norm, Kind, Node, Tree};
@@ -112,8 +113,8 @@ pub fn registry_image(r: &Reference, pull: &PullOptions) -> Result<Image, Error>
             Error::Source(format!("{e}; {}", how_to_get(r, pull)))
         }
     })?;
-    let digest = desc["digest"].as_str().unwrap_or("");
-    image_from_layout(&Layout::at(&pull.cache), digest, desc["size"].as_u64(), &pull.arch).map_err(|e| {
+    let digest = desc.digest().to_string();
+    image_from_layout(&Layout::at(&pull.cache), &digest, Some(desc.size()), &pull.arch).map_err(|e| {
         Error::Source(format!("{e} (in the cache {}; `keel-image cache rm {r}` drops it)", pull.cache.display()))
     })
 }
@@ -182,51 +183,47 @@ fn busybox(who: &str) -> Result<Image, Error> {
     })
 }
 
-fn read_json(p: &Path) -> Result<Value, Error> {
-    let s = std::fs::read(p).map_err(io("reading", p))?;
-    serde_json::from_slice(&s).map_err(|e| Error::Source(format!("{}: bad JSON: {e}", p.display())))
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
-}
-
-/// Image config JSON (OCI or Docker: the `config` object) -> defaults.
-pub fn parse_image_config(v: &Value) -> ImageConfig {
-    let c = v.get("config").or_else(|| v.get("Config")).cloned().unwrap_or(Value::Null);
-    ImageConfig {
-        env: strs(&c["Env"]),
-        entrypoint: strs(&c["Entrypoint"]),
-        cmd: strs(&c["Cmd"]),
-        working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
-        user: c["User"].as_str().unwrap_or("").to_string(),
-        labels: c["Labels"]
-            .as_object()
-            .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-            .unwrap_or_default(),
+/// An image config blob (OCI, or Docker's, which has the same `config` object) -> the defaults keel uses; `what`
+/// names the blob in errors (which carry line, column and field). Only the `config` object is read (not
+/// `architecture`, `os`, `rootfs`, which oci-spec's `ImageConfiguration` requires), so configs written by any tool
+/// are accepted.
+pub fn parse_image_config(data: &[u8], what: &str) -> Result<ImageConfig, Error> {
+    #[derive(Deserialize)]
+    struct ConfigFile {
+        #[serde(alias = "Config")]
+        config: Option<oci_spec::image::Config>,
     }
+    let f: ConfigFile = crate::parse_json(data, what, "image config")?;
+    let c = f.config.unwrap_or_default();
+    Ok(ImageConfig {
+        env: c.env().clone().unwrap_or_default(),
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        user: c.user().clone().unwrap_or_default(),
+        labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+    })
 }
 
 /// Pick a manifest descriptor from an index: by tag (`org.opencontainers.image.ref.name` equal to it, else ending
 /// in `:TAG`), else the only one, else the only linux/amd64 one. More than one candidate (with different digests)
 /// is an error naming them: never a silent pick.
-fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
-    let ms = index["manifests"].as_array().cloned().unwrap_or_default();
+fn pick(index: &ImageIndex, tag: Option<&str>, what: &str) -> Result<Descriptor, Error> {
+    let ms = index.manifests();
     if ms.is_empty() {
         return Err(Error::Source(format!("{what}: no manifests")));
     }
-    let name = |m: &Value| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or("").to_string();
-    let describe = |c: &[&Value]| -> String {
+    let name = |m: &Descriptor| ref_name(m).to_string();
+    let describe = |c: &[&Descriptor]| -> String {
         c.iter()
             .map(|m| {
                 let n = name(m);
-                let d = m["digest"].as_str().unwrap_or("?");
+                let d = m.digest().to_string();
                 let d = &d[..d.len().min(19)];
-                let p = format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap_or("?"),
-                    m["platform"]["architecture"].as_str().unwrap_or("?")
-                );
+                let p = match m.platform() {
+                    Some(p) => format!("{}/{}", p.os(), p.architecture()),
+                    None => "?/?".into(),
+                };
                 if n.is_empty() {
                     format!("{d} ({p})")
                 } else {
@@ -237,8 +234,8 @@ fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
             .join(", ")
     };
     // One candidate, or several that are the same manifest.
-    let only = |c: Vec<&Value>, why: &str| -> Result<Value, Error> {
-        let mut digests: Vec<&str> = c.iter().map(|m| m["digest"].as_str().unwrap_or("")).collect();
+    let only = |c: Vec<&Descriptor>, why: &str| -> Result<Descriptor, Error> {
+        let mut digests: Vec<&str> = c.iter().map(|m| m.digest().as_ref()).collect();
         digests.dedup();
         if digests.len() == 1 {
             return Ok(c[0].clone());
@@ -246,11 +243,12 @@ fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
         Err(Error::Source(format!("{what}: {} manifests {why}: {}; name one by its full tag", c.len(), describe(&c))))
     };
     if let Some(tag) = tag {
-        let exact: Vec<&Value> = ms.iter().filter(|m| name(m) == tag).collect();
+        let exact: Vec<&Descriptor> = ms.iter().filter(|m| name(m) == tag).collect();
         if !exact.is_empty() {
             return only(exact, &format!("tagged {tag:?}"));
         }
-        let suffix: Vec<&Value> = ms.iter().filter(|m| name(m).rsplit_once(':').map(|(_, t)| t) == Some(tag)).collect();
+        let suffix: Vec<&Descriptor> =
+            ms.iter().filter(|m| name(m).rsplit_once(':').map(|(_, t)| t) == Some(tag)).collect();
         if !suffix.is_empty() {
             return only(suffix, &format!("tagged ...:{tag}"));
         }
@@ -260,8 +258,14 @@ fn pick(index: &Value, tag: Option<&str>, what: &str) -> Result<Value, Error> {
     if ms.len() == 1 {
         return Ok(ms[0].clone());
     }
-    let amd64: Vec<&Value> =
-        ms.iter().filter(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64").collect();
+    let amd64: Vec<&Descriptor> = ms
+        .iter()
+        .filter(|m| {
+            m.platform()
+                .as_ref()
+                .is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == "amd64")
+        })
+        .collect();
     if amd64.is_empty() {
         return Err(Error::Source(format!(
             "{what}: {} manifests and none for linux/amd64: {}; name a tag",
@@ -279,9 +283,10 @@ pub fn oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, Error> {
 
 /// Read an OCI image layout directory, resolving indexes to linux/`arch`. Every blob is verified.
 pub fn oci_layout_arch(dir: &Path, tag: Option<&str>, arch: &str) -> Result<Image, Error> {
-    let index = read_json(&dir.join("index.json"))?;
+    let p = dir.join("index.json");
+    let index = parse_index(&std::fs::read(&p).map_err(io("reading", &p))?, &p.display().to_string())?;
     let desc = pick(&index, tag, "index.json")?;
-    image_from_layout(&Layout::at(dir), desc["digest"].as_str().unwrap_or(""), desc["size"].as_u64(), arch)
+    image_from_layout(&Layout::at(dir), desc.digest().as_ref(), Some(desc.size()), arch)
 }
 
 /// The image whose manifest (or index, resolved to linux/`arch`) is blob `digest` of layout `l`: manifest,
@@ -297,8 +302,7 @@ pub fn image_from_layout(l: &Layout, digest: &str, size: Option<u64>, arch: &str
             }
             Root::Manifest(m) => {
                 let raw = l.read_desc(m.config())?;
-                let cfg: Value = serde_json::from_slice(&raw)
-                    .map_err(|e| Error::Source(format!("config {}: bad JSON: {e}", m.config().digest())))?;
+                let config = parse_image_config(&raw, &format!("config {}", m.config().digest()))?;
                 let mut rootfs = Tree::new();
                 for layer in m.layers() {
                     let mt = layer.media_type().to_string();
@@ -309,7 +313,7 @@ pub fn image_from_layout(l: &Layout, digest: &str, size: Option<u64>, arch: &str
                     apply_layer(&mut rootfs, &data)
                         .map_err(|e| Error::Source(format!("layer {}: {e}", layer.digest())))?;
                 }
-                return Ok(Image { rootfs, config: parse_image_config(&cfg) });
+                return Ok(Image { rootfs, config });
             }
         }
     }
@@ -337,11 +341,19 @@ pub fn docker_archive_ref(path: &Path, want: Option<&str>) -> Result<Image, Erro
         }
     }
     let get = |n: &str| files.get(&norm(n)).ok_or_else(|| Error::Source(format!("{n} missing in the archive")));
-    let manifest: Value = serde_json::from_slice(get("manifest.json")?)
-        .map_err(|e| Error::Source(format!("manifest.json: bad JSON: {e}")))?;
-    let all = manifest.as_array().cloned().unwrap_or_default();
-    let tags = |m: &Value| strs(&m["RepoTags"]);
-    let chosen: Vec<&Value> = match want {
+    /// One image of a `docker save` manifest.json.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct ArchiveImage {
+        config: String,
+        #[serde(default)]
+        repo_tags: Option<Vec<String>>,
+        #[serde(default)]
+        layers: Vec<String>,
+    }
+    let all: Vec<ArchiveImage> = crate::parse_json(get("manifest.json")?, "manifest.json", "docker save manifest")?;
+    let tags = |m: &ArchiveImage| m.repo_tags.clone().unwrap_or_default();
+    let chosen: Vec<&ArchiveImage> = match want {
         Some(w) => all
             .iter()
             .filter(|m| tags(m).iter().any(|t| t == w || t.rsplit_once(':').map(|x| x.1) == Some(w)))
@@ -368,13 +380,12 @@ pub fn docker_archive_ref(path: &Path, want: Option<&str>) -> Result<Image, Erro
             )))
         }
     };
-    let cfg: Value = serde_json::from_slice(get(m["Config"].as_str().unwrap_or(""))?)
-        .map_err(|e| Error::Source(format!("image config: bad JSON: {e}")))?;
+    let config = parse_image_config(get(&m.config)?, &format!("image config {}", m.config))?;
     let mut rootfs = Tree::new();
-    for l in strs(&m["Layers"]) {
-        apply_layer(&mut rootfs, get(&l)?).map_err(|e| Error::Source(format!("layer {l}: {e}")))?;
+    for l in &m.layers {
+        apply_layer(&mut rootfs, get(l)?).map_err(|e| Error::Source(format!("layer {l}: {e}")))?;
     }
-    Ok(Image { rootfs, config: parse_image_config(&cfg) })
+    Ok(Image { rootfs, config })
 }
 
 fn maybe_gunzip(data: Vec<u8>) -> Result<Vec<u8>, Error> {

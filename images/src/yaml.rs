@@ -23,7 +23,7 @@ pub struct Moby {
     /// LinuxKit's volumes: `/containers/volumes/NAME/{lower,tmp,merged}`, bound into containers by name.
     pub volumes: Vec<Volume>,
     /// LinuxKit's content trust section: accepted and ignored (signatures are not checked; a note says so).
-    pub trust: Option<serde_yaml::Value>,
+    pub trust: Option<yaml_serde::Value>,
 }
 
 /// One `volumes:` entry (LinuxKit's `Volume`): the image's files (or nothing) in `lower`, an overlay at `merged`
@@ -62,11 +62,45 @@ pub struct Kernel {
 }
 
 /// A uid/gid: a number or a name (resolved in the container's /etc/passwd or /etc/group).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Id {
     Num(u32),
     Name(String),
+}
+
+// By hand rather than `#[serde(untagged)]`: a wrong type then says what is expected, at the value's own line.
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a uid/gid (a number from 0 to 4294967295) or a user/group/container name")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Id, E> {
+                u32::try_from(n).map(Id::Num).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Id, E> {
+                u32::try_from(n).map(Id::Num).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Id, E> {
+                Ok(Id::Name(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A YAML error as `ORIGIN: line L column C: FIELD.PATH: message` (yaml_serde appends " at line L column C" to its
+/// message itself; the position goes first instead).
+pub fn yaml_error(origin: &str, e: &yaml_serde::Error) -> String {
+    let loc = e.location().map(|l| format!("line {} column {}: ", l.line(), l.column())).unwrap_or_default();
+    let msg = e.to_string();
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if !loc.is_empty() => msg[..i].to_string(),
+        _ => msg,
+    };
+    format!("{origin}: {loc}{msg}")
 }
 
 /// One `mounts:` entry (OCI mount, LinuxKit lets type/source/destination default).
@@ -206,16 +240,7 @@ pub struct File {
 impl Moby {
     /// Parse an image definition; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Moby, Error> {
-        let m: Moby = serde_yaml::from_str(text).map_err(|e| {
-            let loc = e.location().map(|l| format!("line {} column {}: ", l.line(), l.column())).unwrap_or_default();
-            // serde_yaml appends " at line L column C" itself; keep the message and put the position first.
-            let msg = e.to_string();
-            let msg = match msg.rfind(" at line ") {
-                Some(i) if !loc.is_empty() => msg[..i].to_string(),
-                _ => msg,
-            };
-            Error::Yaml(format!("{origin}: {loc}{msg}"))
-        })?;
+        let m: Moby = yaml_serde::from_str(text).map_err(|e| Error::Yaml(yaml_error(origin, &e)))?;
         m.validate(origin)?;
         Ok(m)
     }
@@ -320,7 +345,43 @@ trust:
     fn wrong_type_has_line_number() {
         let y = "services:\n  - name: web\n    image: busybox\n    readonly: maybe\n";
         let e = Moby::parse(y, "t.yml").unwrap_err().to_string();
-        assert!(e.contains("line 4"), "{e}");
+        assert_eq!(
+            e,
+            "invalid image definition: t.yml: line 4 column 15: services[0].readonly: invalid type: string \"maybe\", \
+             expected a boolean"
+        );
+        let y = "services:\n  - name: web\n    image: busybox\n    runtime:\n      bindNS:\n        nett: x\n";
+        let e = Moby::parse(y, "t.yml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "invalid image definition: t.yml: line 6 column 9: services[0].runtime.bindNS: unknown field `nett`"
+            ),
+            "{e}"
+        );
+        let e = Moby::parse("services: 3\n", "t.yml").unwrap_err().to_string();
+        assert!(
+            e.ends_with("t.yml: line 1 column 11: services: invalid type: integer `3`, expected a sequence"),
+            "{e}"
+        );
+        let e = Moby::parse("services:\n  - name: web\n    image: [a\n", "t.yml").unwrap_err().to_string();
+        assert!(e.contains("t.yml: line 3 column 12: "), "{e}");
+    }
+
+    #[test]
+    fn ids_numbers_or_names() {
+        let y = "services:\n  - name: web\n    image: busybox\n    uid: [1]\n";
+        let e = Moby::parse(y, "t.yml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.yml: line 4 column 10: services[0].uid: invalid type: sequence, expected a uid/gid"),
+            "{e}"
+        );
+        let y = "services:\n  - name: web\n    image: busybox\n    uid: -1\n";
+        let e = Moby::parse(y, "t.yml").unwrap_err().to_string();
+        assert!(e.contains("line 4 column 10: services[0].uid: invalid value: integer `-1`"), "{e}");
+        let y = "services:\n  - name: web\n    image: busybox\n    uid: 65534\n    gid: '7'\n    additionalGids: [1, wheel]\n";
+        let s = &Moby::parse(y, "t.yml").unwrap().services[0];
+        assert_eq!((s.uid.clone(), s.gid.clone()), (Some(Id::Num(65534)), Some(Id::Name("7".into()))));
+        assert_eq!(s.additional_gids, Some(vec![Id::Num(1), Id::Name("wheel".into())]));
     }
 
     #[test]

@@ -23,6 +23,11 @@ use keel_image::tree::Tree;
 use keel_image::yaml::Moby;
 use serde_json::{json, Value};
 
+/// The stand-in's image config (the `config` object of an image config blob), parsed as keel parses blobs.
+fn image_config(config: &Value) -> keel_image::sources::ImageConfig {
+    parse_image_config(&serde_json::to_vec(&json!({"config": config})).unwrap(), "stand-in config").unwrap()
+}
+
 fn data() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/linuxkit")
 }
@@ -66,11 +71,11 @@ fn linuxkit_packages_config_json_equals_linuxkit_build() {
         let fixture: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
                 .unwrap();
-        let img = parse_image_config(&json!({"config": fixture["image"]}));
+        let img = image_config(&fixture["image"]);
         assert!(img.labels.contains_key(label::LABEL), "{}: stand-in without a label", c.name);
         let (merged, note) = label::resolve(c, &img).unwrap();
         assert!(note.is_some(), "{}: no note about the label", c.name);
-        let mut cfg = oci_config(&merged, &img, &Tree::new(), &ids).unwrap();
+        let mut cfg = serde_json::to_value(oci_config(&merged, &img, &Tree::new(), &ids).unwrap()).unwrap();
 
         // keel's deliberate difference: a cgroup namespace, last. Checked, then taken out for the comparison.
         let ns = cfg["linux"]["namespaces"].as_array_mut().unwrap();
@@ -80,7 +85,8 @@ fn linuxkit_packages_config_json_equals_linuxkit_build() {
         let readonly = merged.readonly.unwrap_or(false);
         let own = format!("{bundle}/{}", if readonly { "rootfs" } else { "lower" });
         let lower = first_copy.entry(c.image.clone()).or_insert(own).clone();
-        let rt = runtime_json(&merged, &format!("/{bundle}"), &format!("/{lower}"), readonly);
+        let rt =
+            serde_json::to_value(runtime_json(&merged, &format!("/{bundle}"), &format!("/{lower}"), readonly)).unwrap();
 
         let mut d = Vec::new();
         diff("config.json", &cfg, &fixture["config.json"], &mut d);
@@ -103,7 +109,7 @@ fn linuxkit_package_notes() {
         let c = m.services.iter().chain(m.onboot.iter()).find(|c| c.name == name).unwrap();
         let f: Value =
             serde_json::from_str(&std::fs::read_to_string(data().join(format!("{name}.json"))).unwrap()).unwrap();
-        label::resolve(c, &parse_image_config(&json!({"config": f["image"]}))).unwrap().1.unwrap()
+        label::resolve(c, &image_config(&f["image"])).unwrap().1.unwrap()
     };
     assert_eq!(note("getty"), "getty: from label: capabilities all, 11 binds, 5 devices, net host, pid host");
     assert_eq!(note("sshd"), "sshd: from label: capabilities all, 11 binds (+1 from binds.add), 1 device, pid host");

@@ -97,7 +97,7 @@ fn single_image_pull_cache_offline_and_rm() {
     assert_eq!(names, vec![spec.clone()]);
     assert!(cache.join("oci-layout").is_file());
     let entry = l.lookup(&spec).unwrap().unwrap();
-    assert_eq!(entry["digest"].as_str().unwrap(), layout_manifest_digest(&layout));
+    assert_eq!(entry.digest().to_string(), layout_manifest_digest(&layout));
     // Manifest + config + 2 layers, nothing else.
     assert_eq!(blob_files(&cache).len(), 4, "{:?}", blob_files(&cache));
     // Registry gone: the cache serves, with and without --offline.
@@ -159,7 +159,7 @@ fn multi_arch_index_and_digest_reference() {
     // The cache holds the index, the amd64 manifest, its config and layer: not arm64's.
     assert_eq!(blob_files(&cache).len(), 4, "{:?}", blob_files(&cache));
     let root = Layout::at(&cache).lookup(&spec).unwrap().unwrap();
-    assert_eq!(root["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(root.media_type().to_string(), "application/vnd.oci.image.index.v1+json");
     // --arch arm64: the same cached index, the other platform's blobs pulled.
     let arm = PullOptions { arch: "arm64".into(), ..opts(&cache) };
     let img = load_with(&spec, "m", Path::new("/"), &arm).unwrap();
@@ -177,9 +177,9 @@ fn multi_arch_index_and_digest_reference() {
     let img = load_with(&dspec, "m", Path::new("/"), &arm).unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
     assert_eq!(file_text(&img, "srv/arch.txt"), "built for arm64\n");
     let droot = Layout::at(&cache).lookup(&dspec).unwrap().unwrap();
-    assert_eq!(droot["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json");
+    assert_eq!(droot.media_type().to_string(), "application/vnd.docker.distribution.manifest.list.v2+json");
     // By digest (of the index): pulled by digest, cached under the digest reference.
-    let idx_digest = root["digest"].as_str().unwrap().to_string();
+    let idx_digest = root.digest().to_string();
     let by_digest = format!("{}/keel/multi@{idx_digest}", reg.host());
     let cache2 = d.join("cache2");
     let img = load_with(&by_digest, "m", Path::new("/"), &opts(&cache2)).unwrap();
@@ -449,7 +449,7 @@ fn token_auth_with_docker_config_credentials() {
     assert_eq!(file_text(&img, "srv/hello.txt"), "behind a token\n");
     // `keel-image pull` path: pulls again (blobs already there are kept).
     let desc = registry::pull(&Reference::parse(&spec).unwrap(), &PullOptions { always: true, ..o }).unwrap();
-    assert_eq!(desc["digest"].as_str().unwrap(), layout_manifest_digest(&layout));
+    assert_eq!(desc.digest().to_string(), layout_manifest_digest(&layout));
     let _ = std::fs::remove_dir_all(&d);
 }
 

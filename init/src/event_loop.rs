@@ -346,7 +346,7 @@ impl Loop {
                 }
                 if let Some(pid) = self.rt.get(unit).and_then(|r| r.pid) {
                     if let Err(e) = sys::kill(pid, signal) {
-                        if e != libc::ESRCH {
+                        if e.0 != libc::ESRCH {
                             let n = self.name(unit);
                             self.keel_line(
                                 Level::Warn,
@@ -366,7 +366,7 @@ impl Loop {
                 }
                 // We are PID 1 (of the machine or of the sandbox's pid namespace): -1 means everything but us.
                 if let Err(e) = sys::kill(-1, signal) {
-                    if e != libc::ESRCH {
+                    if e.0 != libc::ESRCH {
                         self.keel_line(Level::Warn, &format!("kill(-1, {}): errno {e}", signal_name(signal)));
                     }
                 }
@@ -863,7 +863,7 @@ impl Loop {
             match self.ep.add(log.rd.as_raw_fd(), T_LOG | u as u64) {
                 Ok(()) => {}
                 Err(e) => {
-                    failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+                    failed.push(e.0);
                     still.push(u);
                 }
             }
@@ -1002,7 +1002,7 @@ impl Loop {
     fn check_no_processes(&mut self) {
         // kill(-1, 0) alone never says ESRCH on a real machine: kernel threads count as signalable. But every
         // user process is a descendant of PID 1 (orphans are reparented here), so "no children" means "none left".
-        if !sys::has_children() || sys::kill(-1, 0) == Err(libc::ESRCH) {
+        if !sys::has_children() || sys::kill(-1, 0) == Err(sys::Errno::ESRCH) {
             self.killall_pending = false;
             self.queue.push_back(Event::NoProcessesLeft);
         }
@@ -1022,7 +1022,7 @@ impl Loop {
             if let Err(e) = self.ep.add(fd, T_CLIENT | i as u64) {
                 // Never answered otherwise: close it (keelctl sees the connection end) and say so once per errno.
                 c.drop_client(i);
-                failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+                failed.push(e.0);
             }
         }
         for errno in failed {
@@ -1062,7 +1062,7 @@ impl Loop {
                 // Its output would never be flushed: drop it now rather than leave it hanging.
                 self.ep.delete(fd);
                 c.drop_client(i);
-                failed.push(e.raw_os_error().unwrap_or(libc::EIO));
+                failed.push(e.0);
             }
         }
         for fd in removed {
@@ -1236,8 +1236,8 @@ pub fn state_str(s: State) -> &'static str {
 }
 
 /// "epoll add log pipe of web: Cannot allocate memory (errno 12)", and whether it may heal.
-fn epoll_failure(what: &str, e: &std::io::Error) -> (String, bool) {
-    spawner::io_failure(format!("epoll add {what}"), e)
+fn epoll_failure(what: &str, e: &sys::Errno) -> (String, bool) {
+    spawner::io_failure(format!("epoll add {what}"), &std::io::Error::from(*e))
 }
 
 /// The note for lines a unit's console rate limit held back.

@@ -191,7 +191,7 @@ pub fn main() -> ! {
     let banner = format!(
         "keel {} starting (kernel {}, {n_onboot} onboot, {n_services} services{})",
         env!("CARGO_PKG_VERSION"),
-        keel_rc::modules::kernel_release(),
+        keel_sys::kernel_release(),
         if sandbox { ", sandbox" } else { "" }
     );
     say(&mut console, &mut keel_ring, Level::Info, &banner, true);

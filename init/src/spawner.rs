@@ -283,7 +283,7 @@ pub fn spawn(
     let mut ready_pipe = None;
     match ready {
         Ready::Fd(n) if (3..=READY_FD_MAX).contains(&n) => {
-            let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e))?;
+            let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e.into()))?;
             opts.preserve_fds = std::iter::repeat_n(devnull, (n - 3) as usize).collect();
             opts.preserve_fds.push(w.as_raw_fd());
             ready_pipe = Some((r, w));
@@ -323,7 +323,7 @@ pub fn io_failure(what: String, e: &std::io::Error) -> (String, bool) {
 pub fn classify(e: &keel_runtime::Error) -> bool {
     use crate::supervisor::{errno_in, transient_errno};
     let errno = match e {
-        keel_runtime::Error::Sys { errno, .. } => Some(*errno as i32),
+        keel_runtime::Error::Sys { errno, .. } => Some(errno.raw()),
         keel_runtime::Error::Io { err, .. } => err.raw_os_error(),
         keel_runtime::Error::Setup { msg, .. } => errno_in(msg),
         keel_runtime::Error::Rootfs { .. } | keel_runtime::Error::Json { .. } => None,

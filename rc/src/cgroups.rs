@@ -21,7 +21,7 @@ pub fn enable_controllers(root: &Path) -> (Vec<String>, Vec<Error>) {
         // one write per controller: one refused controller must not cost the others
         match sys::write_file(&ctl, format!("+{c}").as_bytes()) {
             Ok(()) => ok.push(c.to_string()),
-            Err(e) => errs.push(e),
+            Err(e) => errs.push(e.into()),
         }
     }
     (ok, errs)

@@ -6,15 +6,8 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong in rc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// A system call on a path failed.
-    Sys {
-        /// The operation, e.g. "mount", "mkdir", "open".
-        what: &'static str,
-        /// The path (or device) it was applied to.
-        path: PathBuf,
-        /// The raw errno.
-        errno: i32,
-    },
+    /// A system call on a path failed (what, path, errno), or a path or argument held a NUL byte (which field).
+    Sys(keel_sys::Error),
     /// A file had content we could not understand.
     Parse {
         /// The file.
@@ -43,39 +36,38 @@ pub enum Error {
 impl Error {
     /// A `Sys` error from the current errno.
     pub fn last(what: &'static str, path: impl AsRef<Path>) -> Error {
-        Error::Sys {
-            what,
-            path: path.as_ref().to_path_buf(),
-            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        }
+        Error::Sys(keel_sys::Error::last(what, path))
     }
 
-    /// A `Sys` error from an io::Error (errno 0 if it carries none).
+    /// A `Sys` error from an io::Error (EIO if it carries none).
     pub fn io(what: &'static str, path: impl AsRef<Path>, e: &std::io::Error) -> Error {
-        Error::Sys { what, path: path.as_ref().to_path_buf(), errno: e.raw_os_error().unwrap_or(0) }
+        Error::Sys(keel_sys::Error::io(what, path, e))
     }
 
     /// A `Sys` error from an errno value.
     pub fn errno(what: &'static str, path: impl AsRef<Path>, errno: i32) -> Error {
-        Error::Sys { what, path: path.as_ref().to_path_buf(), errno }
+        Error::Sys(keel_sys::Error::sys(what, path, keel_sys::Errno(errno)))
     }
 
     /// The errno, if this is a system call error.
     pub fn raw_errno(&self) -> Option<i32> {
         match self {
-            Error::Sys { errno, .. } => Some(*errno),
+            Error::Sys(e) => e.errno().map(keel_sys::Errno::raw),
             _ => None,
         }
+    }
+}
+
+impl From<keel_sys::Error> for Error {
+    fn from(e: keel_sys::Error) -> Error {
+        Error::Sys(e)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Sys { what, path, errno } => {
-                let msg = std::io::Error::from_raw_os_error(*errno);
-                write!(f, "{what} {}: {} (errno {errno})", path.display(), strip_os_error(&msg.to_string()))
-            }
+            Error::Sys(e) => e.fmt(f),
             Error::Parse { path, line, msg } => write!(f, "{}:{line}: {msg}", path.display()),
             Error::ModuleNotFound { name, dir } => write!(f, "module {name}: not found in {}", dir.display()),
             Error::Elf { path, msg } => write!(f, "module file {}: {msg}", path.display()),
@@ -83,13 +75,12 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-/// io::Error's Display adds " (os error N)"; we print the errno ourselves.
-fn strip_os_error(s: &str) -> &str {
-    match s.find(" (os error") {
-        Some(i) => s.get(..i).unwrap_or(s),
-        None => s,
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sys(e) => e.source(),
+            _ => None,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub fn parse(content: &str) -> Option<String> {
 /// Read `file` and set the hostname; returns the name set.
 pub fn set_from(file: &Path) -> Result<String, Error> {
     let name = std::fs::read_to_string(file).ok().and_then(|s| parse(&s)).unwrap_or_else(|| DEFAULT.to_string());
-    nix::unistd::sethostname(&name).map_err(|e| Error::errno("sethostname", &name, e as i32))?;
+    keel_sys::sethostname(&name)?;
     Ok(name)
 }
 

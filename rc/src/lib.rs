@@ -20,16 +20,18 @@ pub mod error;
 pub mod hostname;
 pub mod linuxkit;
 pub mod modules;
-pub mod mountinfo;
 pub mod mounts;
 pub mod net;
 pub mod rlimits;
 pub mod shutdown;
 pub mod switch_root;
-mod sys;
 pub mod sysctl;
 
 pub use error::Error;
+/// Every syscall goes through keel-sys.
+use keel_sys as sys;
+/// The one /proc/self/mountinfo parser (keel-sys).
+pub use keel_sys::mountinfo;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

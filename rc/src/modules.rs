@@ -22,19 +22,7 @@ pub const MODPROBE_PATH: &str = "/sbin/modprobe";
 
 /// /lib/modules/$(uname -r).
 pub fn modules_dir() -> PathBuf {
-    Path::new("/lib/modules").join(kernel_release())
-}
-
-/// `uname -r`, or "" if uname fails.
-pub fn kernel_release() -> String {
-    // SAFETY: utsname is plain old data; all-zero is valid.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: u is a valid out pointer.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return String::new();
-    }
-    let b: Vec<u8> = u.release.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
-    String::from_utf8_lossy(&b).into_owned()
+    Path::new("/lib/modules").join(keel_sys::kernel_release())
 }
 
 /// What a name or alias resolves to.

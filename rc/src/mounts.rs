@@ -211,14 +211,14 @@ fn apply_row(
     }
     match sys::mount(r.source, target, r.fstype, r.flags, r.data) {
         Ok(()) => Outcome::Mounted,
-        Err(e) if e.raw_errno() == Some(libc::EINVAL) && r.fallback_data.is_some() => {
+        Err(e) if e.errno() == Some(keel_sys::Errno::EINVAL) && r.fallback_data.is_some() => {
             match sys::mount(r.source, target, r.fstype, r.flags, r.fallback_data.unwrap_or("")) {
                 Ok(()) => Outcome::Mounted,
-                Err(e) => Outcome::Failed(e),
+                Err(e) => Outcome::Failed(e.into()),
             }
         }
-        Err(e) if r.optional && e.raw_errno() == Some(libc::ENODEV) => Outcome::Unsupported,
-        Err(e) => Outcome::Failed(e),
+        Err(e) if r.optional && e.errno() == Some(keel_sys::Errno(libc::ENODEV)) => Outcome::Unsupported,
+        Err(e) => Outcome::Failed(e.into()),
     }
 }
 
@@ -236,7 +236,7 @@ pub(crate) fn ensure_dir(p: &Path, mode: u32) -> Result<(), Error> {
     }
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(p).map_err(|e| Error::io("mkdir", p, &e))?;
     // the umask may have cut bits (e.g. the sticky /tmp)
-    sys::chmod(p, mode)
+    Ok(sys::chmod(p, mode)?)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use crate::error::Error;
 use crate::mountinfo;
 use crate::sys;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ fn switch_with_proc(mounted_proc: bool) -> Result<bool, Error> {
     }
     std::env::set_current_dir(new).map_err(|e| Error::io("chdir", new, &e))?;
     move_mount(Path::new("."), Path::new("/"))?;
-    let dot = sys::cpath("chroot", Path::new("."))?;
+    let dot = sys::cpath("chroot path", Path::new("."))?;
     // SAFETY: dot is a valid NUL-terminated string.
     if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
         return Err(Error::last("chroot", new));
@@ -95,8 +95,8 @@ fn switch_with_proc(mounted_proc: bool) -> Result<bool, Error> {
 }
 
 fn move_mount(from: &Path, to: &Path) -> Result<(), Error> {
-    let f = sys::cpath("mount --move", from)?;
-    let t = sys::cpath("mount --move", to)?;
+    let f = sys::cpath("mount --move source", from)?;
+    let t = sys::cpath("mount --move target", to)?;
     // SAFETY: both are valid NUL-terminated strings; fstype and data may be NULL for MS_MOVE.
     let r = unsafe { libc::mount(f.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) };
     if r == 0 {
@@ -108,15 +108,19 @@ fn move_mount(from: &Path, to: &Path) -> Result<(), Error> {
 
 /// execv(exe, args); falls back to /init and /sbin/init. Returns only on failure.
 fn exec(exe: &Path, args: &[OsString]) -> Result<bool, Error> {
-    let mut cargs: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+    // An argument with a NUL byte is an error naming it (never dropped or stripped).
+    let mut cargs = Vec::with_capacity(args.len().max(1));
+    for (i, a) in args.iter().enumerate() {
+        cargs.push(sys::cstring(&format!("switch_root argv[{i}]"), a.as_bytes())?);
+    }
     if cargs.is_empty() {
-        cargs.push(sys::cpath("exec", exe)?);
+        cargs.push(sys::cpath("switch_root init path", exe)?);
     }
     let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut last = Error::errno("exec", exe, libc::ENOENT);
     for cand in [exe, Path::new("/init"), Path::new("/sbin/init")] {
-        let c = sys::cpath("exec", cand)?;
+        let c = sys::cpath("switch_root init path", cand)?;
         // SAFETY: c and every argv entry are valid NUL-terminated strings kept alive by `cargs`; argv is
         // NULL-terminated.
         unsafe { libc::execv(c.as_ptr(), argv.as_ptr()) };
@@ -240,7 +244,7 @@ fn copy_file(s: &Path, d: &Path, md: &std::fs::Metadata) -> Result<u64, Error> {
 
 fn set_owner_mode(p: &Path, md: &std::fs::Metadata) -> Result<(), Error> {
     sys::lchown(p, md.uid(), md.gid())?;
-    sys::chmod(p, md.mode() & 0o7777)
+    Ok(sys::chmod(p, md.mode() & 0o7777)?)
 }
 
 #[cfg(test)]

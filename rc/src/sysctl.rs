@@ -89,7 +89,7 @@ pub fn apply(root: &Path) -> (usize, Vec<Error>) {
             match sys::write_file(&s.proc_path(), s.value.as_bytes()) {
                 Ok(()) => n += 1,
                 Err(_) if s.ignore_errors => {}
-                Err(e) => errs.push(e),
+                Err(e) => errs.push(e.into()),
             }
         }
     }

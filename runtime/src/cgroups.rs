@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
+use keel_sys::Errno;
 use serde::Deserialize;
 
 use crate::Error;
@@ -120,8 +120,8 @@ pub struct LinuxHugepageLimit {
 
 /// Whether `p` is the mount point (or a directory) of a cgroup2 file system.
 pub fn is_cgroup2(p: &Path) -> bool {
-    // nix's constant: f_type is i64 on glibc, u64 on musl.
-    matches!(nix::sys::statfs::statfs(p), Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    // CGROUP2_SUPER_MAGIC (libc's constant is i64 on glibc, u64 on musl).
+    keel_sys::fs_type(p).is_ok_and(|t| t == 0x6367_7270)
 }
 
 /// The cgroup v2 mount: /sys/fs/cgroup on a pure v2 system, /sys/fs/cgroup/unified on a hybrid one.
@@ -160,7 +160,8 @@ fn sys(what: String, e: std::io::Error) -> Error {
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), Error> {
-    std::fs::write(path, value).map_err(|e| sys(format!("write {value:?} to {}", path.display()), e))
+    keel_sys::write_file(path, value.as_bytes())
+        .map_err(|e| Error::os(format!("write {value:?} to {}", path.display()), e))
 }
 
 /// One limit to write: (controller it needs, file name, value, spec field for errors).
@@ -482,7 +483,7 @@ fn remove_v2(path: &Path) -> Result<(), Error> {
         let _ = std::fs::write(&kill, "1");
     } else {
         for pid in procs_recursive(path) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = keel_sys::kill(pid, libc::SIGKILL);
         }
     }
     rmdir_tree(path)

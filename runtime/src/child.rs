@@ -410,8 +410,9 @@ fn mount_tree(p: &Plan, fds: &Fds, root: BorrowedFd) {
 /// container's namespaces, before pivot_root, with the rootfs as working directory).
 fn runtime_hooks(p: &Plan, fds: &Fds, host_pid: i32, root: Option<&OwnedFd>) {
     if p.runtime_hooks_sync && fds.sync >= 0 {
-        // SAFETY: sending one byte on our socket.
-        unsafe { libc::send(fds.sync, b"H".as_ptr().cast(), 1, libc::MSG_NOSIGNAL) };
+        if let Err(e) = sys::io::send(fds.sync, b"H") {
+            fail(fds.status, "ask the runtime for the prestart/createRuntime hooks on the sync socket", "", e.0);
+        }
         let mut b = [0u8; 1024];
         let n = sync_read(fds.sync, &mut b, fds.status);
         if !(n == 1 && b[0] == 0) {
@@ -723,7 +724,7 @@ fn wait_for_start(p: &Plan, fds: &Fds, proc: &mut Option<OwnedFd>) {
 fn install_seccomp(p: &ProcessPlan, status: i32) {
     if let Some(prog) = &p.seccomp {
         if let Err(e) = crate::seccomp::install(prog, &p.seccomp_flags) {
-            fail(status, "install seccomp filter", "", e as i32);
+            fail(status, "install seccomp filter", "", e.0);
         }
     }
 }

@@ -12,7 +12,7 @@ pub enum Error {
     /// The config parsed but is not valid (e.g. missing process.args, relative root).
     Invalid { path: PathBuf, field: String, msg: String },
     /// A syscall failed.
-    Sys { what: String, errno: nix::errno::Errno },
+    Sys { what: String, errno: keel_sys::Errno },
     /// The bundle's root filesystem is missing or not a directory.
     Rootfs { bundle: String, path: PathBuf, err: std::io::Error },
     /// Container setup failed before exec (message from the child: what failed, path, errno).
@@ -25,12 +25,48 @@ impl fmt::Display for Error {
             Error::Io { what, path, err } => write!(f, "{what} {}: {err}", path.display()),
             Error::Json { path, field, msg } if field.is_empty() => write!(f, "{}: {msg}", path.display()),
             Error::Json { path, field, msg } => write!(f, "{}: {field}: {msg}", path.display()),
+            Error::Invalid { path, field, msg } if path.as_os_str().is_empty() => write!(f, "{field}: {msg}"),
             Error::Invalid { path, field, msg } => write!(f, "{}: {field}: {msg}", path.display()),
-            Error::Sys { what, errno } => write!(f, "{what}: {} (errno {})", errno.desc(), *errno as i32),
+            Error::Sys { what, errno } => write!(f, "{what}: {errno}"),
             Error::Rootfs { bundle, path, err } => write!(f, "bundle {bundle}: rootfs {}: {err}", path.display()),
             Error::Setup { bundle, msg } => write!(f, "bundle {bundle}: {msg}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { err, .. } | Error::Rootfs { err, .. } => Some(err),
+            Error::Sys { errno, .. } => Some(errno),
+            _ => None,
+        }
+    }
+}
+
+/// keel-sys's errors: a failed call keeps its "what path" and errno; a NUL byte names the field.
+impl From<keel_sys::Error> for Error {
+    fn from(e: keel_sys::Error) -> Error {
+        match e {
+            keel_sys::Error::Sys { what, path, errno } if path.as_os_str().is_empty() => {
+                Error::Sys { what: what.into_owned(), errno }
+            }
+            keel_sys::Error::Sys { what, path, errno } => {
+                Error::Sys { what: format!("{what} {}", path.display()), errno }
+            }
+            keel_sys::Error::Nul { field } => {
+                Error::Invalid { path: PathBuf::new(), field, msg: "contains a NUL byte".into() }
+            }
+        }
+    }
+}
+
+impl Error {
+    /// A `Sys` error saying `what`, from a keel-sys error (its errno; a NUL byte stays an `Invalid` naming the field).
+    pub fn os(what: String, e: keel_sys::Error) -> Error {
+        match e.errno() {
+            Some(errno) => Error::Sys { what, errno },
+            None => e.into(),
+        }
+    }
+}

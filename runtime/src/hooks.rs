@@ -26,21 +26,30 @@ impl std::fmt::Debug for PreparedHook {
     }
 }
 
-fn cstring(s: &str) -> CString {
-    CString::new(s.replace('\0', "")).unwrap_or_default()
-}
-
 impl PreparedHook {
-    pub fn new(h: &Hook) -> PreparedHook {
-        let args: Vec<CString> =
-            if h.args.is_empty() { vec![cstring(&h.path)] } else { h.args.iter().map(|a| cstring(a)).collect() };
-        let env: Vec<CString> = h.env.iter().map(|a| cstring(a)).collect();
+    /// Prepare `h`, which the config names `field` ("hooks.prestart[0]"): a NUL byte in its path, an argument or an
+    /// environment entry is an error naming it.
+    pub fn new(h: &Hook, field: &str) -> Result<PreparedHook, sys::Error> {
+        let path = sys::cstring(&format!("{field}.path"), &h.path)?;
+        let args: Vec<CString> = if h.args.is_empty() {
+            vec![path.clone()]
+        } else {
+            let mut v = Vec::with_capacity(h.args.len());
+            for (i, a) in h.args.iter().enumerate() {
+                v.push(sys::cstring(&format!("{field}.args[{i}]"), a)?);
+            }
+            v
+        };
+        let mut env: Vec<CString> = Vec::with_capacity(h.env.len());
+        for (i, e) in h.env.iter().enumerate() {
+            env.push(sys::cstring(&format!("{field}.env[{i}]"), e)?);
+        }
         let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const c_char> = env.iter().map(|a| a.as_ptr()).collect();
         envp.push(std::ptr::null());
         let timeout_ms = h.timeout.map(|t| (t.clamp(1, 2_000_000) * 1000) as i32).unwrap_or(-1);
-        PreparedHook { path: cstring(&h.path), _args: args, _env: env, argv, envp, timeout_ms }
+        Ok(PreparedHook { path, _args: args, _env: env, argv, envp, timeout_ms })
     }
 }
 
@@ -217,8 +226,8 @@ pub fn run_list(kind: &str, hooks: &[Hook], bundle: &Bundle, id: &str, status: &
         return Ok(());
     }
     let state = state_json(bundle, id, status, pid);
-    for h in hooks {
-        let p = PreparedHook::new(h);
+    for (i, h) in hooks.iter().enumerate() {
+        let p = PreparedHook::new(h, &format!("hooks.{kind}[{i}]"))?;
         if let Err(f) = run(&p, &[&state]) {
             let mut m = StackBuf::new();
             f.describe(&mut m, kind, &p);

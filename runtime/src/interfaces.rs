@@ -3,7 +3,6 @@
 //! namespace, create it directly in the container's namespace, or move an existing host link there. Same rules as
 //! LinuxKit's prepare.go: a peer implies veth; veth and createInRoot create in the host first, then move.
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::runtime_json::Interface;
@@ -71,7 +70,7 @@ impl Msg {
 }
 
 fn sys(what: String) -> Error {
-    Error::Sys { what, errno: nix::errno::Errno::last() }
+    Error::Sys { what, errno: keel_sys::Errno::last() }
 }
 
 /// Send one request and wait for its ack.
@@ -90,14 +89,14 @@ fn request(sock: &OwnedFd, msg: Vec<u8>, what: &str) -> Result<(), Error> {
     if kind == libc::NLMSG_ERROR as u16 {
         let err = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
         if err != 0 {
-            return Err(Error::Sys { what: what.to_string(), errno: nix::errno::Errno::from_raw(-err) });
+            return Err(Error::Sys { what: what.to_string(), errno: keel_sys::Errno(-err) });
         }
     }
     Ok(())
 }
 
 fn index_of(name: &str) -> Result<i32, Error> {
-    let c = CString::new(name).unwrap_or_default();
+    let c = keel_sys::cstring(&format!("runtime.json interface {name}"), name)?;
     // SAFETY: valid C string.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if i == 0 {

@@ -46,7 +46,8 @@ pub mod sealed;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
-mod sys;
+/// Every syscall wrapper, errno and C-string helper comes from keel-sys.
+use keel_sys as sys;
 
 pub use bundle::Bundle;
 pub use error::Error;

@@ -4,7 +4,7 @@
 //! (`pid_for_children`) around the clone and returns to its own right after (single-threaded callers only).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::spec::{Linux, NamespaceType};
 use crate::Error;
@@ -38,15 +38,8 @@ pub struct NsPlan {
 }
 
 fn open(path: &str) -> Result<OwnedFd, Error> {
-    let c = CString::new(path)
-        .map_err(|_| Error::Sys { what: format!("open namespace {path}"), errno: nix::errno::Errno::EINVAL })?;
-    // SAFETY: valid C string; a new fd is returned or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::Sys { what: format!("open namespace {path}"), errno: nix::errno::Errno::last() });
-    }
-    // SAFETY: fd is a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    keel_sys::io::open_path(std::path::Path::new(path), libc::O_RDONLY, 0)
+        .map_err(|e| Error::os(format!("open namespace {path}"), e))
 }
 
 /// Resolve `linux.namespaces`. A type not listed means the runtime's own namespace (the spec), so no linux
@@ -87,7 +80,11 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan, Error> {
                         if kind == NamespaceType::Mount {
                             p.joined_mount = true;
                         }
-                        let j = Join { fd, nstype: kind.clone_flag(), path: CString::new(path).unwrap_or_default() };
+                        let j = Join {
+                            fd,
+                            nstype: kind.clone_flag(),
+                            path: keel_sys::cstring("linux.namespaces[].path", path)?,
+                        };
                         if kind == NamespaceType::User {
                             p.joins.insert(0, j);
                         } else {
@@ -106,7 +103,7 @@ pub fn enter_for_children(p: &NsPlan) -> Result<(), Error> {
     if let Some((text, _)) = &p.time_offsets {
         // SAFETY: unshare of the time namespace only affects future children of this process.
         if unsafe { libc::unshare(NamespaceType::Time.clone_flag()) } != 0 {
-            return Err(Error::Sys { what: "unshare time namespace".into(), errno: nix::errno::Errno::last() });
+            return Err(Error::Sys { what: "unshare time namespace".into(), errno: keel_sys::Errno::last() });
         }
         if let Err(err) = std::fs::write("/proc/self/timens_offsets", text) {
             leave_for_children(p);
@@ -120,7 +117,7 @@ pub fn enter_for_children(p: &NsPlan) -> Result<(), Error> {
     for (target, _, t) in &p.for_children {
         // SAFETY: setns on an fd we own; affects only namespaces of future children of this (single-threaded) process.
         if unsafe { libc::setns(target.as_raw_fd(), *t) } != 0 {
-            return Err(Error::Sys { what: "setns (for children)".into(), errno: nix::errno::Errno::last() });
+            return Err(Error::Sys { what: "setns (for children)".into(), errno: keel_sys::Errno::last() });
         }
     }
     Ok(())
@@ -167,7 +164,7 @@ pub fn of_process(pid: i32) -> Result<NsPlan, Error> {
         if kind == NamespaceType::Mount {
             p.joined_mount = true;
         }
-        let path = CString::new(path).unwrap_or_default();
+        let path = keel_sys::cstring("namespace path", path)?;
         p.joins.push(Join { fd, nstype: kind.clone_flag(), path });
     }
     for (name, mine, kind) in

@@ -29,7 +29,15 @@ impl Ctx<'_> {
 
     /// A C string of `s`; a NUL byte is an error naming `field`.
     fn c(&self, field: &str, s: impl AsRef<[u8]>) -> Result<CString, Error> {
-        CString::new(s.as_ref()).map_err(|_| self.invalid(field, "contains a NUL byte".into()))
+        crate::sys::cstring(field, s).map_err(|e| self.err(e))
+    }
+
+    /// A keel-sys error as the runtime's: a NUL byte is `Invalid` in this config, naming the field.
+    fn err(&self, e: crate::sys::Error) -> Error {
+        match e {
+            crate::sys::Error::Nul { field } => self.invalid(&field, "contains a NUL byte".into()),
+            e => e.into(),
+        }
     }
 
     fn cpath(&self, field: &str, p: &Path) -> Result<CString, Error> {
@@ -214,8 +222,6 @@ pub fn for_bundle(
     let spec = &bundle.spec;
     let process = spec.process.as_ref().ok_or_else(|| cx.invalid("process", "missing: nothing to run".into()))?;
     let linux = spec.linux.as_ref();
-    let rootfs = &bundle.rootfs;
-
     if opts.preserve_fds.len() > 64 {
         return Err(
             cx.invalid("preserve_fds", format!("{} fds asked, at most 64 are supported", opts.preserve_fds.len()))
@@ -223,14 +229,79 @@ pub fn for_bundle(
     }
     // A joined mount namespace gets the bundle's root set up in it too (root.path is never ignored).
     let setup_root = ns.new_mount || ns.joined_mount;
-    let chroot_only = !setup_root;
-    if chroot_only && !spec.mounts.is_empty() {
+    if !setup_root && !spec.mounts.is_empty() {
         return Err(
             cx.invalid("mounts", "mounts need a new mount namespace (linux.namespaces has no \"mount\")".into())
         );
     }
+    let MountPlan { mut mounts, mut links, dev_tmpfs } = plan_mounts(&cx, bundle, opts, ns, cgroup, cg_root)?;
+    let devices = plan_devices(&cx, linux, dev_tmpfs, &mut links)?;
+    let remount_ro = defer_readonly(&mut mounts, &devices, &links);
+    let paths = |field: &str, list: Option<&Vec<String>>| -> Result<Vec<CString>, Error> {
+        list.map(|l| l.iter().map(|p| cx.c(field, p)).collect()).unwrap_or(Ok(Vec::new()))
+    };
+    let mut process_plan = process_plan(&cx, process, &opts.env, linux.and_then(|l| l.seccomp.as_ref()))?;
+    process_plan.personality = plan_personality(&cx, linux)?;
+    process_plan.create_cwd = true;
+    let hooks = plan_hooks(&cx, bundle, opts)?;
+    let propagation = plan_propagation(&cx, linux, setup_root, &bundle.rootfs)?;
+    let new_pid = linux.and_then(|l| l.namespace(NamespaceType::Pid)).is_some_and(|n| n.path.is_none());
+    let uts_name = |field: &str, v: Option<&String>| v.filter(|_| ns.new_uts).map(|h| cx.c(field, h)).transpose();
+    let (changed_signals, sigpipe_ignored) = crate::sys::changed_signals();
+    Ok(Plan {
+        status_w: -1,
+        sync: -1,
+        new_user: ns.new_user,
+        stdio: [-1, opts.stdout.unwrap_or(-1), opts.stderr.unwrap_or(-1)],
+        preserve: opts.preserve_fds.clone(),
+        cgroup_procs: -1,
+        cgroup_procs_v1: Vec::new(),
+        joins: Vec::new(),
+        setup_root,
+        chroot_only: !setup_root,
+        root_propagation: propagation.root,
+        reapply_propagation: propagation.configured,
+        private_parent: propagation.private_parent,
+        rootfs: cx.cpath("root.path", &bundle.rootfs)?,
+        mounts,
+        devices,
+        links,
+        remount_ro,
+        sysctl: plan_sysctls(&cx, linux)?,
+        readonly_paths: paths("linux.readonlyPaths", linux.map(|l| &l.readonly_paths))?,
+        masked_paths: paths("linux.maskedPaths", linux.map(|l| &l.masked_paths))?,
+        no_pivot: opts.no_pivot,
+        readonly_root: spec.root.as_ref().is_some_and(|r| r.readonly),
+        hostname: uts_name("hostname", spec.hostname.as_ref())?,
+        domainname: uts_name("domainname", spec.domainname.as_ref())?,
+        setsid: true,
+        process: process_plan,
+        exec_fifo: None,
+        ns_reaper: opts.ns_reaper && new_pid,
+        reaper_memfd: if opts.ns_reaper && new_pid { crate::reaper::prepare() } else { -1 },
+        create_container: hooks.create_container,
+        start_container: hooks.start_container,
+        state_prefix: hooks.state_prefix,
+        state_suffix: hooks.state_suffix,
+        runtime_hooks_sync: hooks.runtime_hooks_sync,
+        console: -1,
+        console_size: process.console_size.map(|c| (c.height as u16, c.width as u16)).unwrap_or((0, 0)),
+        changed_signals,
+        sigpipe_ignored,
+    })
+}
 
-    // Mounts.
+/// The mount steps of config.json's `mounts` (cgroup mounts become the container's own cgroup view) and of
+/// SpawnOptions.binds, the symlinks they need, and whether /dev is a tmpfs (then the default devices are made).
+fn plan_mounts(
+    cx: &Ctx,
+    bundle: &Bundle,
+    opts: &SpawnOptions,
+    ns: &namespaces::NsPlan,
+    cgroup: Option<&Path>,
+    cg_root: &Path,
+) -> Result<MountPlan, Error> {
+    let spec = &bundle.spec;
     let new_cgroupns = ns.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0;
     let mut own: Option<OwnCgroup> = None;
     let mut mounts = Vec::with_capacity(spec.mounts.len() + opts.binds.len());
@@ -242,25 +313,19 @@ pub fn for_bundle(
         let o = parse_options(&m.options);
         if kind == "cgroup" || kind == "cgroup2" {
             let own = own.get_or_insert_with(|| own_cgroup(cgroup, cg_root));
-            cgroup_view(&cx, &m.destination, &o, own, new_cgroupns, &mut mounts, &mut links)?;
+            cgroup_view(cx, &m.destination, &o, own, new_cgroupns, &mut mounts, &mut links)?;
             continue;
         }
         let dest = cx.c(&format!("{field}.destination"), &m.destination)?;
         let step = if kind == "bind" || o.bind {
             let src = m.source.as_deref().unwrap_or("");
             let src = if src.starts_with('/') { PathBuf::from(src) } else { bundle.dir.join(src) };
-            let file = std::fs::metadata(&src).map(|md| !md.is_dir()).unwrap_or(false);
             let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
             MountStep {
-                source: Some(cx.cpath(&format!("{field}.source"), &src)?),
-                dest,
-                fstype: None,
                 flags: libc::MS_BIND | (o.flags & libc::MS_REC),
-                data: None,
                 remount: (extra != 0).then_some(extra),
                 propagation: o.propagation,
-                file,
-                fallback_bind: None,
+                ..bind_step(cx, &field, &src, dest)?
             }
         } else {
             if m.destination.trim_end_matches('/') == "/dev" && kind == "tmpfs" {
@@ -281,21 +346,42 @@ pub fn for_bundle(
         mounts.push(step);
     }
     for (src, dst) in &opts.binds {
-        let file = std::fs::metadata(src).map(|md| !md.is_dir()).unwrap_or(false);
-        mounts.push(MountStep {
-            source: Some(cx.cpath("binds", src)?),
-            dest: cx.cpath("binds", dst)?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
-            remount: None,
-            propagation: 0,
-            file,
-            fallback_bind: None,
-        });
+        mounts.push(bind_step(cx, "binds", src, cx.cpath("binds", dst)?)?);
     }
+    Ok(MountPlan { mounts, links, dev_tmpfs })
+}
 
-    // Devices.
+/// What [`plan_mounts`] gives: the mount steps, the symlinks (target, link) they need, and whether /dev is a tmpfs.
+struct MountPlan {
+    mounts: Vec<MountStep>,
+    links: Vec<(CString, CString)>,
+    dev_tmpfs: bool,
+}
+
+/// A recursive bind of `src` onto `dest` (a file bind when `src` is not a directory).
+fn bind_step(cx: &Ctx, field: &str, src: &Path, dest: CString) -> Result<MountStep, Error> {
+    let source_field = if field == "binds" { field.to_string() } else { format!("{field}.source") };
+    Ok(MountStep {
+        source: Some(cx.cpath(&source_field, src)?),
+        dest,
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+        remount: None,
+        propagation: 0,
+        file: std::fs::metadata(src).map(|md| !md.is_dir()).unwrap_or(false),
+        fallback_bind: None,
+    })
+}
+
+/// Device nodes: runc's defaults (and their /dev links) when /dev is a tmpfs, unless the config lists the same
+/// path, then `linux.devices`.
+fn plan_devices(
+    cx: &Ctx,
+    linux: Option<&crate::spec::Linux>,
+    dev_tmpfs: bool,
+    links: &mut Vec<(CString, CString)>,
+) -> Result<Vec<DeviceStep>, Error> {
     let mut devs = Vec::new();
     let spec_devices = linux.map(|l| l.devices.as_slice()).unwrap_or(&[]);
     if dev_tmpfs {
@@ -305,14 +391,8 @@ pub fn for_bundle(
                 continue;
             }
             let p = cx.c("linux.devices", &path)?;
-            devs.push(DeviceStep {
-                dest: p.clone(),
-                host: p,
-                mode: libc::S_IFCHR | 0o666,
-                dev: libc::makedev(major, minor),
-                uid: None,
-                gid: None,
-            });
+            let dev = libc::makedev(major, minor);
+            devs.push(DeviceStep { dest: p.clone(), host: p, mode: libc::S_IFCHR | 0o666, dev, uid: None, gid: None });
         }
         for (name, target) in devices::LINKS {
             links.push((cx.c("links", target)?, cx.c("links", format!("/dev/{name}"))?));
@@ -329,8 +409,11 @@ pub fn for_bundle(
             gid: d.gid,
         });
     }
-    let remount_ro = defer_readonly(&mut mounts, &devs, &links);
+    Ok(devs)
+}
 
+/// `linux.sysctl` as (path under /proc/sys, value); a name with an empty or `..` component is refused.
+fn plan_sysctls(cx: &Ctx, linux: Option<&crate::spec::Linux>) -> Result<Vec<(CString, CString)>, Error> {
     let mut sysctl = Vec::new();
     for (k, v) in linux.map(|l| l.sysctl.iter()).into_iter().flatten() {
         let field = format!("linux.sysctl.{k}");
@@ -340,107 +423,87 @@ pub fn for_bundle(
         }
         sysctl.push((cx.c(&field, key)?, cx.c(&field, v)?));
     }
-    let paths = |field: &str, list: Option<&Vec<String>>| -> Result<Vec<CString>, Error> {
-        list.map(|l| l.iter().map(|p| cx.c(field, p)).collect()).unwrap_or(Ok(Vec::new()))
-    };
-    let readonly_paths = paths("linux.readonlyPaths", linux.map(|l| &l.readonly_paths))?;
-    let masked_paths = paths("linux.maskedPaths", linux.map(|l| &l.masked_paths))?;
+    Ok(sysctl)
+}
 
-    let personality = match linux.and_then(|l| l.personality.as_ref()) {
-        None => None,
-        Some(p) => {
-            let mut v: libc::c_ulong = match p.domain.as_str() {
-                "LINUX" => 0,
-                "LINUX32" => 0x0008,
-                d => return Err(cx.invalid("linux.personality.domain", format!("unknown domain {d:?}"))),
-            };
-            for f in &p.flags {
-                v |= personality_flag(f)
-                    .ok_or_else(|| cx.invalid("linux.personality.flags", format!("unknown flag {f:?}")))?;
-            }
-            Some(v)
-        }
+/// `linux.personality` as the personality(2) argument.
+fn plan_personality(cx: &Ctx, linux: Option<&crate::spec::Linux>) -> Result<Option<libc::c_ulong>, Error> {
+    let Some(p) = linux.and_then(|l| l.personality.as_ref()) else { return Ok(None) };
+    let mut v: libc::c_ulong = match p.domain.as_str() {
+        "LINUX" => 0,
+        "LINUX32" => 0x0008,
+        d => return Err(cx.invalid("linux.personality.domain", format!("unknown domain {d:?}"))),
     };
-    let mut proc_plan = process_plan(&cx, process, &opts.env, linux.and_then(|l| l.seccomp.as_ref()))?;
-    proc_plan.personality = personality;
-    proc_plan.create_cwd = true;
+    for f in &p.flags {
+        v |= personality_flag(f).ok_or_else(|| cx.invalid("linux.personality.flags", format!("unknown flag {f:?}")))?;
+    }
+    Ok(Some(v))
+}
 
-    let h = spec.hooks.as_ref();
-    let create_container: Vec<PreparedHook> =
-        h.map(|h| h.create_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
-    let start_container: Vec<PreparedHook> =
-        h.map(|h| h.start_container.iter().map(PreparedHook::new).collect()).unwrap_or_default();
-    let runtime_hooks_sync = h.is_some_and(|h| !h.prestart.is_empty() || !h.create_runtime.is_empty());
+/// The hooks the child runs itself (createContainer, startContainer), the state they read on stdin, and whether
+/// the parent's hooks (prestart, createRuntime) need a sync point.
+struct HookPlan {
+    create_container: Vec<PreparedHook>,
+    start_container: Vec<PreparedHook>,
+    state_prefix: Vec<u8>,
+    state_suffix: Vec<u8>,
+    runtime_hooks_sync: bool,
+}
+
+fn plan_hooks(cx: &Ctx, bundle: &Bundle, opts: &SpawnOptions) -> Result<HookPlan, Error> {
+    let h = bundle.spec.hooks.as_ref();
+    let prepare = |kind: &str, list: Option<&Vec<crate::spec::Hook>>| -> Result<Vec<PreparedHook>, Error> {
+        let list = list.map(Vec::as_slice).unwrap_or_default();
+        list.iter()
+            .enumerate()
+            .map(|(i, h)| PreparedHook::new(h, &format!("hooks.{kind}[{i}]")).map_err(|e| cx.err(e)))
+            .collect()
+    };
+    let create_container = prepare("createContainer", h.map(|h| &h.create_container))?;
+    let start_container = prepare("startContainer", h.map(|h| &h.start_container))?;
     let (state_prefix, state_suffix) = if create_container.is_empty() && start_container.is_empty() {
         (Vec::new(), Vec::new())
     } else {
         hooks::state_parts(bundle, &opts.id, "created")
     };
+    Ok(HookPlan {
+        create_container,
+        start_container,
+        state_prefix,
+        state_suffix,
+        runtime_hooks_sync: h.is_some_and(|h| !h.prestart.is_empty() || !h.create_runtime.is_empty()),
+    })
+}
 
-    let configured = linux.and_then(|l| l.rootfs_propagation.as_deref()).filter(|s| !s.is_empty());
-    let configured_flag = match configured {
+/// The rootfs's propagation: the configured `linux.rootfsPropagation` (re-applied after pivot_root) or rslave, and
+/// the rootfs's parent mount to make private first where a shared or unbindable propagation is configured.
+struct Propagation {
+    root: libc::c_ulong,
+    configured: Option<libc::c_ulong>,
+    private_parent: Option<CString>,
+}
+
+fn plan_propagation(
+    cx: &Ctx,
+    linux: Option<&crate::spec::Linux>,
+    setup_root: bool,
+    rootfs: &Path,
+) -> Result<Propagation, Error> {
+    let configured = match linux.and_then(|l| l.rootfs_propagation.as_deref()).filter(|s| !s.is_empty()) {
         Some(name) => Some(
             crate::mounts::propagation_flag(name)
                 .ok_or_else(|| cx.invalid("linux.rootfsPropagation", format!("unknown propagation {name:?}")))?,
         ),
         None => None,
     };
-    let root_propagation = configured_flag.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     // Only a configured propagation needs the mount table (to find the rootfs's parent mount and make it private:
     // a shared parent would carry the rootfs bind to the host, an unbindable one refuses it).
-    let private_parent =
-        if setup_root && configured_flag.is_some_and(|f| f & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0) {
-            parent_mount(rootfs).map(|p| cx.cpath("root.path", &p)).transpose()?
-        } else {
-            None
-        };
-    let new_pid = linux.and_then(|l| l.namespace(NamespaceType::Pid)).is_some_and(|n| n.path.is_none());
-    let (changed_signals, sigpipe_ignored) = crate::sys::changed_signals();
-    Ok(Plan {
-        status_w: -1,
-        sync: -1,
-        new_user: ns.new_user,
-        stdio: [-1, opts.stdout.unwrap_or(-1), opts.stderr.unwrap_or(-1)],
-        preserve: opts.preserve_fds.clone(),
-        cgroup_procs: -1,
-        cgroup_procs_v1: Vec::new(),
-        joins: Vec::new(),
-        setup_root,
-        chroot_only,
-        root_propagation,
-        reapply_propagation: configured_flag,
-        private_parent,
-        rootfs: cx.cpath("root.path", rootfs)?,
-        mounts,
-        devices: devs,
-        links,
-        remount_ro,
-        sysctl,
-        readonly_paths,
-        masked_paths,
-        no_pivot: opts.no_pivot,
-        readonly_root: spec.root.as_ref().is_some_and(|r| r.readonly),
-        hostname: if ns.new_uts { spec.hostname.as_deref().map(|h| cx.c("hostname", h)).transpose()? } else { None },
-        domainname: if ns.new_uts {
-            spec.domainname.as_deref().map(|h| cx.c("domainname", h)).transpose()?
-        } else {
-            None
-        },
-        setsid: true,
-        process: proc_plan,
-        exec_fifo: None,
-        ns_reaper: opts.ns_reaper && new_pid,
-        reaper_memfd: if opts.ns_reaper && new_pid { crate::reaper::prepare() } else { -1 },
-        create_container,
-        start_container,
-        state_prefix,
-        state_suffix,
-        runtime_hooks_sync,
-        console: -1,
-        console_size: process.console_size.map(|c| (c.height as u16, c.width as u16)).unwrap_or((0, 0)),
-        changed_signals,
-        sigpipe_ignored,
-    })
+    let private_parent = if setup_root && configured.is_some_and(|f| f & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0) {
+        parent_mount(rootfs).map(|p| cx.cpath("root.path", &p)).transpose()?
+    } else {
+        None
+    };
+    Ok(Propagation { root: configured.unwrap_or(libc::MS_SLAVE | libc::MS_REC), configured, private_parent })
 }
 
 /// Prepare the child's plan for `exec` into a running container: its namespaces (joined by the caller's plan),
@@ -599,10 +662,10 @@ fn process_plan(
 /// The mount point of the mount that contains `path` (longest mount point prefix in /proc/self/mountinfo).
 fn parent_mount(path: &Path) -> Option<PathBuf> {
     let path = std::fs::canonicalize(path).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+    crate::sys::mountinfo::read()
+        .ok()?
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|mp| path.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
 }

@@ -3,31 +3,75 @@
 //! A container's setup process is a copy of the runtime until it execs the user's program, and a program whose
 //! interpreter is `/proc/self/exe` makes the kernel run the runtime's binary inside the container. Whoever then
 //! opens `/proc/PID/exe` holds the host's binary and can rewrite it once the process exits. So a process that spawns
-//! containers (keel-runc create/run/exec, PID 1) first re-executes itself from a sealed memfd copy (as runc, crun
-//! `ensure_cloned_binary` and youki's pentacle do): its `/proc/self/exe`, and that of every child it clones, is then
-//! a memfd that cannot be written, grown or unsealed.
+//! containers (keel-runc create/run/exec, PID 1) first re-executes itself from a copy that cannot be written: its
+//! `/proc/self/exe`, and that of every child it clones, is then that copy.
+//!
+//! Two ways, cheapest first (runc 1.2's `exeseal` has the same two):
+//! - a private overlayfs: the binary's directory as the upper of two *lower* layers, mounted detached
+//!   (fsopen/fsmount) and read-only. An overlay with no upper layer can never be written, remounted or not, and a
+//!   detached mount is in no mount table. No copy: the binary's pages stay shared with the page cache.
+//! - a sealed memfd copy (runc 1.1, crun `ensure_cloned_binary`, youki's pentacle): where overlayfs or the new mount
+//!   API is missing, or we may not mount.
 
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use crate::sys;
 
 /// F_SEAL_EXEC (Linux 6.3+): the exec bits can no longer change. Older kernels refuse it: it is optional.
 const F_SEAL_EXEC: libc::c_int = 0x20;
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+// The new mount API: the same numbers on every architecture (the unified syscall table from 424 on).
+const SYS_FSOPEN: libc::c_long = 430;
+const SYS_FSCONFIG: libc::c_long = 431;
+const SYS_FSMOUNT: libc::c_long = 432;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
-/// Is this process running from a sealed copy?
+/// Is this process running from a copy nobody can write: a sealed memfd, or a lower-only overlayfs mounted nowhere?
 pub fn is_sealed() -> bool {
     // SAFETY: valid C string; a new fd or -1.
     let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return false;
     }
+    // SAFETY: fd is a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: fcntl on our fd; EINVAL for files that are not memfds.
-    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
-    // SAFETY: our fd.
-    unsafe { libc::close(fd) };
-    seals >= 0 && seals & REQUIRED_SEALS == REQUIRED_SEALS
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    (seals >= 0 && seals & REQUIRED_SEALS == REQUIRED_SEALS) || on_private_overlay(&fd)
+}
+
+/// Is `exe` on an overlayfs that refuses writes (EROFS) and whose mount is not in this process's mount table (a
+/// detached mount: nobody can remount it, and one with no upper layer stays read-only anyway)?
+fn on_private_overlay(exe: &OwnedFd) -> bool {
+    // SAFETY: zeroed out-parameter filled by fstatfs on our fd.
+    let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstatfs(exe.as_raw_fd(), &mut sf) } != 0 || sf.f_type as i64 != OVERLAYFS_SUPER_MAGIC {
+        return false;
+    }
+    // SAFETY: valid C string; a new fd or -1 (closed at once if it ever opened).
+    let w = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if w >= 0 {
+        // SAFETY: our fd.
+        unsafe { libc::close(w) };
+        return false;
+    }
+    if sys::errno() != libc::EROFS {
+        return false;
+    }
+    let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", exe.as_raw_fd())) else { return false };
+    let Some(id) = info.lines().find_map(|l| l.strip_prefix("mnt_id:")).map(str::trim) else { return false };
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    !table.lines().any(|l| l.split(' ').next() == Some(id))
 }
 
 /// Re-execute this process from a sealed memfd copy of its binary, with the same arguments and environment, unless
@@ -37,7 +81,11 @@ pub fn ensure(args: &[OsString]) -> Result<(), String> {
     if is_sealed() {
         return Ok(());
     }
-    let memfd = copy_self()?;
+    let copy = match overlay_self() {
+        Ok(fd) => fd,
+        Err(_) => copy_self()?,
+    };
+    let memfd = copy.as_raw_fd();
     let cstrings = |items: &mut dyn Iterator<Item = Vec<u8>>| -> Result<Vec<CString>, String> {
         items
             .map(|b| CString::new(b).map_err(|_| "argument or environment entry with a NUL byte".to_string()))
@@ -59,13 +107,115 @@ pub fn ensure(args: &[OsString]) -> Result<(), String> {
         libc::syscall(libc::SYS_execveat, memfd, c"".as_ptr(), argp.as_ptr(), envpp.as_ptr(), libc::AT_EMPTY_PATH)
     };
     let e = sys::errno();
-    // SAFETY: our fd.
-    unsafe { libc::close(memfd) };
+    drop(copy);
     Err(format!("exec sealed copy of /proc/self/exe: {} (errno {e})", sys::strerror(e)))
 }
 
+/// An O_PATH fd of this binary on a private overlayfs: two lower layers (the binary's directory on top of an empty
+/// scratch directory, removed again at once: overlayfs needs two lowers to run with no upper), mounted detached and
+/// read-only. Fails where overlayfs, the new mount API or the right to mount is missing.
+fn overlay_self() -> Result<OwnedFd, String> {
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("readlink /proc/self/exe: {e}"))?;
+    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+        return Err(format!("{}: no directory and name", exe.display()));
+    };
+    if !exe.is_absolute() || exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return Err(format!("{}: not a binary on disk", exe.display()));
+    }
+    let scratch = scratch_dir()?;
+    let r = mount_overlay(dir, &scratch).and_then(|m| {
+        let name = CString::new(name.as_bytes()).map_err(|_| "binary name with a NUL byte".to_string())?;
+        // SAFETY: m is our mount fd; valid C string; a new fd or -1.
+        let fd =
+            unsafe { libc::openat(m.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+        if fd < 0 {
+            let e = sys::errno();
+            return Err(format!("open {} on a private overlay: {} (errno {e})", exe.display(), sys::strerror(e)));
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    let _ = std::fs::remove_dir(&scratch);
+    r
+}
+
+/// A fresh empty directory in the first of /run, /tmp, /dev/shm that takes one.
+fn scratch_dir() -> Result<std::path::PathBuf, String> {
+    for base in ["/run", "/tmp", "/dev/shm"] {
+        let mut t = format!("{base}/.keel-seal-XXXXXX\0").into_bytes();
+        // SAFETY: t is a writable NUL-terminated template ending in six X.
+        if !unsafe { libc::mkdtemp(t.as_mut_ptr().cast()) }.is_null() {
+            t.pop();
+            return Ok(std::path::PathBuf::from(OsString::from_vec(t)));
+        }
+    }
+    Err("no scratch directory in /run, /tmp or /dev/shm".into())
+}
+
+/// Mount overlayfs with lower layers `top:bottom`, detached, read-only, nosuid, nodev.
+fn mount_overlay(top: &std::path::Path, bottom: &std::path::Path) -> Result<OwnedFd, String> {
+    let err = |what: &str| {
+        let e = sys::errno();
+        format!("{what}: {} (errno {e})", sys::strerror(e))
+    };
+    // SAFETY: fsopen with a valid C string; a new fd or -1.
+    let fs = unsafe { libc::syscall(SYS_FSOPEN, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(err("fsopen overlay"));
+    }
+    // SAFETY: a fresh fd we own.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    let mut lower = escape_lowerdir(top.as_os_str().as_bytes());
+    lower.push(b':');
+    lower.extend(escape_lowerdir(bottom.as_os_str().as_bytes()));
+    let lower = CString::new(lower).map_err(|_| "overlay lowerdir with a NUL byte".to_string())?;
+    let set = |key: &std::ffi::CStr, value: &std::ffi::CStr| {
+        // SAFETY: fsconfig on our context with valid C strings.
+        unsafe { libc::syscall(SYS_FSCONFIG, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) }
+    };
+    if set(c"lowerdir", &lower) != 0 {
+        return Err(err(&format!("overlay lowerdir={}", lower.to_string_lossy())));
+    }
+    // Inode number mapping is irrelevant here and only logs noise where the layers are on different filesystems.
+    let _ = set(c"xino", c"off");
+    // SAFETY: fsconfig CMD_CREATE takes no key or value.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FSCONFIG,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(err("create overlay"));
+    }
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    // SAFETY: fsmount on our context fd.
+    let m = unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    if m < 0 {
+        return Err(err("fsmount overlay"));
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as i32) })
+}
+
+/// Escape `\` and `:` in an overlay lowerdir path.
+fn escape_lowerdir(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        if b == b'\\' || b == b':' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
 /// A sealed, close-on-exec memfd holding a copy of /proc/self/exe.
-fn copy_self() -> Result<i32, String> {
+fn copy_self() -> Result<OwnedFd, String> {
     let err = |what: &str| {
         let e = sys::errno();
         format!("{what}: {} (errno {e})", sys::strerror(e))
@@ -121,5 +271,51 @@ fn copy_self() -> Result<i32, String> {
         close(memfd);
         return Err(e);
     }
-    Ok(memfd)
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(memfd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both copies refuse writes; the overlay needs root (mounting), the memfd nothing.
+    #[test]
+    fn both_copies_refuse_writes() {
+        let memfd = copy_self().expect("memfd copy");
+        let path = format!("/proc/self/fd/{}", memfd.as_raw_fd());
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+        assert!(w.is_err(), "memfd copy writable");
+        // SAFETY: fcntl on our fd.
+        let seals = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_GET_SEALS) };
+        assert_eq!(seals & REQUIRED_SEALS, REQUIRED_SEALS, "seals {seals:#x}");
+
+        // SAFETY: geteuid has no memory effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: the private overlay needs root");
+            assert!(std::env::var_os("CI").is_none(), "root tests must run under CI");
+            return;
+        }
+        let o = overlay_self().expect("private overlay");
+        let path = format!("/proc/self/fd/{}", o.as_raw_fd());
+        let e = std::fs::OpenOptions::new().write(true).open(&path).map(drop).map_err(|e| e.raw_os_error());
+        assert_eq!(e, Err(Some(libc::EROFS)), "write through the overlay");
+        let (a, b) = (std::fs::read(&path).unwrap(), std::fs::read("/proc/self/exe").unwrap());
+        assert!(a == b, "the overlay shows another binary");
+        assert!(
+            std::fs::read_dir("/run")
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with(".keel-seal-")),
+            "scratch dir left in /run"
+        );
+    }
+
+    #[test]
+    fn lowerdir_escapes() {
+        assert_eq!(escape_lowerdir(br"/a:b\c"), br"/a\:b\\c".to_vec());
+    }
 }

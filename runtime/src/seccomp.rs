@@ -854,10 +854,10 @@ pub fn filter_flag(name: &str) -> Option<libc::c_ulong> {
 /// Install `prog` as this thread's seccomp filter with seccomp(2) and the spec's `flags`; falls back to
 /// prctl(PR_SET_SECCOMP) (flags ignored) on kernels without seccomp(2). The caller must have set no_new_privs
 /// (or hold CAP_SYS_ADMIN). Allocation-free, so it may run in a freshly cloned child.
-pub fn install(prog: &[libc::sock_filter], flags: &[String]) -> Result<(), nix::errno::Errno> {
+pub fn install(prog: &[libc::sock_filter], flags: &[String]) -> Result<(), keel_sys::Errno> {
     let mut bits: libc::c_ulong = 0;
     for f in flags {
-        bits |= filter_flag(f).ok_or(nix::errno::Errno::EINVAL)?;
+        bits |= filter_flag(f).ok_or(keel_sys::Errno::EINVAL)?;
     }
     let fprog = libc::sock_fprog { len: prog.len() as libc::c_ushort, filter: prog.as_ptr() as *mut libc::sock_filter };
     // SAFETY: fprog points to `prog`, which outlives the call; the kernel copies the program.
@@ -867,8 +867,8 @@ pub fn install(prog: &[libc::sock_filter], flags: &[String]) -> Result<(), nix::
     if r == 0 {
         return Ok(());
     }
-    let e = nix::errno::Errno::last();
-    if e != nix::errno::Errno::ENOSYS {
+    let e = keel_sys::Errno::last();
+    if e != keel_sys::Errno::ENOSYS {
         return Err(e);
     }
     // SAFETY: as above; PR_SET_SECCOMP copies the program.
@@ -878,7 +878,7 @@ pub fn install(prog: &[libc::sock_filter], flags: &[String]) -> Result<(), nix::
     if r == 0 {
         Ok(())
     } else {
-        Err(nix::errno::Errno::last())
+        Err(keel_sys::Errno::last())
     }
 }
 

@@ -4,16 +4,14 @@
 //! bindNS, prestart/createRuntime hooks) and return. The child side is in [`crate::child`].
 
 use std::cell::RefCell;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::child::Plan;
 use crate::hooks;
 use crate::mounts::parse_options;
 use crate::spec::{NamespaceType, Process};
-use crate::{namespaces, Bundle, Error};
+use crate::{namespaces, sys, Bundle, Error};
 
 /// How the caller wants the container's process wired up. `Default` gives runc-like behaviour.
 #[derive(Debug, Default, Clone)]
@@ -87,14 +85,11 @@ impl Spawned {
             return s.clone();
         }
         let mut buf = [0u8; 1024];
-        // SAFETY: reading into a valid buffer from our own fd.
-        let n = unsafe { libc::read(self.status.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        let s = match n {
-            0 => Status::Started,
-            n if n > 0 => Status::Failed(String::from_utf8_lossy(&buf[..n as usize]).trim_end().to_string()),
-            _ if nix::errno::Errno::last() == nix::errno::Errno::EAGAIN => return Status::Pending,
-            _ if nix::errno::Errno::last() == nix::errno::Errno::EINTR => return Status::Pending,
-            _ => Status::Failed(format!("read status pipe: {}", nix::errno::Errno::last())),
+        let s = match sys::read(self.status.as_raw_fd(), &mut buf) {
+            sys::Io::Closed => Status::Started,
+            sys::Io::Done(n) => Status::Failed(String::from_utf8_lossy(&buf[..n]).trim_end().to_string()),
+            sys::Io::WouldBlock => return Status::Pending,
+            sys::Io::Err(e) => Status::Failed(format!("read status pipe: {}", sys::Errno(e))),
         };
         *self.seen.borrow_mut() = Some(s.clone());
         s
@@ -102,9 +97,8 @@ impl Spawned {
 
     /// Block (up to `timeout_ms`) until the setup outcome is known. For tools like keel-runc; PID 1 polls instead.
     pub fn wait_status(&self, timeout_ms: i32) -> Status {
-        let mut p = libc::pollfd { fd: self.status.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: p is a valid pollfd.
-        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        // An error (EBADF, ENOMEM) is seen by the read below.
+        let _ = sys::io::poll_in(self.status.as_raw_fd(), timeout_ms);
         self.poll_status()
     }
 
@@ -168,23 +162,14 @@ impl Spawned {
 
 fn undo_runtime_mounts(mounts: &[PathBuf], errs: &mut Vec<Error>) {
     for m in mounts.iter().rev() {
-        if let Err(e) = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
-            errs.push(Error::Sys { what: format!("unmount runtime.json mount {}", m.display()), errno: e });
+        if let Err(e) = sys::umount(m, libc::MNT_DETACH) {
+            errs.push(Error::os(format!("unmount runtime.json mount {}", m.display()), e));
         }
     }
 }
 
 /// cgroup v2 handling (R2's module: create with limits, remove, default root detection).
 use crate::cgroups as cg;
-
-fn cpath(p: &Path) -> CString {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
-}
-
-fn sys_err(what: String) -> Error {
-    Error::Sys { what, errno: nix::errno::Errno::last() }
-}
 
 /// Load the overlay module ourselves before the first overlay mount of this process, if the kernel lacks overlay
 /// and /lib/modules/$(uname -r) has it (it has no dependencies). Otherwise the mount makes the kernel exec the
@@ -198,13 +183,10 @@ fn preload_overlay() {
         if have.unwrap_or(true) {
             return;
         }
-        // SAFETY: utsname is plain old data; all-zero is valid and uname fills it.
-        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-        // SAFETY: u is a valid out pointer.
-        if unsafe { libc::uname(&mut u) } != 0 {
+        let release = sys::kernel_release();
+        if release.is_empty() {
             return;
         }
-        let release: String = u.release.iter().take_while(|c| **c != 0).map(|c| *c as u8 as char).collect();
         let ko = format!("/lib/modules/{release}/kernel/fs/overlayfs/overlay.ko");
         if let Ok(f) = std::fs::File::open(ko) {
             // SAFETY: finit_module on our open fd with an empty NUL-terminated parameter string.
@@ -238,12 +220,11 @@ fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> 
         let kind = m.kind.as_deref().filter(|k| !k.is_empty());
         let src = m.source.as_deref().unwrap_or(kind.unwrap_or("none"));
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
-        let flags = nix::mount::MsFlags::from_bits_truncate(o.flags);
         // The mount point is created only when the mount says it is missing (it usually exists: one syscall).
         let mut created = false;
-        let mut mount_retry = |f: &dyn Fn() -> nix::Result<()>| -> Result<nix::Result<()>, Error> {
+        let mut mount_retry = |f: &dyn Fn() -> Result<(), sys::Error>| -> Result<Result<(), sys::Error>, Error> {
             let r = f();
-            if r == Err(nix::errno::Errno::ENOENT) && !created {
+            if r.as_ref().err().and_then(sys::Error::errno) == Some(sys::Errno::ENOENT) && !created {
                 created = true;
                 std::fs::create_dir_all(&dir).map_err(|err| Error::Io {
                     what: "runtime.json: create mount point",
@@ -257,19 +238,15 @@ fn prepare_runtime(bundle: &Bundle, cg_root: &Path, done: &mut Vec<PathBuf>) -> 
         // Two calls when propagation is asked: one mount(2) combining MS_REMOUNT with MS_PRIVATE silently skips the
         // propagation change.
         if o.flags != 0 || o.propagation == 0 || !o.data.is_empty() || kind.is_some() {
-            mount_retry(&|| nix::mount::mount(Some(src), &dir, kind, flags, data))?.map_err(|e| Error::Sys {
-                what: format!("runtime.json: mount {} on {}", src, dir.display()),
-                errno: e,
-            })?;
+            mount_retry(&|| sys::mount(src, &dir, kind.unwrap_or(""), o.flags, data.unwrap_or("")))?
+                .map_err(|e| Error::os(format!("runtime.json: mount {} on {}", src, dir.display()), e))?;
             if o.flags & libc::MS_REMOUNT == 0 {
                 done.push(dir.clone());
             }
         }
         if o.propagation != 0 {
-            let pf = nix::mount::MsFlags::from_bits_truncate(o.propagation);
-            mount_retry(&|| nix::mount::mount(None::<&str>, &dir, None::<&str>, pf, None::<&str>))?.map_err(|e| {
-                Error::Sys { what: format!("runtime.json: set propagation of {}", dir.display()), errno: e }
-            })?;
+            mount_retry(&|| sys::mount("", &dir, "", o.propagation, ""))?
+                .map_err(|e| Error::os(format!("runtime.json: set propagation of {}", dir.display()), e))?;
         }
     }
     for d in &rt.mkdir {
@@ -349,14 +326,17 @@ pub fn spawn(bundle: &Bundle, opts: &SpawnOptions) -> Result<Spawned, Error> {
     }
 }
 
+/// `path` opened O_PATH (no read, no write, never blocks, not even on a fifo without a writer), not following a
+/// final symlink. With open(2) itself, not `OpenOptions::custom_flags`: Rust's std clears the O_ACCMODE bits of
+/// custom flags, and on musl O_ACCMODE is `03|O_SEARCH` with O_SEARCH == O_PATH, so the static musl build (the
+/// in-image keel-runc, the containerd shim) silently opened the exec fifo O_RDONLY instead: that open blocks until
+/// a writer comes, and the only writer is the child not cloned yet, so create hung forever.
+pub(crate) fn open_o_path(path: &Path) -> Result<OwnedFd, sys::Error> {
+    sys::io::open_path(path, libc::O_PATH | libc::O_NOFOLLOW, 0)
+}
+
 fn pipe_cloexec(extra: libc::c_int) -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid 2-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | extra) } != 0 {
-        return Err(sys_err("pipe2".into()));
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    sys::io::pipe2(libc::O_CLOEXEC | extra).map_err(|errno| Error::Sys { what: "pipe2".into(), errno })
 }
 
 /// Start another process in the running container `pid` of `bundle` (keel-runc exec): it joins the container's
@@ -428,12 +408,8 @@ fn spawn_inner(
     // The fifo as an O_PATH fd: the child reopens it through its procfs and holds no directory of the host.
     let fifo = match &opts.exec_fifo {
         Some(f) => {
-            let fd = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(f)
-                .map_err(|err| Error::Io { what: "open exec fifo", path: f.clone(), err })?;
-            plan.exec_fifo = Some((fd.as_raw_fd(), cpath(f)));
+            let fd = open_o_path(f)?;
+            plan.exec_fifo = Some((fd.as_raw_fd(), sys::cpath("exec fifo path", f)?));
             Some(fd)
         }
         None => None,
@@ -447,15 +423,9 @@ fn spawn_inner(
         || !plan.create_container.is_empty()
         || !plan.start_container.is_empty();
     let (sync_parent, sync_child) = if need_sync {
-        let mut sv = [0; 2];
-        // SAFETY: sv is a valid 2-int array.
-        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }
-            != 0
-        {
-            return Err(sys_err("socketpair".into()));
-        }
-        // SAFETY: fresh fds we own.
-        unsafe { (Some(OwnedFd::from_raw_fd(sv[0])), Some(OwnedFd::from_raw_fd(sv[1]))) }
+        let (a, b) = sys::io::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET)
+            .map_err(|errno| Error::Sys { what: "socketpair for the sync socket".into(), errno })?;
+        (Some(a), Some(b))
     } else {
         (None, None)
     };
@@ -472,16 +442,10 @@ fn spawn_inner(
     }
 
     let cg_fd = match cgroup {
-        Some(c) => {
-            let cc = cpath(c);
-            // SAFETY: valid C string.
-            let fd = unsafe { libc::open(cc.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(sys_err(format!("open cgroup {}", c.display())));
-            }
-            // SAFETY: fresh fd we own.
-            Some(unsafe { OwnedFd::from_raw_fd(fd) })
-        }
+        Some(c) => Some(
+            sys::io::open_path(c, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(|e| Error::os(format!("open cgroup {}", c.display()), e))?,
+        ),
         None => None,
     };
 
@@ -511,7 +475,7 @@ fn spawn_inner(
     let mut procs_fd = None;
     if pid < 0 && cg_fd.is_some() {
         // Old kernel or a cgroup v1 hierarchy: join by writing cgroup.procs in the child.
-        let e = nix::errno::Errno::last();
+        let e = sys::Errno::last();
         let procs = cgroup.map(|c| c.join("cgroup.procs")).unwrap_or_default();
         let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|err| Error::Io {
             what: "open",
@@ -541,7 +505,7 @@ fn spawn_inner(
     if pid == 0 {
         crate::child::run(plan);
     }
-    let errno = nix::errno::Errno::last();
+    let errno = sys::Errno::last();
     namespaces::leave_for_children(ns);
     drop(procs_fd);
     drop(v1_procs);
@@ -561,19 +525,12 @@ fn spawn_inner(
     if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {
         // The child cannot go on without us: stop it and reap it ourselves (it is our child and nobody else has
         // seen its pid yet).
-        // SAFETY: pid is our unreaped child.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
-        }
+        let _ = sys::kill(pid, libc::SIGKILL);
+        while sys::waitpid(pid, libc::__WALL) == Err(sys::Errno::EINTR) {}
         return Err(e);
     }
     // The status pipe was made O_NONBLOCK (both ends: the child writes at most one short line into the empty pipe).
     Ok((pid, status_r))
-}
-
-fn write_file(path: &str, data: &[u8]) -> Result<(), Error> {
-    std::fs::write(path, data).map_err(|err| Error::Io { what: "write", path: PathBuf::from(path), err })
 }
 
 /// Parent-side steps after clone: user namespace maps, release the child, bindNS, runtime hooks.
@@ -586,10 +543,10 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
                 maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>()
             };
             if !l.uid_mappings.is_empty() {
-                write_file(&format!("/proc/{pid}/uid_map"), fmt(&l.uid_mappings).as_bytes())?;
+                sys::write_file(Path::new(&format!("/proc/{pid}/uid_map")), fmt(&l.uid_mappings).as_bytes())?;
             }
             if !l.gid_mappings.is_empty() {
-                write_file(&format!("/proc/{pid}/gid_map"), fmt(&l.gid_mappings).as_bytes())?;
+                sys::write_file(Path::new(&format!("/proc/{pid}/gid_map")), fmt(&l.gid_mappings).as_bytes())?;
             }
         }
     }
@@ -612,23 +569,22 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
                 })?;
             }
             let src = format!("/proc/{pid}/ns/{nsname}");
-            nix::mount::mount(Some(src.as_str()), t, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| Error::Sys { what: format!("runtime.json bindNS: bind {src} on {target}"), errno: e })?;
+            sys::mount(&src, t, "", libc::MS_BIND, "")
+                .map_err(|e| Error::os(format!("runtime.json bindNS: bind {src} on {target}"), e))?;
         }
     }
     if let Some(s) = sync {
-        // SAFETY: sending 4 bytes from a valid buffer on our socket.
-        unsafe { libc::send(s.as_raw_fd(), pid.to_ne_bytes().as_ptr().cast(), 4, libc::MSG_NOSIGNAL) };
+        // The child waits for this: without it, it would wait forever (or until its parent dies).
+        sys::io::send(s.as_raw_fd(), &pid.to_ne_bytes())
+            .map_err(|errno| Error::Sys { what: format!("send pid {pid} to the child on the sync socket"), errno })?;
     }
     if let (Some(s), Some(h)) = (sync, bundle.spec.hooks.as_ref()) {
         if !h.prestart.is_empty() || !h.create_runtime.is_empty() {
-            let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: p is a valid pollfd.
-            let r = unsafe { libc::poll(&mut p, 1, 10_000) };
+            let ready = sys::io::poll_in(s.as_raw_fd(), 10_000)
+                .map_err(|errno| Error::Sys { what: "poll the sync socket".into(), errno })?;
             let mut b = [0u8; 4];
-            // SAFETY: reading into a valid buffer.
-            let n = if r > 0 { unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 4, 0) } } else { -1 };
-            if n == 1 && b[0] == b'H' {
+            let n = if ready { sys::io::recv(s.as_raw_fd(), &mut b).ok() } else { None };
+            if n == Some(1) && b[0] == b'H' {
                 let res = hooks::run_list("prestart", &h.prestart, bundle, &opts.id, "created", pid).and_then(|_| {
                     hooks::run_list("createRuntime", &h.create_runtime, bundle, &opts.id, "created", pid)
                 });
@@ -637,9 +593,11 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
                     Err(Error::Setup { msg, .. }) => msg.clone().into_bytes(),
                     Err(e) => e.to_string().into_bytes(),
                 };
-                // SAFETY: sending a valid buffer.
-                unsafe { libc::send(s.as_raw_fd(), reply.as_ptr().cast(), reply.len(), libc::MSG_NOSIGNAL) };
-            } else if r == 0 {
+                sys::io::send(s.as_raw_fd(), &reply).map_err(|errno| Error::Sys {
+                    what: "send the hooks' outcome to the child on the sync socket".into(),
+                    errno,
+                })?;
+            } else if !ready {
                 return Err(Error::Setup {
                     bundle: bundle.name.clone(),
                     msg: "setup did not reach the createRuntime hooks within 10 s".into(),
@@ -653,3 +611,37 @@ fn after_clone(bundle: &Bundle, opts: &SpawnOptions, pid: i32, sync: Option<&Own
 
 /// Run the bundle's poststart hooks (re-exported for callers).
 pub use crate::hooks::run_poststart;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exec fifo is opened O_PATH: at once although nobody writes it (the writer is the child, cloned later).
+    /// A plain O_RDONLY open (what `OpenOptions::custom_flags(O_PATH)` gave on musl) blocks here: run this test on
+    /// the musl target too (`cargo test -p keel-runtime --lib --target x86_64-unknown-linux-musl open_o_path`).
+    #[test]
+    fn open_o_path_does_not_block_on_a_fifo_without_writer() {
+        let dir = std::env::temp_dir().join(format!("keel-opath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("exec.fifo");
+        sys::fs::mkfifo(&fifo, 0o622).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f2 = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_o_path(&f2).map(|fd| {
+                // SAFETY: F_GETFL on our fd.
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+            }));
+        });
+        let r = rx.recv_timeout(std::time::Duration::from_secs(5));
+        if r.is_err() {
+            // Unblock the stuck open so the test process can exit.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let flags = r.expect("open of the exec fifo blocked: not O_PATH").unwrap();
+        assert_ne!(flags & libc::O_PATH, 0, "flags {flags:#x} lack O_PATH");
+        assert!(open_o_path(&dir.join("missing")).is_err());
+    }
+}

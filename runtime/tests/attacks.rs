@@ -12,6 +12,7 @@
 //! | host cgroup tree in the container       | `cgroup_mount_shows_only_the_containers_own_cgroup`   |
 
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -250,15 +251,35 @@ fn runtime_binary_is_a_sealed_copy() {
     let t = Cli::new("attack-exe", &["sh", "-c", "sleep 30"], |_| {});
     t.ok(&["create", &id("exe")]);
     let pid = t.pid(&id("exe"));
-    // The created container's process is still the runtime (blocked before exec): its exe is a sealed memfd, never
-    // the host's keel-runc.
-    let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(link.to_string_lossy().starts_with("/memfd:"), "exe of the setup process: {link:?}");
+    // The created container's process is still the runtime (blocked before exec): its exe is a copy nobody can
+    // write, never the host's keel-runc: the binary on a private overlayfs with no upper layer (EROFS, on a mount
+    // that is in no mount table), or else a sealed memfd.
     let exe = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
-    // SAFETY: fcntl on our fd.
-    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
-    assert!(seals & libc::F_SEAL_WRITE != 0, "seals {seals:#x}");
-    assert!(std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/exe")).is_err(), "exe writable");
+    // SAFETY: zeroed out-parameter filled by fstatfs on our fd.
+    let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::fstatfs(exe.as_raw_fd(), &mut sf) }, 0);
+    let w = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/exe"));
+    if sf.f_type as i64 == 0x794c_7630 {
+        assert_eq!(w.map(drop).map_err(|e| e.raw_os_error()), Err(Some(libc::EROFS)), "write the setup process's exe");
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", exe.as_raw_fd())).unwrap();
+        let id = info.lines().find_map(|l| l.strip_prefix("mnt_id:")).unwrap().trim().to_string();
+        for table in [format!("/proc/{pid}/mountinfo"), "/proc/self/mountinfo".to_string()] {
+            let t = std::fs::read_to_string(&table).unwrap();
+            assert!(!t.lines().any(|l| l.split(' ').next() == Some(&id)), "the exe's mount {id} is in {table}");
+        }
+    } else {
+        let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(link.to_string_lossy().starts_with("/memfd:"), "exe of the setup process: {link:?}");
+        // SAFETY: fcntl on our fd.
+        let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+        assert!(seals & libc::F_SEAL_WRITE != 0, "seals {seals:#x}");
+        assert!(w.is_err(), "exe writable");
+    }
+    // The host's binary itself is not the one running.
+    let host = std::fs::metadata(BIN).unwrap();
+    let running = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
+    assert!((host.dev(), host.ino()) != (running.dev(), running.ino()), "the setup process runs the host's binary");
     // A program whose interpreter is /proc/self/exe runs that sealed copy, not the host binary.
     let t2 = Cli::new("attack-exe2", &["/evil"], |_| {});
     std::fs::write(t2.tb.dir.join("rootfs/evil"), "#!/proc/self/exe\n").unwrap();

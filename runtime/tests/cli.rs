@@ -283,7 +283,7 @@ fn foreground_run_forwards_signals() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100)); // let sh install its trap
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    keel_sys::kill(child.id() as i32, libc::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(42));
     t.assert_clean(id("s1").as_str());
@@ -473,26 +473,11 @@ fn exec_tty_sends_pty_master_over_console_socket() {
 
 /// The pty master keel-runc sends over a --console-socket connection.
 fn accept_master(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
     let (conn, _) = listener.accept().unwrap();
     let mut buf = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            fd = fds.first().copied();
-        }
-    }
-    // SAFETY: the fd was just received over SCM_RIGHTS and is ours.
-    unsafe { OwnedFd::from_raw_fd(fd.expect("no fd received")) }
+    let (_, fd) = keel_sys::io::recv_fd(conn.as_raw_fd(), &mut buf).unwrap();
+    fd.expect("no fd received")
 }
 
 /// Everything written to the pty until the slave side closes (the pty then reports EIO).

@@ -34,7 +34,7 @@ fn in_child_status(prog: &[libc::sock_filter], flags: &[String], f: impl Fn() ->
         }
         let code = match install(prog, flags) {
             Ok(()) => f(),
-            Err(e) => 200 + (e as i32).min(50),
+            Err(e) => 200 + e.raw().min(50),
         };
         // SAFETY: _exit in the forked child (no atexit handlers, no unwinding into the test harness).
         unsafe { libc::_exit(code) };

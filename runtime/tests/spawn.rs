@@ -404,7 +404,6 @@ fn console_socket_gets_pty_master() {
     if !is_root() {
         return;
     }
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let tb = TestBundle::new("console");
     let mut c = config(&["sh", "-c", "tty; echo term-ok"]);
     c["process"]["terminal"] = json!(true);
@@ -415,18 +414,8 @@ fn console_socket_gets_pty_master() {
     let s = spawn(&b, &SpawnOptions { console_socket: Some(sock.clone()), ..Default::default() }).unwrap();
     let (conn, _) = listener.accept().unwrap();
     let mut name = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-    let mut master = -1;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            master = fds[0];
-        }
-    }
-    assert!(master >= 0, "no fd received");
-    // SAFETY: the fd was just received and is ours.
-    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(master) };
+    let (_, master) = keel_sys::io::recv_fd(conn.as_raw_fd(), &mut name).unwrap();
+    let mut f = std::fs::File::from(master.expect("no fd received"));
     let st = wait(s.pid);
     let mut out = Vec::new();
     let _ = std::io::Read::read_to_end(&mut f, &mut out); // EIO at the end of a pty is normal
@@ -486,7 +475,7 @@ fn runtime_json_interfaces_and_bind_ns() {
     // The net namespace stays reachable through the bindNS file after the process is gone.
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(info.contains(&*netns.to_string_lossy()), "bindNS mount missing");
-    let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
+    let _ = keel_sys::umount(&netns, libc::MNT_DETACH);
     r.spawned.cleanup(&b);
 }
 
@@ -644,4 +633,82 @@ fn cgroup_mount_below_a_bind_of_sys() {
     assert!(r.out.contains("listed"), "{}", r.out);
     let errs = r.spawned.cleanup(&tb.write(&c));
     assert!(errs.is_empty(), "cleanup: {errs:?}");
+}
+
+/// Create as containerd's shim does it (containerd-shim-keel-v1's spawn_init): stdio on FIFOs, an exec fifo, the
+/// default cgroup `NAMESPACE/ID`. spawn returns at once (the exec fifo is opened O_PATH: issue 13, where a musl
+/// build opened it O_RDONLY and blocked forever before clone), the process waits on the fifo before exec, and
+/// opening the fifo for reading (start) lets it run.
+#[test]
+fn create_then_start_with_the_shims_options() {
+    if !is_root() {
+        return;
+    }
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::time::{Duration, Instant};
+    let tb = TestBundle::new("shimopts");
+    let b = tb.write(&config(&["sh", "-c", "echo started; echo err >&2"]));
+    let fifo = tb.dir.join("exec.fifo");
+    let out = tb.dir.join("stdout");
+    for p in [&fifo, &out] {
+        keel_sys::fs::mkfifo(p.as_path(), 0o622).unwrap();
+    }
+    // The reader of the stdout FIFO first (containerd's side), then the shim's write end.
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&out).unwrap();
+    let writer = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+    let null = std::fs::File::options().read(true).write(true).open("/dev/null").unwrap();
+    let id = format!("shimopts-{}", std::process::id());
+    let opts = SpawnOptions {
+        id: id.clone(),
+        stdin: Some(null.as_raw_fd()),
+        stdout: Some(writer.as_raw_fd()),
+        stderr: Some(writer.as_raw_fd()),
+        exec_fifo: Some(fifo.clone()),
+        cgroup_root: Some(keel_runtime::cgroups::default_root()),
+        default_cgroup: Some(format!("keeltest-ns/{id}")),
+        ..Default::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (b2, o2) = (b.clone(), opts.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(spawn(&b2, &o2).map_err(|e| e.to_string()));
+    });
+    let spawned = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(r) => r.unwrap_or_else(|e| panic!("spawn: {e}")),
+        Err(_) => {
+            // Unblock the stuck open so the test can end.
+            let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo);
+            panic!("spawn with an exec fifo did not return within 10 s (blocked opening the fifo?)");
+        }
+    };
+    drop(writer);
+    drop(null);
+    // Created: blocked on the fifo, setup not failed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !keel_runtime::cli::state_dir::blocked_on_fifo(spawned.pid) {
+        assert_ne!(
+            std::mem::discriminant(&spawned.poll_status()),
+            std::mem::discriminant(&Status::Failed(String::new())),
+            "setup failed: {:?}",
+            spawned.poll_status()
+        );
+        assert!(Instant::now() < deadline, "process {} not blocked on the exec fifo after 10 s", spawned.pid);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cg = spawned.cgroup().map(|c| c.to_path_buf()).expect("the default cgroup");
+    assert!(cg.ends_with(format!("keeltest-ns/{id}")), "cgroup {}", cg.display());
+    // Start: open for reading, read to EOF (the process closes it at exec).
+    let mut f = std::fs::OpenOptions::new().read(true).open(&fifo).unwrap();
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).unwrap();
+    let st = wait(spawned.pid);
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "wait status {st:#x}");
+    assert_eq!(spawned.wait_status(1000), Status::Started);
+    let mut text = String::new();
+    let mut reader = reader;
+    let _ = reader.read_to_string(&mut text);
+    assert_eq!(text, "started\nerr\n");
+    assert!(spawned.cleanup(&b).is_empty());
+    let _ = std::fs::remove_dir(cg.parent().unwrap());
 }

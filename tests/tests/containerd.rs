@@ -15,41 +15,17 @@
 //! below). The protocol test itself passes `--cpu-shares 0` (no cpu limit in the spec) so that it checks the
 //! protocol alone.
 
+mod shim_common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use keel_tests::vm::{in_ci, root};
+use keel_tests::vm::root;
+use shim_common::{busybox_rootfs, have, skip, text, Containerd};
 
 /// Namespace of the test's containers (and so the parent of their cgroups).
 const NS: &str = "keeltest";
-
-/// Skip (print why, return None) outside CI; panic in CI.
-fn skip(msg: &str) -> Option<()> {
-    if in_ci() {
-        panic!("containerd test: {msg}");
-    }
-    eprintln!("SKIPPED containerd test: {msg}");
-    None
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// containerd, ctr and the runc shim present (`make deps` installs them; tests never install anything).
-fn ensure_containerd() -> Option<()> {
-    let ok = || have("containerd") && have("ctr") && have("containerd-shim-runc-v2");
-    if ok() {
-        return Some(());
-    }
-    skip("containerd/ctr/containerd-shim-runc-v2 not installed (make deps: containerd)")
-}
 
 fn keel_runc() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KEEL_RUNC") {
@@ -60,196 +36,63 @@ fn keel_runc() -> Option<PathBuf> {
     candidates.iter().find(|p| p.is_file()).cloned()
 }
 
-/// A private containerd and the ctr invocations against it. Dropping it removes the test's containers, stops
-/// containerd and deletes the temp dir.
-struct Containerd {
-    dir: PathBuf,
-    sock: PathBuf,
-    child: Option<Child>,
+/// The private containerd (shared with the shim tests: shim_common) and the keel-runc binary its runc shim runs.
+struct Cd {
+    cd: Containerd,
     runc: PathBuf,
-    ids: Vec<String>,
 }
 
-impl Containerd {
-    fn start(dir: &Path, runc: PathBuf) -> Result<Containerd, String> {
-        let sock = dir.join("containerd.sock");
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.tracing",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "{s}"
-[ttrpc]
-  address = "{s}.ttrpc"
-[debug]
-  level = "debug"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-"#,
-            d = dir.display(),
-            s = sock.display()
-        );
-        std::fs::write(dir.join("config.toml"), config).map_err(|e| format!("write config.toml: {e}"))?;
-        let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| format!("containerd.log: {e}"))?;
-        let log2 = log.try_clone().map_err(|e| format!("containerd.log: {e}"))?;
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("spawn containerd: {e}"))?;
-        let mut c = Containerd { dir: dir.to_path_buf(), sock, child: Some(child), runc, ids: Vec::new() };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if c.ctr(&["version"]).status.success() {
-                return Ok(c);
-            }
-            if let Some(ch) = c.child.as_mut() {
-                if let Ok(Some(st)) = ch.try_wait() {
-                    return Err(format!("containerd exited ({st}):\n{}", c.log()));
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("containerd not answering on {} after 15 s:\n{}", c.sock.display(), c.log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+impl std::ops::Deref for Cd {
+    type Target = Containerd;
+    fn deref(&self) -> &Containerd {
+        &self.cd
     }
+}
 
-    fn log(&self) -> String {
-        let t = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
-        // The interesting part: warnings and errors (the shim's runtime errors land here), last 40 lines.
-        let lines: Vec<&str> = t.lines().filter(|l| !l.contains("level=debug")).collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// `ctr --address SOCK -n keeltest ARGS`, killed after 30 s.
-    fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("timeout")
-            .args(["-s", "KILL", "30", "ctr", "--address"])
-            .arg(&self.sock)
-            .args(["-n", NS])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("spawn ctr {args:?}: {e}"))
-    }
-
+impl Cd {
     /// `ctr run` with keel-runc and the busybox rootfs: EXTRA are run options, CMD the command.
     fn run(&mut self, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
         // --cpu-shares 0: the protocol alone (ctr's default 1024 is default_cpu_shares_are_accepted's subject).
         self.run_with("0", extra, id, cmd)
     }
 
-    /// `ctr run --cpu-shares SHARES EXTRA... --rootfs ROOTFS ID CMD...` with keel-runc.
+    /// `ctr run --cpu-shares SHARES --runc-binary KEEL_RUNC EXTRA... --rootfs ROOTFS ID CMD...`.
     fn run_with(&mut self, shares: &str, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
-        self.ids.push(id.to_string());
-        let rootfs = self.dir.join("rootfs");
-        let fifo = self.dir.join("fifo");
+        self.cd.ids.push(id.to_string());
+        let rootfs = self.cd.dir.join("rootfs");
+        let fifo = self.cd.dir.join("fifo");
         let (runc, rootfs, fifo) = (self.runc.to_string_lossy(), rootfs.to_string_lossy(), fifo.to_string_lossy());
         let mut a = vec!["run", "--cpu-shares", shares, "--fifo-dir", &fifo, "--runc-binary", &runc];
         a.extend_from_slice(extra);
         a.extend_from_slice(&["--rootfs", &rootfs, id]);
         a.extend_from_slice(cmd);
-        self.ctr(&a)
-    }
-
-    /// `ctr task ls` status of ID ("RUNNING", "PAUSED", "STOPPED"), or None if not listed.
-    fn status(&self, id: &str) -> Option<String> {
-        let o = self.ctr(&["task", "ls"]);
-        String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
-        })
-    }
-
-    fn check(&self, what: &str, o: &Output) {
-        assert!(
-            o.status.success(),
-            "{what} failed ({}):\nstdout: {}\nstderr: {}\ncontainerd log:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr),
-            self.log()
-        );
+        self.cd.ctr(&a)
     }
 }
 
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        for id in std::mem::take(&mut self.ids) {
-            if self.status(&id).is_some() {
-                let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-                let _ = self.ctr(&["task", "delete", "--force", &id]);
-            }
-            let _ = self.ctr(&["container", "delete", &id]);
-        }
-        if let Some(mut ch) = self.child.take() {
-            // SAFETY: kill(2) on the pid of our own child, not yet waited for (so not reused).
-            unsafe { libc::kill(ch.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(ch.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = ch.kill();
-            let _ = ch.wait();
-        }
-        // The namespace's cgroup parent (keel-runc removes each container's own cgroup on delete).
-        for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-            let _ = std::fs::remove_dir(Path::new(base).join(NS));
-        }
-        // The shim's runc root for the namespace (empty once every container is deleted).
-        let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(NS));
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("containerd test: cannot remove {}: {e}", self.dir.display());
-        }
-    }
-}
-
-fn busybox_rootfs(dir: &Path) -> Result<(), String> {
-    let bin = dir.join("bin");
-    for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "run"] {
-        std::fs::create_dir_all(dir.join(d)).map_err(|e| format!("mkdir {}: {e}", dir.join(d).display()))?;
-    }
-    std::fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| format!("copy /bin/busybox: {e}"))?;
-    for a in ["sh", "echo", "sleep", "true", "cat"] {
-        std::os::unix::fs::symlink("busybox", bin.join(a)).map_err(|e| format!("symlink bin/{a}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Root, containerd, keel-runc and busybox present (else skip, or panic in CI); a busybox rootfs and a private
-/// containerd in a temp dir named after TAG.
-fn setup(tag: &str) -> Option<(Containerd, PathBuf)> {
+/// Root, containerd (with its runc shim), keel-runc and busybox present (else skip, or panic in CI); a busybox
+/// rootfs and a private containerd in a temp dir named after TAG.
+fn setup(tag: &str) -> Option<(Cd, PathBuf)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        skip("needs root")?;
-        return None;
+        return skip("needs root");
     }
-    ensure_containerd()?;
+    shim_common::ensure_containerd()?;
+    if !have("containerd-shim-runc-v2") {
+        return skip("containerd-shim-runc-v2 not installed (Debian's containerd package has it)");
+    }
     let Some(runc) = keel_runc() else {
-        skip("keel-runc not built (make build, or cargo build -p keel-runtime; or set KEEL_RUNC)")?;
-        return None;
+        return skip("keel-runc not built (make build, or cargo build -p keel-runtime; or set KEEL_RUNC)");
     };
     if !Path::new("/bin/busybox").is_file() {
-        skip("/bin/busybox missing (make deps installs busybox-static)")?;
-        return None;
+        return skip("/bin/busybox missing (make deps installs busybox-static)");
     }
     let dir = std::env::temp_dir().join(format!("keel-containerd-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     busybox_rootfs(&dir.join("rootfs")).unwrap_or_else(|e| panic!("busybox rootfs: {e}"));
-    let cd = Containerd::start(&dir, runc.clone()).unwrap_or_else(|e| panic!("{e}"));
-    Some((cd, runc))
+    let cd = Containerd::start(&dir, NS, false).unwrap_or_else(|e| panic!("{e}"));
+    Some((Cd { cd, runc: runc.clone() }, runc))
 }
 
 #[test]

@@ -66,7 +66,6 @@ fn host_ns() -> NamespaceOption {
 }
 
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn cri_pod_through_keel_shim() {
     let Some(cd) = setup_ns("cri", true, "k8s.io") else { return };
     // Images: the sandbox's "pause" (busybox sleeping) and busybox, imported into containerd's k8s.io namespace.

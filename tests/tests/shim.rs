@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use shim_common::*;
 
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn ctr_tasks() {
     let t0 = Instant::now();
     let Some(mut cd) = setup("tasks", false) else { return };
@@ -103,7 +102,6 @@ fn ctr_tasks() {
 }
 
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn image_rootfs() {
     let Some(mut cd) = setup("image", false) else { return };
     let p = std::process::id();
@@ -142,7 +140,6 @@ fn image_rootfs() {
 /// A terminal (`ctr run -t`, `ctr task exec -t`): the pty master comes over the console socket, output and exit
 /// codes come back. ctr needs a terminal itself: it runs under `script` (util-linux).
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn terminal() {
     if !have("script") {
         let _ = skip::<()>("`script` (util-linux) missing: ctr -t needs a terminal");
@@ -188,7 +185,6 @@ fn terminal() {
 
 /// A container killed by the kernel's OOM killer: exit code 137 and a `/tasks/oom` event.
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn oom_event() {
     let Some(mut cd) = setup("oom", false) else { return };
     for a in ["tr", "head"] {
@@ -216,7 +212,6 @@ fn oom_event() {
 }
 
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn grouping() {
     let Some(mut cd) = setup("group", false) else { return };
     let p = std::process::id();
@@ -257,7 +252,6 @@ fn grouping() {
 }
 
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn containerd_restart() {
     let Some(mut cd) = setup("restart", false) else { return };
     let id = format!("survivor-{}", std::process::id());
@@ -297,7 +291,6 @@ fn containerd_restart() {
 }
 
 #[test]
-#[ignore = "known failure since the runtime's one-setup-path rewrite: Create through the shim hangs (issue 13 open); run with --ignored"]
 fn killed_shim() {
     let Some(mut cd) = setup("killed", false) else { return };
     let id = format!("orphan-{}", std::process::id());

@@ -1,7 +1,6 @@
 //! Putting one module file into the kernel: finit_module(2), compressed files decompressed by the kernel.
 
 use crate::error::Error;
-use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -22,7 +21,7 @@ pub fn is_compressed(path: &Path) -> bool {
 /// Load one module file with `params`. Ok(true) if loaded now, Ok(false) if it was already there (EEXIST).
 pub fn insmod(path: &Path, params: &str) -> Result<bool, Error> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
-    let p = CString::new(params).map_err(|_| Error::errno("finit_module", path, libc::EINVAL))?;
+    let p = keel_sys::cstring("module parameters", params)?;
     let flags = if is_compressed(path) { MODULE_INIT_COMPRESSED_FILE } else { 0 };
     // SAFETY: the fd is open for the call's duration; p is a valid NUL-terminated string.
     let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), p.as_ptr(), flags) };

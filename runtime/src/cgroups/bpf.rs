@@ -24,7 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use nix::errno::Errno;
+use keel_sys::Errno;
 
 use super::devices::{Emulator, Kind, ACC_ALL};
 use crate::Error;

@@ -26,26 +26,28 @@ pub fn hierarchies() -> &'static [Hierarchy] {
 const NOT_CONTROLLERS: &[&str] = &["rw", "ro", "noprefix", "clone_children", "xattr", "nsdelegate", "cpuset_v2_mode"];
 
 fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let mut post = post.split(' ');
-        if post.next() != Some("cgroup") {
-            continue;
-        }
-        let Some(mount) = pre.split(' ').nth(4) else { continue };
-        let superopts = post.nth(1).unwrap_or("");
-        let controllers: Vec<String> = superopts
+    let mut out: Vec<(Hierarchy, bool)> = Vec::new();
+    for m in keel_sys::mountinfo::parse(text).into_iter().filter(|m| m.fstype == "cgroup") {
+        let controllers: Vec<String> = m
+            .super_options
             .split(',')
             .filter(|o| !NOT_CONTROLLERS.contains(o) && !o.starts_with("release_agent="))
             .map(str::to_string)
             .collect();
-        if !controllers.is_empty() {
-            out.push(Hierarchy { mount: PathBuf::from(mount.replace("\\040", " ")), controllers });
+        if controllers.is_empty() {
+            continue;
+        }
+        // One mount per hierarchy: the same one mounted again (a chroot's /sys, a bind) is the same tree. The first
+        // mount of its root wins; a bind of one of its cgroups only where the root is mounted nowhere.
+        let root = m.root == "/";
+        let h = Hierarchy { mount: m.mount_point, controllers };
+        match out.iter().position(|(k, _): &(Hierarchy, bool)| k.controllers == h.controllers) {
+            None => out.push((h, root)),
+            Some(i) if root && !out[i].1 => out[i] = (h, true),
+            Some(_) => {}
         }
     }
-    out
+    out.into_iter().map(|(h, _)| h).collect()
 }
 
 /// The v1 hierarchy a controller is bound to. v2's "io" is v1's "blkio".
@@ -212,9 +214,14 @@ mod tests {
             "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:5 - cgroup cgroup rw,cpu,cpuacct\n\
              40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n\
              41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n\
-             38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n",
+             38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n\
+             90 89 0:35 / /chroot/sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n\
+             91 89 0:36 /ctr /c/sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n\
+             92 89 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n",
         );
-        assert_eq!(hs.len(), 3);
+        assert_eq!(hs.len(), 4, "{hs:?}");
+        assert_eq!(hierarchy_of(&hs, "blkio").unwrap().mount, Path::new("/sys/fs/cgroup/blkio"), "first mount");
+        assert_eq!(hierarchy_of(&hs, "pids").unwrap().mount, Path::new("/sys/fs/cgroup/pids"), "the root's mount");
         assert_eq!(hs[0].mount, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(hs[0].controllers, ["cpu", "cpuacct"]);
         assert_eq!(hs[1].controllers, ["name=systemd"]);

@@ -3,13 +3,9 @@
 //! keel-runc itself exits (the container is reparented to the caller's subreaper, as with runc).
 //! Also holds the launch path shared with `run`.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use super::state_dir::{self, State};
 use super::{Args, CliResult, Globals};
@@ -72,9 +68,8 @@ pub fn rebuild_spawned(bundle: &Bundle, id: &str, pid: i32) -> CliResult<Spawned
 
 /// Undo a launch that failed after spawn: kill and reap the process, undo spawn's setup, drop the state dir.
 fn abort(g: &Globals, id: &str, spawned: &Spawned, bundle: &Bundle) {
-    let pid = Pid::from_raw(spawned.pid);
-    let _ = kill(pid, Signal::SIGKILL);
-    let _ = waitpid(pid, None);
+    let _ = keel_sys::kill(spawned.pid, libc::SIGKILL);
+    while keel_sys::waitpid(spawned.pid, 0) == Err(keel_sys::Errno::EINTR) {}
     for e in spawned.cleanup(bundle) {
         g.log("warning", &format!("cleanup of {id}: {e}"));
     }
@@ -93,8 +88,8 @@ fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
                 if state_dir::blocked_on_fifo(spawned.pid) {
                     return Ok(());
                 }
-                return match waitpid(Pid::from_raw(spawned.pid), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) => {
+                return match keel_sys::waitpid(spawned.pid, libc::WNOHANG) {
+                    Ok(keel_sys::WaitStatus::StillAlive) => {
                         std::thread::sleep(Duration::from_micros(200));
                         continue;
                     }
@@ -110,9 +105,9 @@ fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
         if Instant::now() > deadline {
             return Err("container setup did not finish within 60 s".into());
         }
-        let mut pfd = [nix::poll::PollFd::new(spawned.status.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let t = if fifo { 1u16 } else { 100 };
-        let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(t));
+        let t = if fifo { 1 } else { 100 };
+        // An error is seen by poll_status next round.
+        let _ = keel_sys::io::poll_in(spawned.status.as_raw_fd(), t);
     }
 }
 
@@ -157,8 +152,7 @@ pub fn host_root_ids(bundle: &Bundle) -> (u32, u32) {
 /// the host (a user-namespaced root can open it too).
 pub fn make_exec_fifo(p: &std::path::Path, bundle: &Bundle) -> CliResult {
     use std::os::unix::fs::PermissionsExt;
-    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o622))
-        .map_err(|e| cli_err!("mkfifo {}: {e}", p.display()))?;
+    keel_sys::mkfifo(p, 0o622).map_err(|e| cli_err!("{e}"))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o622))
         .map_err(|e| cli_err!("chmod 0622 {}: {e}", p.display()))?;
     let (uid, gid) = host_root_ids(bundle);

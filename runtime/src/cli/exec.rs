@@ -8,9 +8,7 @@
 //! rlimits, no_new_privs and seccomp filter of process.json or, by default, of the container's own process (runc
 //! semantics). Only a running container accepts exec.
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use keel_sys::{waitpid, Errno, WaitStatus};
 
 use super::state_dir::{self, Status};
 use super::{Args, CliResult, Globals};
@@ -120,7 +118,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let spawned = crate::spawn::exec(&bundle, st.pid, cgroup, &process, &opts)?;
     let pid = spawned.pid;
     if let crate::Status::Failed(msg) = spawned.wait_status(60_000) {
-        let _ = waitpid(Pid::from_raw(pid), None);
+        while waitpid(pid, 0) == Err(Errno::EINTR) {}
         return Err(cli_err!("exec failed: {msg}"));
     }
     if let Some(f) = a.get("pid-file").filter(|s| !s.is_empty()) {
@@ -131,9 +129,9 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     }
     super::run::set_forward_target(pid);
     loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+        match waitpid(pid, 0) {
+            Ok(WaitStatus::Exited(c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(s)) => return Ok(128 + s),
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(e) => return Err(cli_err!("waitpid {pid}: {e}")),
         }

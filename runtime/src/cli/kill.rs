@@ -22,17 +22,11 @@ pub fn parse_signal(s: &str) -> CliResult<i32> {
             return Ok(sig);
         }
     }
-    let full = format!("SIG{name}");
-    full.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| cli_err!("unknown signal {s:?}"))
+    keel_sys::signal_by_name(name).ok_or_else(|| cli_err!("unknown signal {s:?}"))
 }
 
 fn send(pid: i32, sig: i32) -> std::io::Result<()> {
-    // SAFETY: kill(2) with integer arguments.
-    if unsafe { libc::kill(pid, sig) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(keel_sys::kill(pid, sig)?)
 }
 
 pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {

@@ -4,9 +4,7 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use keel_sys::{waitpid, Errno, WaitStatus};
 
 use super::create::{self, Launch, LAUNCH_FLAGS};
 use super::{Args, CliResult, Globals};
@@ -72,9 +70,9 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
         return Ok(0);
     }
     let code = loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+        match waitpid(pid, 0) {
+            Ok(WaitStatus::Exited(c)) => break c,
+            Ok(WaitStatus::Signaled(s)) => break 128 + s,
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
             Err(e) => {

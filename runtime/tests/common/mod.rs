@@ -112,7 +112,7 @@ impl Drop for TestBundle {
             info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+            let _ = keel_sys::umount(std::path::Path::new(p), libc::MNT_DETACH);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

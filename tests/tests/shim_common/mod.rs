@@ -1,5 +1,5 @@
-//! Shared by the shim tests (shim.rs) and the CRI test (cri.rs): a private containerd 1.6 whose PATH finds
-//! containerd-shim-keel-v1, ctr helpers, a busybox rootfs and OCI image archives built locally, and the checks that
+//! Shared by the shim tests (shim.rs), the CRI test (cri.rs) and the runc-shim test (containerd.rs): a private
+//! containerd 1.6 whose PATH finds containerd-shim-keel-v1, ctr helpers, a busybox rootfs and OCI image archives built locally, and the checks that
 //! nothing is left behind.
 #![allow(dead_code)]
 
@@ -354,6 +354,8 @@ impl Drop for Containerd {
             let _ = std::fs::remove_dir(base.join(&self.ns));
         }
         let _ = std::fs::remove_dir(&root);
+        // containerd-shim-runc-v2's state root of the namespace (containerd.rs), empty once its containers are gone.
+        let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(&self.ns));
         // Overlay mounts of a failed test (image tests).
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let dir = self.dir.to_string_lossy().into_owned();

@@ -1,21 +1,11 @@
-//! Small syscall helpers for the child side of spawn, where nothing may allocate (the caller may have other threads
-//! holding the allocator lock when we clone): a fixed stack buffer for messages, failing with a status line,
-//! mkdir -p on a C path, and errno access.
+//! Helpers for the child side of a spawn, where nothing may allocate (the caller may have other threads holding the
+//! allocator lock when it cloned): a fixed stack buffer for messages, failing with a status line, mkdir -p on a C
+//! path, closing fds, writing numbers.
 
 use std::ffi::CStr;
 use std::fmt::{self, Write};
 
-/// errno of the last failed libc call.
-pub fn errno() -> i32 {
-    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-/// The description of an errno, without allocating or locking (glibc's strerror may take the gettext lock, which
-/// another thread of the caller could have held when we were cloned).
-pub fn strerror(e: i32) -> &'static str {
-    nix::errno::Errno::from_raw(e).desc()
-}
+use crate::{errno, strerror};
 
 /// A fixed-size message buffer implementing `fmt::Write`; overlong text is truncated.
 pub struct StackBuf {
@@ -65,14 +55,10 @@ pub fn show(c: &CStr) -> &str {
 pub fn write_all(fd: i32, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
         // SAFETY: buf is a valid readable slice for its length.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return false;
+        match crate::cvt_r(|| unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }) {
+            Ok(n) => buf = buf.get(n as usize..).unwrap_or_default(),
+            Err(_) => return false,
         }
-        buf = &buf[n as usize..];
     }
     true
 }
@@ -171,54 +157,3 @@ pub fn itoa(mut n: i64, out: &mut [u8; 24]) -> &[u8] {
     }
     &out[i..]
 }
-
-/// Bit of `sig` in a signal mask word (bit `sig - 1`); 0 for numbers outside 1..=64.
-pub fn sig_bit(sig: i32) -> u64 {
-    if (1..=64).contains(&sig) {
-        1u64 << (sig - 1)
-    } else {
-        0
-    }
-}
-
-/// Parent side: the signals whose disposition is not SIG_DFL in this process (bit `sig - 1`), and whether SIGPIPE is
-/// ignored. Queried once per process (64 rt_sigaction calls) and cached: the spawn child then resets only these
-/// instead of every signal. A caller that changes dispositions after its first spawn must call
-/// [`refresh_changed_signals`].
-pub fn changed_signals() -> (u64, bool) {
-    let cached = CHANGED_SIGNALS.load(std::sync::atomic::Ordering::Relaxed);
-    if cached != u64::MAX {
-        return (cached & !SIGPIPE_IGN_FLAG_MASK, cached & SIGPIPE_IGN_FLAG_MASK != 0);
-    }
-    refresh_changed_signals()
-}
-
-/// Query this process's signal dispositions again (see [`changed_signals`]).
-pub fn refresh_changed_signals() -> (u64, bool) {
-    let mut mask = 0u64;
-    let mut pipe_ign = false;
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only queries.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue;
-        }
-        if old.sa_sigaction != libc::SIG_DFL {
-            mask |= sig_bit(sig);
-            if sig == libc::SIGPIPE && old.sa_sigaction == libc::SIG_IGN {
-                pipe_ign = true;
-            }
-        }
-    }
-    // Bit 63 (signal 64) is SIGRTMAX, which the loop above never reports: reuse it as the SIGPIPE-ignored flag.
-    let word = (mask & !SIGPIPE_IGN_FLAG_MASK) | if pipe_ign { SIGPIPE_IGN_FLAG_MASK } else { 0 };
-    CHANGED_SIGNALS.store(word, std::sync::atomic::Ordering::Relaxed);
-    (mask & !SIGPIPE_IGN_FLAG_MASK, pipe_ign)
-}
-
-const SIGPIPE_IGN_FLAG_MASK: u64 = 1 << 63;
-static CHANGED_SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);

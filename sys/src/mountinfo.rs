@@ -1,6 +1,6 @@
-//! Parsing /proc/self/mountinfo (proc(5)): the one source of truth for "what is mounted where".
+//! Parsing /proc/self/mountinfo (proc(5)): keel's one parser of "what is mounted where".
 
-use crate::error::Error;
+use crate::Error;
 use std::path::{Path, PathBuf};
 
 /// One line of mountinfo.
@@ -18,6 +18,10 @@ pub struct Mount {
     pub fstype: String,
     /// Mount source.
     pub source: String,
+    /// Root of the mount within its filesystem (octal escapes decoded).
+    pub root: String,
+    /// Per-superblock options (for cgroup v1: the controllers).
+    pub super_options: String,
 }
 
 /// Read and parse /proc/self/mountinfo.
@@ -41,7 +45,7 @@ fn parse_line(l: &str) -> Option<Mount> {
     let id = it.next()?.parse().ok()?;
     let parent = it.next()?.parse().ok()?;
     let _devno = it.next()?;
-    let _root = it.next()?;
+    let root = unescape(it.next()?);
     let mount_point = PathBuf::from(unescape(it.next()?));
     let options = it.next()?.to_string();
     // optional fields, up to the "-" separator
@@ -52,7 +56,8 @@ fn parse_line(l: &str) -> Option<Mount> {
     }
     let fstype = it.next()?.to_string();
     let source = unescape(it.next().unwrap_or(""));
-    Some(Mount { id, parent, mount_point, options, fstype, source })
+    let super_options = it.next().unwrap_or("").to_string();
+    Some(Mount { id, parent, mount_point, options, fstype, source, root, super_options })
 }
 
 /// Decode mountinfo's `\040`-style octal escapes.
@@ -98,6 +103,8 @@ mod tests {
         assert_eq!(m[1].fstype, "proc");
         assert_eq!(m[1].parent, 1);
         assert_eq!(m[2].mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!(m[1].super_options, "rw");
+        assert_eq!(m[1].root, "/");
         assert_eq!(at(&m, Path::new("/")).map(|x| x.id), Some(1));
     }
 }
