@@ -397,24 +397,25 @@ fn flush_client(c: &mut Client) {
 pub fn sockaddr_un(path: &[u8]) -> Option<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    addr.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).ok()?;
     if path.len() >= addr.sun_path.len() {
         return None;
     }
     let abstract_ = path.first() == Some(&b'@');
     for (dst, (i, &b)) in addr.sun_path.iter_mut().zip(path.iter().enumerate()) {
-        *dst = if abstract_ && i == 0 { 0 } else { b as libc::c_char };
+        *dst = if abstract_ && i == 0 { 0 } else { libc::c_char::from_ne_bytes([b]) };
     }
     let base = std::mem::size_of::<libc::sa_family_t>();
     // Abstract names have no trailing NUL; paths get one.
     let len = base + path.len() + usize::from(!abstract_);
-    Some((addr, len as libc::socklen_t))
+    Some((addr, libc::socklen_t::try_from(len).ok()?))
 }
 
 /// The uid of a connected unix socket's peer.
 pub fn peer_uid(fd: RawFd) -> Option<u32> {
     let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // 12 bytes: always fits.
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::ucred>()).unwrap_or(libc::socklen_t::MAX);
     // SAFETY: cred is a writable ucred of `len` bytes.
     let rc = unsafe {
         libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)

@@ -50,5 +50,5 @@ pub fn start_shell() -> Result<i32, String> {
     // std restores the signal mask and SIGPIPE in the child. The Child handle is dropped without waiting: PID 1's
     // reaper collects the shell.
     let child = cmd.spawn().map_err(|e| format!("{sh}: {e}"))?;
-    Ok(child.id() as i32)
+    i32::try_from(child.id()).map_err(|e| format!("{sh}: pid {}: {e}", child.id()))
 }

@@ -276,7 +276,7 @@ impl Loop {
     /// Add the time since `t` to part `i` of [`Loop::time_us`].
     fn spent(&mut self, i: usize, t: Instant) {
         if let Some(v) = self.time_us.get_mut(i) {
-            *v = v.saturating_add(t.elapsed().as_micros() as u64);
+            *v = v.saturating_add(micros(t.elapsed()));
         }
     }
 
@@ -289,7 +289,8 @@ impl Loop {
         };
         if let Some(Reverse((at, _, _))) = self.timers.peek() {
             let d = at.saturating_duration_since(Instant::now());
-            min(d.as_millis().min(i32::MAX as u128) as i64 + i64::from(d.subsec_nanos() % 1_000_000 != 0));
+            min(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).min(i64::from(i32::MAX))
+                + i64::from(d.subsec_nanos() % 1_000_000 != 0));
         }
         if console_pending {
             min(20);
@@ -300,7 +301,8 @@ impl Loop {
         if !self.queue.is_empty() {
             min(0);
         }
-        t.min(i64::from(i32::MAX)) as i32
+        // t is -1 (no timeout) or a non-negative count of ms: after the clamp it fits in i32.
+        i32::try_from(t.min(i64::from(i32::MAX))).unwrap_or(-1)
     }
 
     fn feed(&mut self, ev: Event) {
@@ -527,7 +529,7 @@ impl Loop {
             self.devnull.as_raw_fd(),
             self.cfg.sandbox,
         );
-        let us = t0.elapsed().as_micros() as u64;
+        let us = micros(t0.elapsed());
         self.spawn_stats = (self.spawn_stats.0 + 1, self.spawn_stats.1 + us, self.spawn_stats.2.max(us));
         match res {
             Ok(st) => {
@@ -759,8 +761,8 @@ impl Loop {
         let recent = log.last_read.is_some_and(|t| t0.saturating_duration_since(t) < LOG_BATCH);
         let budget = match loud {
             true if recent || !cpu_left => 0,
-            true => (LOG_LOUD_BUDGET as u64).min(own) as usize,
-            false => (LOG_BUDGET as u64).min(own).min(quiet_left) as usize,
+            true => usize::try_from((LOG_LOUD_BUDGET as u64).min(own)).unwrap_or(usize::MAX),
+            false => usize::try_from((LOG_BUDGET as u64).min(own).min(quiet_left)).unwrap_or(usize::MAX),
         };
         let (lines, read) = if budget > 0 { log.read_lines(budget) } else { (Vec::new(), 0) };
         log.bytes.take(read as u64);
@@ -1011,7 +1013,7 @@ impl Loop {
     fn check_boot_complete(&mut self) {
         // The supervisor prints the "boot complete" line; we keep the time for `keelctl analyze`.
         if self.complete_ms.is_none() && self.sup.boot_complete() {
-            self.complete_ms = Some(self.cfg.start.elapsed().as_millis() as u64);
+            self.complete_ms = Some(millis(self.cfg.start.elapsed()));
         }
     }
 
@@ -1079,7 +1081,7 @@ impl Loop {
     }
 
     fn ms_since_start(&self, t: Option<Instant>) -> Option<u64> {
-        t.map(|t| t.saturating_duration_since(self.cfg.start).as_millis() as u64)
+        t.map(|t| millis(t.saturating_duration_since(self.cfg.start)))
     }
 
     fn info(&self, u: UnitId) -> UnitInfo {
@@ -1092,7 +1094,7 @@ impl Loop {
             state: state_str(s.state).into(),
             pid: if live { s.pid.or(rt.and_then(|r| r.pid)) } else { None },
             restarts: s.restarts,
-            uptime_ms: if live { s.spawned_at.map(|t| t.elapsed().as_millis() as u64) } else { None },
+            uptime_ms: if live { s.spawned_at.map(|t| millis(t.elapsed())) } else { None },
             ready: match s.state {
                 State::Running => Some(true),
                 State::Starting => Some(false),
@@ -1243,4 +1245,14 @@ fn epoll_failure(what: &str, e: &sys::Errno) -> (String, bool) {
 /// The note for lines a unit's console rate limit held back.
 fn not_shown(name: &str, n: u64) -> String {
     format!("{name}: {n} lines not shown (rate limit; keelctl logs {name})")
+}
+
+/// Whole milliseconds of `d`, saturating (u64 milliseconds are 584 million years).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whole microseconds of `d`, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

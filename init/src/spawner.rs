@@ -103,7 +103,7 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
             libc::SOL_SOCKET,
             libc::SO_PASSCRED,
             (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(libc::socklen_t::MAX),
         )
     };
     if r != 0 {
@@ -208,7 +208,8 @@ fn recv_with_pid(fd: RawFd, buf: &mut [u8]) -> Result<(usize, Option<i32>), i32>
         // SAFETY: msg and c are as above.
         c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
-    Ok((n as usize, pid))
+    // n >= 0: recvmsg succeeded above.
+    Ok((usize::try_from(n).unwrap_or(0), pid))
 }
 
 /// Is `pid` the process `root` or one of its descendants? Walks the parent chain through `ppid_of` (at most 64
@@ -284,7 +285,7 @@ pub fn spawn(
     match ready {
         Ready::Fd(n) if (3..=READY_FD_MAX).contains(&n) => {
             let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e.into()))?;
-            opts.preserve_fds = std::iter::repeat_n(devnull, (n - 3) as usize).collect();
+            opts.preserve_fds = std::iter::repeat_n(devnull, usize::try_from(n - 3).unwrap_or(0)).collect();
             opts.preserve_fds.push(w.as_raw_fd());
             ready_pipe = Some((r, w));
         }
@@ -370,7 +371,7 @@ mod tests {
             let (a, len) =
                 crate::control::sockaddr_un(addr.as_bytes()).unwrap_or_else(|| panic!("no address for {addr}"));
             let n = libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, (&a as *const libc::sockaddr_un).cast(), len);
-            assert_eq!(n, msg.len() as isize, "sendto {addr}: {}", std::io::Error::last_os_error());
+            assert_eq!(usize::try_from(n).ok(), Some(msg.len()), "sendto {addr}: {}", std::io::Error::last_os_error());
             libc::close(fd);
         }
     }
@@ -382,7 +383,7 @@ mod tests {
         let n = notify_socket("web", &bundle(false), &run, &prefix)?;
         assert_eq!(n.env, format!("{prefix}web"));
         assert!(n.bind.is_none());
-        let me = Some(std::process::id() as i32);
+        let me = Some(i32::try_from(std::process::id()).unwrap());
         assert_eq!(read_notify(n.fd.as_raw_fd(), me), NotifyRead::default());
         send(&n.env, b"STATUS=loading");
         send(&n.env, b"READY=1\nSTATUS=serving");
@@ -392,7 +393,7 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("10").spawn()?;
         send(&n.env, b"READY=1\nSTATUS=forged");
         send(&n.env, b"STATUS=forged again");
-        let got = read_notify(n.fd.as_raw_fd(), Some(child.id() as i32));
+        let got = read_notify(n.fd.as_raw_fd(), Some(i32::try_from(child.id()).unwrap()));
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(got, NotifyRead { ready: false, status: None, rejected: 2, rejected_pid: me });
@@ -437,7 +438,10 @@ mod tests {
         let long = |p: i32| if p > 1000 { Some(p - 1) } else { None };
         assert!(is_descendant(1050, 1000, long));
         assert!(!is_descendant(1100, 1000, long));
-        assert_eq!(proc_ppid(std::process::id() as i32), Some(std::os::unix::process::parent_id() as i32));
+        assert_eq!(
+            proc_ppid(i32::try_from(std::process::id()).unwrap()),
+            Some(i32::try_from(std::os::unix::process::parent_id()).unwrap())
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub fn boot_ms() -> u64 {
     if rc != 0 {
         return 0;
     }
-    (ts.tv_sec as u64).saturating_mul(1000) + (ts.tv_nsec as u64) / 1_000_000
+    // CLOCK_BOOTTIME is never negative; 0 if it were.
+    u64::try_from(ts.tv_sec).unwrap_or(0).saturating_mul(1000) + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
 /// `[   1.234]`: seconds right-aligned in 4 columns (wider when needed), then milliseconds.

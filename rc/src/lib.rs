@@ -12,6 +12,9 @@
 
 // PID 1 must never panic: no unwrap/expect/panic! outside tests (enforced by clippy; CI runs it).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// Numeric casts that may truncate, wrap or lose a sign are explicit conversions here (try_from with a stated
+// fallback, or a byte reinterpretation), as in Firecracker. `make lint` turns these warnings into errors.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 pub mod cgroups;
 pub mod cmdline;

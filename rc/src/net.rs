@@ -28,7 +28,7 @@ fn set_up(fd: libc::c_int, name: &str) -> Result<(), Error> {
         return Err(Error::errno("ioctl SIOCGIFFLAGS", name, libc::EINVAL));
     }
     for (d, s) in req.ifr_name.iter_mut().zip(b) {
-        *d = *s as libc::c_char;
+        *d = libc::c_char::from_ne_bytes([*s]);
     }
     // SAFETY: fd is a valid socket and req a valid ifreq with a NUL-terminated name.
     if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
@@ -36,13 +36,21 @@ fn set_up(fd: libc::c_int, name: &str) -> Result<(), Error> {
     }
     // SAFETY: the kernel filled ifru_flags for SIOCGIFFLAGS.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    if flags & libc::IFF_UP as libc::c_short != 0 {
+    if flags & IFF_UP != 0 {
         return Ok(());
     }
-    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    req.ifr_ifru.ifru_flags = flags | IFF_UP;
     // SAFETY: as above.
     if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req) } < 0 {
         return Err(Error::last("ioctl SIOCSIFFLAGS", name));
     }
     Ok(())
 }
+
+/// IFF_UP (1) as the ifreq's c_short flags field.
+const IFF_UP: libc::c_short = {
+    assert!(libc::IFF_UP > 0 && libc::IFF_UP <= libc::c_short::MAX as libc::c_int);
+    #[allow(clippy::cast_possible_truncation)] // checked just above, at compile time
+    let f = libc::IFF_UP as libc::c_short;
+    f
+};

@@ -61,16 +61,16 @@ fn section_bytes(r: &dyn ReadAt, want: &str) -> Result<Option<Vec<u8>>, String> 
     if shentsize < 64 || shnum == 0 || shnum * shentsize > MAX_READ {
         return Err("bad section header table".into());
     }
-    let table = r.read_at(shoff, (shnum * shentsize) as usize)?;
+    let table = r.read_at(shoff, len(shnum * shentsize)?)?;
     let sh = |i: u64| -> Result<(u32, u64, u64), String> {
-        let base = (i * shentsize) as usize;
+        let base = len(i * shentsize)?;
         Ok((u32le(&table, base)?, u64le(&table, base + 24)?, u64le(&table, base + 32)?))
     };
     let (_, str_off, str_size) = sh(shstrndx)?;
     if str_size > MAX_READ {
         return Err("section name table too large".into());
     }
-    let names = r.read_at(str_off, str_size as usize)?;
+    let names = r.read_at(str_off, len(str_size)?)?;
     for i in 0..shnum {
         let (name_off, off, size) = sh(i)?;
         let name = names.get(name_off as usize..).unwrap_or(&[]);
@@ -79,7 +79,7 @@ fn section_bytes(r: &dyn ReadAt, want: &str) -> Result<Option<Vec<u8>>, String> 
             if size > MAX_READ {
                 return Err(format!("section {want} too large"));
             }
-            return r.read_at(off, size as usize).map(Some);
+            return r.read_at(off, len(size)?).map(Some);
         }
     }
     Ok(None)
@@ -243,6 +243,11 @@ fn write_atomic(p: &Path, data: &[u8]) -> Result<(), Error> {
     let tmp = p.with_extension("keel-tmp");
     std::fs::write(&tmp, data).map_err(|e| Error::io("write", &tmp, &e))?;
     std::fs::rename(&tmp, p).map_err(|e| Error::io("rename", p, &e))
+}
+
+/// A size or offset from the file as usize (they are bounded by MAX_READ before they get here).
+fn len(x: u64) -> Result<usize, String> {
+    usize::try_from(x).map_err(|_| format!("{x} does not fit in usize"))
 }
 
 #[cfg(test)]
