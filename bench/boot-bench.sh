@@ -102,6 +102,7 @@ if grep -aq 'memstat: rss' "$OUT/services30.log"; then
             printf "  targets: PID 1 <= 1536 KiB: %s; all keel processes <= 4096 KiB: %s (VmRSS sum), %s (Pss sum)\n", \
                 (p1r <= 1536 ? "yes" : "NO"), (r <= 4096 ? "yes" : "NO"), (p <= 4096 ? "yes" : "NO")
         }'
+    { grep -aoE 'memstat: pid1 .*' "$OUT/services30.log" || true; } | head -1 | sed 's/^memstat: pid1/  PID 1 by kind:/'
 else
     echo "  no memstat lines on the console (see $OUT/services30.log)"
 fi
