@@ -87,7 +87,6 @@ fn count(n: usize, what: &str) -> String {
 /// `binds.add` and `capabilities.add` are folded in (None), so [`crate::config::oci_config`] reads only
 /// `binds` and `capabilities`.
 pub fn merge(label: &Container, yaml: &Container) -> Result<(Container, Report), Error> {
-    let who = yaml.name.as_str();
     let mut r = Report::default();
     let mut out = yaml.clone();
 
@@ -118,45 +117,8 @@ pub fn merge(label: &Container, yaml: &Container) -> Result<(Container, Report),
         };
     }
 
-    // capabilities: YAML capabilities, else label capabilities + YAML capabilities.add.
-    match (&yaml.capabilities, &label.capabilities) {
-        (Some(_), Some(_)) => r.replaced.push("capabilities".into()),
-        (None, Some(l)) => {
-            let add = yaml.capabilities_add.clone().unwrap_or_default();
-            if !add.is_empty() && l.iter().any(|c| c.eq_ignore_ascii_case("all")) {
-                return Err(Error::Config(format!(
-                    "{who}: capabilities.add {add:?} on top of the label's `capabilities: [all]`: LinuxKit rejects \
-                     this (`all` is only special as the sole entry; it fails with `unknown capability: all`); drop \
-                     capabilities.add (all already includes them)"
-                )));
-            }
-            let mut t = caps_text(l);
-            if !add.is_empty() {
-                t.push_str(&format!(" (+{} from capabilities.add)", add.len()));
-            }
-            r.from_label.push(t);
-            out.capabilities = Some(l.iter().cloned().chain(add).collect());
-        }
-        (None, None) => out.capabilities = yaml.capabilities_add.clone(),
-        (Some(_), None) => {}
-    }
-    out.capabilities_add = None;
-    // binds: YAML binds, else label binds + YAML binds.add.
-    match (&yaml.binds, &label.binds) {
-        (Some(_), Some(_)) => r.replaced.push("binds".into()),
-        (None, Some(l)) => {
-            let add = yaml.binds_add.clone().unwrap_or_default();
-            let mut t = count(l.len(), "bind");
-            if !add.is_empty() {
-                t.push_str(&format!(" (+{} from binds.add)", add.len()));
-            }
-            r.from_label.push(t);
-            out.binds = Some(l.iter().cloned().chain(add).collect());
-        }
-        (None, None) => out.binds = yaml.binds_add.clone(),
-        (Some(_), None) => {}
-    }
-    out.binds_add = None;
+    merge_capabilities(label, yaml, &mut out, &mut r)?;
+    merge_binds(label, yaml, &mut out, &mut r);
     for (k, v) in [("capabilities.add", label.capabilities_add.is_some()), ("binds.add", label.binds_add.is_some())] {
         if v {
             r.ignored.push(k.to_string());
@@ -193,58 +155,108 @@ pub fn merge(label: &Container, yaml: &Container) -> Result<(Container, Report),
     pick!(gid_mappings, "gidMappings", |_v: &Vec<crate::yaml::IdMapping>| "gidMappings".to_string());
     pick!(annotations, "annotations", |v: &std::collections::BTreeMap<String, String>| count(v.len(), "annotation"));
 
-    // runtime: key by key.
     if let Some(lr) = &label.runtime {
-        let yr = yaml.runtime.clone().unwrap_or_default();
-        let mut keys = Vec::new();
-        let mut replaced = Vec::new();
-        macro_rules! rt {
-            ($f:ident, $k:expr) => {
-                match (&yr.$f, &lr.$f) {
-                    (None, Some(_)) => keys.push($k),
-                    (Some(_), Some(_)) => replaced.push($k),
-                    _ => {}
-                }
-            };
-        }
-        rt!(cgroups, "cgroups");
-        rt!(mounts, "mounts");
-        rt!(mkdir, "mkdir");
-        rt!(interfaces, "interfaces");
-        rt!(namespace, "namespace");
-        let b = |y: &Option<String>, l: &Option<String>| y.clone().or(l.clone());
-        let (yb, lb) = (&yr.bind_ns, &lr.bind_ns);
-        let bind_ns = BindNs {
-            cgroup: b(&yb.cgroup, &lb.cgroup),
-            ipc: b(&yb.ipc, &lb.ipc),
-            mnt: b(&yb.mnt, &lb.mnt),
-            net: b(&yb.net, &lb.net),
-            pid: b(&yb.pid, &lb.pid),
-            user: b(&yb.user, &lb.user),
-            uts: b(&yb.uts, &lb.uts),
-        };
-        let label_bind = [&lb.cgroup, &lb.ipc, &lb.mnt, &lb.net, &lb.pid, &lb.user, &lb.uts];
-        let yaml_bind = [&yb.cgroup, &yb.ipc, &yb.mnt, &yb.net, &yb.pid, &yb.user, &yb.uts];
-        if label_bind.iter().zip(yaml_bind.iter()).any(|(l, y)| l.is_some() && y.is_none()) {
-            keys.push("bindNS");
-        }
-        out.runtime = Some(Runtime {
-            cgroups: yr.cgroups.clone().or(lr.cgroups.clone()),
-            mounts: yr.mounts.clone().or(lr.mounts.clone()),
-            mkdir: yr.mkdir.clone().or(lr.mkdir.clone()),
-            interfaces: yr.interfaces.clone().or(lr.interfaces.clone()),
-            bind_ns,
-            namespace: yr.namespace.clone().or(lr.namespace.clone()),
-            no_restart: yr.no_restart.or(lr.no_restart),
-        });
-        if !keys.is_empty() {
-            r.from_label.push(format!("runtime {}", keys.join(",")));
-        }
-        for k in replaced {
-            r.replaced.push(format!("runtime.{k}"));
-        }
+        out.runtime = Some(merge_runtime(lr, yaml.runtime.clone().unwrap_or_default(), &mut r));
     }
     Ok((out, r))
+}
+
+/// capabilities: the YAML's, else the label's plus the YAML's capabilities.add.
+fn merge_capabilities(label: &Container, yaml: &Container, out: &mut Container, r: &mut Report) -> Result<(), Error> {
+    let who = yaml.name.as_str();
+    match (&yaml.capabilities, &label.capabilities) {
+        (Some(_), Some(_)) => r.replaced.push("capabilities".into()),
+        (None, Some(l)) => {
+            let add = yaml.capabilities_add.clone().unwrap_or_default();
+            if !add.is_empty() && l.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+                return Err(Error::Config(format!(
+                    "{who}: capabilities.add {add:?} on top of the label's `capabilities: [all]`: LinuxKit rejects \
+                     this (`all` is only special as the sole entry; it fails with `unknown capability: all`); drop \
+                     capabilities.add (all already includes them)"
+                )));
+            }
+            let mut t = caps_text(l);
+            if !add.is_empty() {
+                t.push_str(&format!(" (+{} from capabilities.add)", add.len()));
+            }
+            r.from_label.push(t);
+            out.capabilities = Some(l.iter().cloned().chain(add).collect());
+        }
+        (None, None) => out.capabilities = yaml.capabilities_add.clone(),
+        (Some(_), None) => {}
+    }
+    out.capabilities_add = None;
+    Ok(())
+}
+
+/// binds: the YAML's, else the label's plus the YAML's binds.add.
+fn merge_binds(label: &Container, yaml: &Container, out: &mut Container, r: &mut Report) {
+    match (&yaml.binds, &label.binds) {
+        (Some(_), Some(_)) => r.replaced.push("binds".into()),
+        (None, Some(l)) => {
+            let add = yaml.binds_add.clone().unwrap_or_default();
+            let mut t = count(l.len(), "bind");
+            if !add.is_empty() {
+                t.push_str(&format!(" (+{} from binds.add)", add.len()));
+            }
+            r.from_label.push(t);
+            out.binds = Some(l.iter().cloned().chain(add).collect());
+        }
+        (None, None) => out.binds = yaml.binds_add.clone(),
+        (Some(_), None) => {}
+    }
+    out.binds_add = None;
+}
+
+/// runtime: key by key, the YAML's where given, else the label's; bindNS namespace by namespace.
+fn merge_runtime(lr: &Runtime, yr: Runtime, r: &mut Report) -> Runtime {
+    let mut keys = Vec::new();
+    let mut replaced = Vec::new();
+    macro_rules! rt {
+        ($f:ident, $k:expr) => {
+            match (&yr.$f, &lr.$f) {
+                (None, Some(_)) => keys.push($k),
+                (Some(_), Some(_)) => replaced.push($k),
+                _ => {}
+            }
+        };
+    }
+    rt!(cgroups, "cgroups");
+    rt!(mounts, "mounts");
+    rt!(mkdir, "mkdir");
+    rt!(interfaces, "interfaces");
+    rt!(namespace, "namespace");
+    let b = |y: &Option<String>, l: &Option<String>| y.clone().or(l.clone());
+    let (yb, lb) = (&yr.bind_ns, &lr.bind_ns);
+    let bind_ns = BindNs {
+        cgroup: b(&yb.cgroup, &lb.cgroup),
+        ipc: b(&yb.ipc, &lb.ipc),
+        mnt: b(&yb.mnt, &lb.mnt),
+        net: b(&yb.net, &lb.net),
+        pid: b(&yb.pid, &lb.pid),
+        user: b(&yb.user, &lb.user),
+        uts: b(&yb.uts, &lb.uts),
+    };
+    let label_bind = [&lb.cgroup, &lb.ipc, &lb.mnt, &lb.net, &lb.pid, &lb.user, &lb.uts];
+    let yaml_bind = [&yb.cgroup, &yb.ipc, &yb.mnt, &yb.net, &yb.pid, &yb.user, &yb.uts];
+    if label_bind.iter().zip(yaml_bind.iter()).any(|(l, y)| l.is_some() && y.is_none()) {
+        keys.push("bindNS");
+    }
+    if !keys.is_empty() {
+        r.from_label.push(format!("runtime {}", keys.join(",")));
+    }
+    for k in replaced {
+        r.replaced.push(format!("runtime.{k}"));
+    }
+    Runtime {
+        cgroups: yr.cgroups.clone().or(lr.cgroups.clone()),
+        mounts: yr.mounts.clone().or(lr.mounts.clone()),
+        mkdir: yr.mkdir.clone().or(lr.mkdir.clone()),
+        interfaces: yr.interfaces.clone().or(lr.interfaces.clone()),
+        bind_ns,
+        namespace: yr.namespace.clone().or(lr.namespace.clone()),
+        no_restart: yr.no_restart.or(lr.no_restart),
+    }
 }
 
 fn id_text(v: &crate::yaml::Id) -> String {

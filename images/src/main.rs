@@ -61,24 +61,59 @@ fn die(msg: &str) -> ! {
     exit(2)
 }
 
+/// The command line: the verb, its positional arguments and every option.
+struct Cli {
+    verb: String,
+    positional: Vec<String>,
+    out: Option<PathBuf>,
+    build: Options,
+    run: RunOptions,
+    formats: Vec<String>,
+    name: Option<String>,
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(verb) = args.first().cloned() else { die(USAGE) };
-    let mut positional: Vec<String> = Vec::new();
-    let mut out: Option<PathBuf> = None;
-    let mut bo = Options {
-        yaml: PathBuf::new(),
-        out: PathBuf::new(),
-        init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(default_init),
-        kernel_cache: std::env::var_os("KEEL_KERNEL_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("build/kernel")),
-        gzip_level: 6,
-        pull: PullOptions::default(),
+    let Some(cli) = parse(&args) else {
+        println!("{USAGE}");
+        return;
     };
-    let mut ro = RunOptions::default();
-    let mut formats: Vec<String> = Vec::new();
-    let mut name: Option<String> = None;
+    match cli.verb.as_str() {
+        "build" => build_cmd(cli),
+        "run" => run_cmd(cli),
+        "pull" => pull_cmd(&cli),
+        "cache" => cache_cmd(&cli.positional, &cli.build.pull),
+        "kernel" => match keel_image::kernel::debian(&cli.build.kernel_cache) {
+            Ok(k) => println!("{} {}", k.image.display(), k.version),
+            Err(e) => fail(&e),
+        },
+        "-h" | "--help" | "help" => println!("{USAGE}"),
+        other => die(&format!("unknown command {other}\n{USAGE}")),
+    }
+}
+
+/// Parse the command line; None for --help.
+fn parse(args: &[String]) -> Option<Cli> {
+    let Some(verb) = args.first().cloned() else { die(USAGE) };
+    let mut cli = Cli {
+        verb,
+        positional: Vec::new(),
+        out: None,
+        build: Options {
+            yaml: PathBuf::new(),
+            out: PathBuf::new(),
+            init_binary: std::env::var_os("KEEL_INIT_BINARY").map(PathBuf::from).unwrap_or_else(default_init),
+            kernel_cache: std::env::var_os("KEEL_KERNEL_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("build/kernel")),
+            gzip_level: 6,
+            pull: PullOptions::default(),
+        },
+        run: RunOptions::default(),
+        formats: Vec::new(),
+        name: None,
+    };
+    let (bo, ro) = (&mut cli.build, &mut cli.run);
     let mut i = 1;
     let val = |i: &mut usize, flag: &str| -> String {
         *i += 1;
@@ -87,157 +122,143 @@ fn main() {
     while i < args.len() {
         let a = args[i].clone();
         match a.as_str() {
-            "-o" | "--output" => out = Some(PathBuf::from(val(&mut i, &a))),
+            "-o" | "--output" => cli.out = Some(PathBuf::from(val(&mut i, &a))),
             "--init-binary" => bo.init_binary = PathBuf::from(val(&mut i, &a)),
             "--kernel-cache" => bo.kernel_cache = PathBuf::from(val(&mut i, &a)),
-            "--gzip-level" => bo.gzip_level = val(&mut i, &a).parse().unwrap_or_else(|_| die("--gzip-level: 0-9")),
+            "--gzip-level" => bo.gzip_level = num(val(&mut i, &a), "--gzip-level: 0-9"),
             "--cache" => bo.pull.cache = PathBuf::from(val(&mut i, &a)),
             "--offline" => bo.pull.offline = true,
             "--pull" => bo.pull.always = true,
             "--arch" => bo.pull.arch = val(&mut i, &a),
             "--quiet" | "-q" => bo.pull.quiet = true,
             "--format" | "-format" => {
-                formats.extend(val(&mut i, &a).split(',').filter(|f| !f.is_empty()).map(String::from))
+                cli.formats.extend(val(&mut i, &a).split(',').filter(|f| !f.is_empty()).map(String::from))
             }
-            "--name" | "-name" => name = Some(val(&mut i, &a)),
+            "--name" | "-name" => cli.name = Some(val(&mut i, &a)),
             "--kvm" => ro.kvm = true,
             "--forward" => {
                 ro.forwards.push(run::parse_forward(&val(&mut i, &a)).unwrap_or_else(|e| die(&e.to_string())))
             }
-            "--timeout" => {
-                ro.timeout =
-                    Some(Duration::from_secs(val(&mut i, &a).parse().unwrap_or_else(|_| die("--timeout: seconds"))))
-            }
+            "--timeout" => ro.timeout = Some(Duration::from_secs(num(val(&mut i, &a), "--timeout: seconds"))),
             "--append" => ro.append.push(val(&mut i, &a)),
             "--disk" | "-disk" => {
                 ro.disks.push(run::parse_disk(&val(&mut i, &a)).unwrap_or_else(|e| die(&e.to_string())))
             }
-            "--memory" => ro.memory_mb = val(&mut i, &a).parse().unwrap_or_else(|_| die("--memory: MiB")),
-            "--smp" => ro.smp = val(&mut i, &a).parse().unwrap_or_else(|_| die("--smp: count")),
+            "--memory" => ro.memory_mb = num(val(&mut i, &a), "--memory: MiB"),
+            "--smp" => ro.smp = num(val(&mut i, &a), "--smp: count"),
             "--uefi" => ro.uefi = Some(true),
             "--no-uefi" => ro.uefi = Some(false),
             "--autopoweroff" => ro.autopoweroff = Some(true),
             "--no-autopoweroff" => ro.autopoweroff = Some(false),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return;
-            }
+            "-h" | "--help" => return None,
             s if s.starts_with('-') => die(&format!("unknown option {s}\n{USAGE}")),
-            _ => positional.push(a),
+            _ => cli.positional.push(a),
         }
         i += 1;
     }
-    let do_build = |bo: &mut Options, yaml: &str, out: PathBuf| {
-        bo.yaml = PathBuf::from(yaml);
-        bo.out = out;
-        match build::build(bo) {
-            Ok(s) => {
-                for n in &s.notes {
-                    eprintln!("keel-image: note: {n}");
-                }
+    Some(cli)
+}
+
+/// A number option's value, or exit 2 saying what is expected.
+fn num<T: std::str::FromStr>(v: String, what: &str) -> T {
+    v.parse().unwrap_or_else(|_| die(what))
+}
+
+/// Print the error and exit 1.
+fn fail(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("keel-image: {e}");
+    exit(1)
+}
+
+/// Build the image of `yaml` into `out` and print what went in (exit 1 on failure).
+fn do_build(bo: &mut Options, yaml: &str, out: PathBuf) {
+    bo.yaml = PathBuf::from(yaml);
+    bo.out = out;
+    let s = build::build(bo).unwrap_or_else(|e| fail(&e));
+    for n in &s.notes {
+        eprintln!("keel-image: note: {n}");
+    }
+    eprintln!(
+        "keel-image: built {} ({} bundles, kernel {}, {} modules {} KiB, init {} KiB, initrd {} KiB gz / {} KiB)",
+        bo.out.display(),
+        s.bundles.len(),
+        s.kernel_version,
+        s.modules,
+        s.modules_bytes / 1024,
+        s.init_bytes / 1024,
+        s.initrd_bytes / 1024,
+        s.uncompressed_bytes / 1024
+    );
+}
+
+/// `build YAML -o DIR [--format F,...]`: the image directory, or each output format written from a staging build.
+fn build_cmd(mut cli: Cli) {
+    let [yaml] = cli.positional.as_slice() else { die(USAGE) };
+    let out = cli.out.take().unwrap_or_else(|| die("build needs -o DIR"));
+    if cli.formats.is_empty() {
+        do_build(&mut cli.build, yaml, out);
+        return;
+    }
+    for f in &cli.formats {
+        if let Err(e) = keel_image::outputs::check(f) {
+            die(&e.to_string())
+        }
+    }
+    let name = cli.name.clone().unwrap_or_else(|| {
+        PathBuf::from(yaml).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
+    });
+    let staging = out.join(format!(".{name}.build"));
+    do_build(&mut cli.build, yaml, staging.clone());
+    for f in &cli.formats {
+        match keel_image::outputs::write(&staging, &out, &name, f) {
+            Ok(w) => {
                 eprintln!(
-                    "keel-image: built {} ({} bundles, kernel {}, {} modules {} KiB, init {} KiB, initrd {} KiB gz / {} KiB)",
-                    bo.out.display(),
-                    s.bundles.len(),
-                    s.kernel_version,
-                    s.modules,
-                    s.modules_bytes / 1024,
-                    s.init_bytes / 1024,
-                    s.initrd_bytes / 1024,
-                    s.uncompressed_bytes / 1024
-                );
+                    "keel-image: {f}: {} ({} KiB, {:.1} s)",
+                    w.path.display(),
+                    w.bytes / 1024,
+                    w.took.as_secs_f64()
+                )
             }
             Err(e) => {
-                eprintln!("keel-image: {e}");
-                exit(1)
+                let _ = std::fs::remove_dir_all(&staging);
+                fail(&format!("{f}: {e}"))
             }
         }
-    };
-    match verb.as_str() {
-        "build" => {
-            let [yaml] = positional.as_slice() else { die(USAGE) };
-            let out = out.unwrap_or_else(|| die("build needs -o DIR"));
-            if formats.is_empty() {
-                do_build(&mut bo, yaml, out);
-                return;
-            }
-            for f in &formats {
-                if let Err(e) = keel_image::outputs::check(f) {
-                    die(&e.to_string())
-                }
-            }
-            let name = name.unwrap_or_else(|| {
-                PathBuf::from(yaml)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "image".into())
-            });
-            let staging = out.join(format!(".{name}.build"));
-            do_build(&mut bo, yaml, staging.clone());
-            for f in &formats {
-                match keel_image::outputs::write(&staging, &out, &name, f) {
-                    Ok(w) => eprintln!(
-                        "keel-image: {f}: {} ({} KiB, {:.1} s)",
-                        w.path.display(),
-                        w.bytes / 1024,
-                        w.took.as_secs_f64()
-                    ),
-                    Err(e) => {
-                        let _ = std::fs::remove_dir_all(&staging);
-                        eprintln!("keel-image: {f}: {e}");
-                        exit(1)
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir_all(&staging);
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+}
+
+/// `run DIR|YAML`: boot an image directory (a YAML is built first, into -o DIR or build/NAME).
+fn run_cmd(mut cli: Cli) {
+    let [target] = cli.positional.as_slice() else { die(USAGE) };
+    let p = PathBuf::from(target);
+    if target.ends_with(".yml") || target.ends_with(".yaml") {
+        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let dir = cli.out.clone().unwrap_or_else(|| PathBuf::from("build").join(stem));
+        do_build(&mut cli.build, target, dir.clone());
+        cli.run.dir = dir;
+    } else {
+        cli.run.dir = p;
+    }
+    match run::run(&cli.run) {
+        Ok(code) => exit(code),
+        Err(e) => fail(&e),
+    }
+}
+
+/// `pull REF...`: pull each image into the cache, printing its digest.
+fn pull_cmd(cli: &Cli) {
+    if cli.positional.is_empty() {
+        die(USAGE)
+    }
+    let mut o = cli.build.pull.clone();
+    o.always = true;
+    for spec in &cli.positional {
+        let r = Reference::parse(spec).unwrap_or_else(|e| die(&e.to_string()));
+        match registry::pull(&r, &o) {
+            Ok(d) => println!("{} {}", r, d.digest()),
+            Err(e) => fail(&e),
         }
-        "run" => {
-            let [target] = positional.as_slice() else { die(USAGE) };
-            let p = PathBuf::from(target);
-            let is_yaml = target.ends_with(".yml") || target.ends_with(".yaml");
-            if !is_yaml {
-                ro.dir = p;
-            } else {
-                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
-                let dir = out.clone().unwrap_or_else(|| PathBuf::from("build").join(stem));
-                do_build(&mut bo, target, dir.clone());
-                ro.dir = dir;
-            }
-            match run::run(&ro) {
-                Ok(code) => exit(code),
-                Err(e) => {
-                    eprintln!("keel-image: {e}");
-                    exit(1)
-                }
-            }
-        }
-        "pull" => {
-            if positional.is_empty() {
-                die(USAGE)
-            }
-            let mut o = bo.pull.clone();
-            o.always = true;
-            for spec in &positional {
-                let r = Reference::parse(spec).unwrap_or_else(|e| die(&e.to_string()));
-                match registry::pull(&r, &o) {
-                    Ok(d) => println!("{} {}", r, d.digest()),
-                    Err(e) => {
-                        eprintln!("keel-image: {e}");
-                        exit(1)
-                    }
-                }
-            }
-        }
-        "cache" => cache_cmd(&positional, &bo.pull),
-        "kernel" => match keel_image::kernel::debian(&bo.kernel_cache) {
-            Ok(k) => println!("{} {}", k.image.display(), k.version),
-            Err(e) => {
-                eprintln!("keel-image: {e}");
-                exit(1)
-            }
-        },
-        "-h" | "--help" | "help" => println!("{USAGE}"),
-        other => die(&format!("unknown command {other}\n{USAGE}")),
     }
 }
 

@@ -306,9 +306,42 @@ fn controllers(dir: &Path) -> Result<Vec<String>, Error> {
 /// Parents are created as needed and get the needed controllers enabled in their cgroup.subtree_control. A
 /// limit whose controller the host lacks is an error naming the controller and file; with no limit asked, a
 /// missing controller does not matter. With `res`, the device rules (`res.devices` then runc's defaults) are
-/// enforced before this returns: v1 devices controller on hybrid hosts, a BPF device program on the v2 cgroup
-/// (devices.rs, bpf.rs). On error, every directory this call created is removed again.
+/// enforced before this returns: the v1 devices controller on hybrid hosts, else a BPF device program on the v2
+/// cgroup (devices.rs, bpf.rs). On error, every directory this call created is removed again.
 pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<PathBuf, Error> {
+    let rel_path = checked_rel(root, rel)?;
+    let leaf = root.join(rel_path);
+    let mut lims = match res {
+        Some(r) => limits(r, &leaf)?,
+        None => Vec::new(),
+    };
+    // Hybrid host: a controller bound to a v1 hierarchy (not available in v2) gets its limits in v1 terms there.
+    let hs = if root == default_root() { v1::hierarchies() } else { &[] };
+    let v1_lims = match res {
+        Some(res) if !hs.is_empty() => move_to_v1(root, rel_path, res, hs, &mut lims)?,
+        _ => Vec::new(),
+    };
+    // Device rules (with resources at all): checked now, written once the directories exist.
+    let dev = res.map(|r| devices::Emulator::for_container(&r.devices, &leaf)).transpose()?;
+    let dev_v1 = v1::hierarchy_of(hs, "devices").map(|h| h.mount.join(rel_path));
+    let mut created: Vec<PathBuf> = Vec::new();
+    let r = make_dirs(root, rel_path, &lims, &mut created)
+        .and_then(|()| v1::create_dirs(hs, rel_path, &mut created).map(drop))
+        .and_then(|()| write_limits(&leaf, &lims, &v1_lims))
+        .and_then(|()| dev.as_ref().map_or(Ok(()), |d| devices::apply(d, &leaf, dev_v1.as_deref())));
+    match r {
+        Ok(()) => Ok(leaf),
+        Err(e) => {
+            for d in created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `rel` as a relative path without `..`, under a cgroup2 `root`.
+fn checked_rel<'a>(root: &Path, rel: &'a str) -> Result<&'a Path, Error> {
     let rel_path = Path::new(rel.trim_start_matches('/'));
     if rel_path.as_os_str().is_empty() || rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(Error::Invalid {
@@ -324,112 +357,109 @@ pub fn create(root: &Path, rel: &str, res: Option<&LinuxResources>) -> Result<Pa
             msg: "not a cgroup2 mount (keel supports cgroup v2 only)".into(),
         });
     }
-    let leaf = root.join(rel_path);
-    let mut lims = match res {
-        Some(r) => limits(r, &leaf)?,
-        None => Vec::new(),
-    };
-    // Hybrid host: a controller bound to a v1 hierarchy (not available in v2) gets its limits in v1 terms there.
-    // `unified` entries stay v2 (and fail as on any host without the controller).
-    let hs = if root == default_root() { v1::hierarchies() } else { &[] };
-    let mut v1_lims: Vec<(PathBuf, Limit)> = Vec::new();
-    if let (false, Some(res)) = (hs.is_empty(), res) {
-        let have = if lims.is_empty() { Vec::new() } else { controllers(root)? };
-        let mut moved: Vec<String> = Vec::new();
-        for l in lims.iter().filter(|l| l.3 != "linux.resources.unified") {
-            let Some(ctl) = l.0.as_deref() else { continue };
-            if have.iter().any(|c| c == ctl) || moved.iter().any(|m| m == ctl) {
-                continue;
-            }
-            if let Some(h) = v1::hierarchy_of(hs, ctl) {
-                moved.push(ctl.to_string());
-                let dir = h.mount.join(rel_path);
-                v1_lims.extend(v1::limits(res, ctl).into_iter().map(|l| (dir.clone(), l)));
-            }
+    Ok(rel_path)
+}
+
+/// Take out of `lims` the limits of controllers that v2 lacks and a v1 hierarchy has, and return them in v1 terms
+/// with their v1 directory. `unified` entries stay v2 (and fail as on any host without the controller).
+fn move_to_v1(
+    root: &Path,
+    rel_path: &Path,
+    res: &LinuxResources,
+    hs: &[v1::Hierarchy],
+    lims: &mut Vec<Limit>,
+) -> Result<Vec<(PathBuf, Limit)>, Error> {
+    let have = if lims.is_empty() { Vec::new() } else { controllers(root)? };
+    let mut moved: Vec<String> = Vec::new();
+    let mut v1_lims = Vec::new();
+    for l in lims.iter().filter(|l| l.3 != "linux.resources.unified") {
+        let Some(ctl) = l.0.as_deref() else { continue };
+        if have.iter().any(|c| c == ctl) || moved.iter().any(|m| m == ctl) {
+            continue;
         }
-        lims.retain(|l| l.3 == "linux.resources.unified" || !l.0.as_ref().is_some_and(|c| moved.contains(c)));
+        if let Some(h) = v1::hierarchy_of(hs, ctl) {
+            moved.push(ctl.to_string());
+            let dir = h.mount.join(rel_path);
+            v1_lims.extend(v1::limits(res, ctl).into_iter().map(|l| (dir.clone(), l)));
+        }
     }
-    // Device rules (with resources at all): checked now, written once the directories exist.
-    let dev = res.map(|r| devices::Emulator::for_container(&r.devices, &leaf)).transpose()?;
-    let dev_v1 = v1::hierarchy_of(hs, "devices").map(|h| h.mount.join(rel_path));
+    lims.retain(|l| l.3 == "linux.resources.unified" || !l.0.as_ref().is_some_and(|c| moved.contains(c)));
+    Ok(v1_lims)
+}
+
+/// mkdir each component of `rel_path` under `root` (recorded in `created`), enabling in each parent the
+/// controllers `lims` need. An existing leaf is reused only if it has no processes (runc's check).
+fn make_dirs(root: &Path, rel_path: &Path, lims: &[Limit], created: &mut Vec<PathBuf>) -> Result<(), Error> {
     let mut needed: Vec<&str> = lims.iter().filter_map(|l| l.0.as_deref()).collect();
     needed.sort();
     needed.dedup();
-
-    let mut created: Vec<PathBuf> = Vec::new();
-    let r = (|| {
-        let mut dir = root.to_path_buf();
-        let comps: Vec<_> = rel_path.components().collect();
-        for (i, c) in comps.iter().enumerate() {
-            // Enable the needed controllers in `dir` for its children.
-            if !needed.is_empty() {
-                let have = controllers(&dir)?;
-                let sub = dir.join("cgroup.subtree_control");
-                let enabled = std::fs::read_to_string(&sub).unwrap_or_default();
-                for ctl in &needed {
-                    if !have.iter().any(|h| h == ctl) {
-                        let file = lims.iter().find(|l| l.0.as_deref() == Some(*ctl)).map(|l| l.1.as_str());
-                        let field = lims.iter().find(|l| l.0.as_deref() == Some(*ctl)).map(|l| l.3);
-                        return Err(Error::Invalid {
-                            path: dir.join("cgroup.controllers"),
-                            field: field.unwrap_or("linux.resources").into(),
-                            msg: format!(
-                                "cgroup controller {ctl:?} is not available (needed for {})",
-                                file.unwrap_or("?")
-                            ),
-                        });
-                    }
-                    if !enabled.split_whitespace().any(|e| e == *ctl) {
-                        write_file(&sub, &format!("+{ctl}"))?;
-                    }
+    let mut dir = root.to_path_buf();
+    let comps: Vec<_> = rel_path.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        if !needed.is_empty() {
+            enable_controllers(&dir, &needed, lims)?;
+        }
+        dir.push(c);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => created.push(dir.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && i + 1 < comps.len() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if !procs(&dir).is_empty() {
+                    return Err(Error::Invalid {
+                        path: dir.clone(),
+                        field: "linux.cgroupsPath".into(),
+                        msg: "cgroup already exists and has processes".into(),
+                    });
                 }
             }
-            dir.push(c);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => created.push(dir.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && i + 1 < comps.len() => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // Re-using an existing leaf is fine only if it is empty (runc does the same check).
-                    if !procs(&dir).is_empty() {
-                        return Err(Error::Invalid {
-                            path: dir.clone(),
-                            field: "linux.cgroupsPath".into(),
-                            msg: "cgroup already exists and has processes".into(),
-                        });
-                    }
-                }
-                Err(e) => return Err(sys(format!("mkdir {}", dir.display()), e)),
-            }
-        }
-        v1::create_dirs(hs, rel_path, &mut created)?;
-        let v2_lims = lims.iter().map(|l| (leaf.as_path(), l));
-        for (dir, (ctl, file, value, field)) in v2_lims.chain(v1_lims.iter().map(|(d, l)| (d.as_path(), l))) {
-            let f = dir.join(file);
-            if let Err(e) = std::fs::write(&f, value) {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    let what = match ctl {
-                        Some(c) => format!("cgroup file {file} does not exist (controller {c:?} lacks it)"),
-                        None => format!("cgroup file {file} does not exist"),
-                    };
-                    return Err(Error::Invalid { path: f, field: (*field).into(), msg: what });
-                }
-                return Err(sys(format!("write {value:?} to {} ({field})", f.display()), e));
-            }
-        }
-        if let Some(d) = &dev {
-            devices::apply(d, &leaf, dev_v1.as_deref())?;
-        }
-        Ok(())
-    })();
-    match r {
-        Ok(()) => Ok(leaf),
-        Err(e) => {
-            for d in created.iter().rev() {
-                let _ = std::fs::remove_dir(d);
-            }
-            Err(e)
+            Err(e) => return Err(sys(format!("mkdir {}", dir.display()), e)),
         }
     }
+    Ok(())
+}
+
+/// Enable the `needed` controllers in `dir` for its children; one `dir` lacks is an error naming it and the file
+/// (from `lims`) that needs it.
+fn enable_controllers(dir: &Path, needed: &[&str], lims: &[Limit]) -> Result<(), Error> {
+    let have = controllers(dir)?;
+    let sub = dir.join("cgroup.subtree_control");
+    let enabled = std::fs::read_to_string(&sub).unwrap_or_default();
+    for ctl in needed {
+        if !have.iter().any(|h| h == ctl) {
+            let l = lims.iter().find(|l| l.0.as_deref() == Some(*ctl));
+            return Err(Error::Invalid {
+                path: dir.join("cgroup.controllers"),
+                field: l.map_or("linux.resources", |l| l.3).into(),
+                msg: format!(
+                    "cgroup controller {ctl:?} is not available (needed for {})",
+                    l.map_or("?", |l| l.1.as_str())
+                ),
+            });
+        }
+        if !enabled.split_whitespace().any(|e| e == *ctl) {
+            write_file(&sub, &format!("+{ctl}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write the v2 limits into `leaf` and the v1 ones into their directories; a missing file names its controller.
+fn write_limits(leaf: &Path, lims: &[Limit], v1_lims: &[(PathBuf, Limit)]) -> Result<(), Error> {
+    let v2_lims = lims.iter().map(|l| (leaf, l));
+    for (dir, (ctl, file, value, field)) in v2_lims.chain(v1_lims.iter().map(|(d, l)| (d.as_path(), l))) {
+        let f = dir.join(file);
+        if let Err(e) = std::fs::write(&f, value) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                let what = match ctl {
+                    Some(c) => format!("cgroup file {file} does not exist (controller {c:?} lacks it)"),
+                    None => format!("cgroup file {file} does not exist"),
+                };
+                return Err(Error::Invalid { path: f, field: (*field).into(), msg: what });
+            }
+            return Err(sys(format!("write {value:?} to {} ({field})", f.display()), e));
+        }
+    }
+    Ok(())
 }
 
 /// Pids in the cgroup (cgroup.procs); empty if it does not exist.

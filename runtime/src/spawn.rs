@@ -371,127 +371,199 @@ fn spawn_inner(
     cgroup: Option<&Path>,
     exec: Option<&Process>,
 ) -> Result<(i32, OwnedFd), Error> {
-    // stdin: /dev/null unless given.
-    let devnull = match opts.stdin {
-        Some(fd) => {
-            plan.stdio[0] = fd;
-            None
+    let fds = ParentFds::open(bundle, opts, ns, plan, exec)?;
+    let cgroup_fds = CgroupFds::open(cgroup, plan)?;
+    let pid = clone_child(bundle, ns, plan, cgroup, cgroup_fds)?;
+    // Only the parent's ends stay open (the child has its own copies): a child that dies is then seen as EOF.
+    let (status_r, sync_parent) = fds.into_parent_ends();
+    if exec.is_some() {
+        return Ok((pid, status_r));
+    }
+    if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {
+        // The child cannot go on without us: stop it and reap it ourselves (it is our child and nobody else has
+        // seen its pid yet).
+        let _ = sys::kill(pid, libc::SIGKILL);
+        while sys::waitpid(pid, libc::__WALL) == Err(sys::Errno::EINTR) {}
+        return Err(e);
+    }
+    // The status pipe was made O_NONBLOCK (both ends: the child writes at most one short line into the empty pipe).
+    Ok((pid, status_r))
+}
+
+/// The fds the parent opens for the child and records in its plan: stdin (/dev/null unless given), the status pipe,
+/// the console socket, the exec fifo (O_PATH), the sync socket where the parent has work after clone, and dups of
+/// the namespace fds to join. Dropping it closes the parent's copies.
+struct ParentFds {
+    status_r: OwnedFd,
+    sync_parent: Option<OwnedFd>,
+    _status_w: OwnedFd,
+    _devnull: Option<std::fs::File>,
+    _console: Option<std::os::unix::net::UnixStream>,
+    _fifo: Option<OwnedFd>,
+    _sync_child: Option<OwnedFd>,
+}
+
+impl ParentFds {
+    /// The status pipe's read end and the parent's sync socket; every other fd is closed here.
+    fn into_parent_ends(self) -> (OwnedFd, Option<OwnedFd>) {
+        let ParentFds { status_r, sync_parent, _status_w, _devnull, _console, _fifo, _sync_child } = self;
+        drop((_status_w, _devnull, _console, _fifo, _sync_child));
+        (status_r, sync_parent)
+    }
+
+    fn open(
+        bundle: &Bundle,
+        opts: &SpawnOptions,
+        ns: &namespaces::NsPlan,
+        plan: &mut Plan,
+        exec: Option<&Process>,
+    ) -> Result<ParentFds, Error> {
+        let devnull = match opts.stdin {
+            Some(fd) => {
+                plan.stdio[0] = fd;
+                None
+            }
+            None => {
+                let f = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
+                    what: "open",
+                    path: "/dev/null".into(),
+                    err,
+                })?;
+                plan.stdio[0] = f.as_raw_fd();
+                Some(f)
+            }
+        };
+        let (status_r, status_w) = pipe_cloexec(libc::O_NONBLOCK)?;
+        plan.status_w = status_w.as_raw_fd();
+        // runc: a console socket is used only when process.terminal is true.
+        let terminal = match exec {
+            Some(p) => p.terminal,
+            None => bundle.spec.process.as_ref().is_some_and(|p| p.terminal),
+        };
+        let console = match (&opts.console_socket, terminal) {
+            (Some(path), true) => {
+                let s = std::os::unix::net::UnixStream::connect(path).map_err(|err| Error::Io {
+                    what: "connect console socket",
+                    path: path.clone(),
+                    err,
+                })?;
+                plan.console = s.as_raw_fd();
+                Some(s)
+            }
+            _ => None,
+        };
+        // The fifo as an O_PATH fd: the child reopens it through its procfs and holds no directory of the host.
+        let fifo = match &opts.exec_fifo {
+            Some(f) => {
+                let fd = open_o_path(f)?;
+                plan.exec_fifo = Some((fd.as_raw_fd(), sys::cpath("exec fifo path", f)?));
+                Some(fd)
+            }
+            None => None,
+        };
+        let has_ifaces = exec.is_none()
+            && bundle
+                .runtime
+                .as_ref()
+                .is_some_and(|r| !r.interfaces.is_empty() || r.bind_ns.entries().next().is_some());
+        let need_sync = ns.new_user
+            || has_ifaces
+            || plan.runtime_hooks_sync
+            || !plan.create_container.is_empty()
+            || !plan.start_container.is_empty();
+        let (sync_parent, sync_child) = if need_sync {
+            let (a, b) = sys::io::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET)
+                .map_err(|errno| Error::Sys { what: "socketpair for the sync socket".into(), errno })?;
+            (Some(a), Some(b))
+        } else {
+            (None, None)
+        };
+        plan.sync = sync_child.as_ref().map_or(-1, |f| f.as_raw_fd());
+        // Dups of the join fds go into the plan (the child setns's them).
+        plan.joins = Vec::new();
+        for j in &ns.joins {
+            let fd = j.fd.try_clone().map_err(|err| Error::Io {
+                what: "dup namespace fd",
+                path: PathBuf::from(j.path.to_string_lossy().into_owned()),
+                err,
+            })?;
+            plan.joins.push(namespaces::Join { fd, nstype: j.nstype, path: j.path.clone() });
         }
-        None => {
-            let f = std::fs::File::open("/dev/null").map_err(|err| Error::Io {
+        Ok(ParentFds {
+            status_r,
+            sync_parent,
+            _status_w: status_w,
+            _devnull: devnull,
+            _console: console,
+            _fifo: fifo,
+            _sync_child: sync_child,
+        })
+    }
+}
+
+/// The container's cgroups as fds: its v2 directory (O_PATH, for CLONE_INTO_CGROUP) and, on a hybrid host, the
+/// cgroup.procs file of each v1 cgroup, which the child writes itself (recorded in the plan).
+struct CgroupFds {
+    v2: Option<OwnedFd>,
+    _v1_procs: Vec<std::fs::File>,
+}
+
+impl CgroupFds {
+    fn open(cgroup: Option<&Path>, plan: &mut Plan) -> Result<CgroupFds, Error> {
+        let v2 = match cgroup {
+            Some(c) => Some(
+                sys::io::open_path(c, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| Error::os(format!("open cgroup {}", c.display()), e))?,
+            ),
+            None => None,
+        };
+        let mut v1_procs = Vec::new();
+        for d in cgroup.map(cg::v1_leaves).unwrap_or_default() {
+            let procs = d.join("cgroup.procs");
+            let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|err| Error::Io {
                 what: "open",
-                path: "/dev/null".into(),
+                path: procs,
                 err,
             })?;
-            plan.stdio[0] = f.as_raw_fd();
-            Some(f)
+            plan.cgroup_procs_v1.push(f.as_raw_fd());
+            v1_procs.push(f);
         }
-    };
-    let (status_r, status_w) = pipe_cloexec(libc::O_NONBLOCK)?;
-    // runc: a console socket is used only when process.terminal is true.
-    let terminal = match exec {
-        Some(p) => p.terminal,
-        None => bundle.spec.process.as_ref().is_some_and(|p| p.terminal),
-    };
-    let console = match (&opts.console_socket, terminal) {
-        (Some(path), true) => {
-            let s = std::os::unix::net::UnixStream::connect(path).map_err(|err| Error::Io {
-                what: "connect console socket",
-                path: path.clone(),
-                err,
-            })?;
-            plan.console = s.as_raw_fd();
-            Some(s)
-        }
-        _ => None,
-    };
-    // The fifo as an O_PATH fd: the child reopens it through its procfs and holds no directory of the host.
-    let fifo = match &opts.exec_fifo {
-        Some(f) => {
-            let fd = open_o_path(f)?;
-            plan.exec_fifo = Some((fd.as_raw_fd(), sys::cpath("exec fifo path", f)?));
-            Some(fd)
-        }
-        None => None,
-    };
-    plan.status_w = status_w.as_raw_fd();
-    let has_ifaces = exec.is_none()
-        && bundle.runtime.as_ref().is_some_and(|r| !r.interfaces.is_empty() || r.bind_ns.entries().next().is_some());
-    let need_sync = ns.new_user
-        || has_ifaces
-        || plan.runtime_hooks_sync
-        || !plan.create_container.is_empty()
-        || !plan.start_container.is_empty();
-    let (sync_parent, sync_child) = if need_sync {
-        let (a, b) = sys::io::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET)
-            .map_err(|errno| Error::Sys { what: "socketpair for the sync socket".into(), errno })?;
-        (Some(a), Some(b))
-    } else {
-        (None, None)
-    };
-    plan.sync = sync_child.as_ref().map_or(-1, |f| f.as_raw_fd());
-    // Move the join fds into the plan (the child setns's them).
-    plan.joins = Vec::new();
-    for j in &ns.joins {
-        let fd = j.fd.try_clone().map_err(|err| Error::Io {
-            what: "dup namespace fd",
-            path: PathBuf::from(j.path.to_string_lossy().into_owned()),
-            err,
-        })?;
-        plan.joins.push(namespaces::Join { fd, nstype: j.nstype, path: j.path.clone() });
+        Ok(CgroupFds { v2, _v1_procs: v1_procs })
     }
+}
 
-    let cg_fd = match cgroup {
-        Some(c) => Some(
-            sys::io::open_path(c, libc::O_PATH | libc::O_DIRECTORY, 0)
-                .map_err(|e| Error::os(format!("open cgroup {}", c.display()), e))?,
-        ),
-        None => None,
-    };
-
-    // Hybrid host: the v1 cgroups, joined by the child (kept open until clone is done).
-    let mut v1_procs = Vec::new();
-    for d in cgroup.map(cg::v1_leaves).unwrap_or_default() {
-        let procs = d.join("cgroup.procs");
-        let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|err| Error::Io {
-            what: "open",
-            path: procs,
-            err,
-        })?;
-        plan.cgroup_procs_v1.push(f.as_raw_fd());
-        v1_procs.push(f);
-    }
-
+/// clone3 the child into its namespaces and, with CLONE_INTO_CGROUP, its v2 cgroup (where refused: an old kernel
+/// or a v1 hierarchy, the child writes cgroup.procs itself). The child runs `child::run` and never returns here.
+fn clone_child(
+    bundle: &Bundle,
+    ns: &namespaces::NsPlan,
+    plan: &mut Plan,
+    cgroup: Option<&Path>,
+    cgroup_fds: CgroupFds,
+) -> Result<i32, Error> {
     namespaces::enter_for_children(ns)?;
     let mut args = CloneArgs { flags: ns.clone_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
-    if let Some(fd) = &cg_fd {
+    if let Some(fd) = &cgroup_fds.v2 {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd.as_raw_fd() as u64;
     }
-    // SAFETY: clone3 without a stack behaves like fork: the child gets a copy of our address space and runs
-    // `child::run`, which never returns and only makes syscalls on the prepared plan.
-    let mut pid =
-        unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let clone3 = |args: &CloneArgs| {
+        // SAFETY: clone3 without a stack behaves like fork: the child gets a copy of our address space and runs
+        // `child::run`, which never returns and only makes syscalls on the prepared plan.
+        unsafe { libc::syscall(libc::SYS_clone3, args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) }
+    };
+    let mut pid = clone3(&args);
     let mut procs_fd = None;
-    if pid < 0 && cg_fd.is_some() {
-        // Old kernel or a cgroup v1 hierarchy: join by writing cgroup.procs in the child.
+    if pid < 0 && cgroup_fds.v2.is_some() {
         let e = sys::Errno::last();
         let procs = cgroup.map(|c| c.join("cgroup.procs")).unwrap_or_default();
-        let f = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|err| Error::Io {
-            what: "open",
-            path: procs.clone(),
-            err,
-        });
-        match f {
+        match std::fs::OpenOptions::new().write(true).open(&procs) {
             Ok(f) => {
                 plan.cgroup_procs = f.as_raw_fd();
                 procs_fd = Some(f);
                 args.flags &= !CLONE_INTO_CGROUP;
                 args.cgroup = 0;
-                // SAFETY: as above.
-                pid = unsafe {
-                    libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
-                };
+                pid = clone3(&args);
             }
             Err(_) => {
                 namespaces::leave_for_children(ns);
@@ -508,29 +580,11 @@ fn spawn_inner(
     let errno = sys::Errno::last();
     namespaces::leave_for_children(ns);
     drop(procs_fd);
-    drop(v1_procs);
+    drop(cgroup_fds);
     if pid < 0 {
         return Err(Error::Sys { what: format!("clone3 for bundle {}", bundle.name), errno });
     }
-    let pid = pid as i32;
-    drop(status_w);
-    drop(fifo);
-    drop(console);
-    drop(sync_child);
-    drop(devnull);
-
-    if exec.is_some() {
-        return Ok((pid, status_r));
-    }
-    if let Err(e) = after_clone(bundle, opts, pid, sync_parent.as_ref()) {
-        // The child cannot go on without us: stop it and reap it ourselves (it is our child and nobody else has
-        // seen its pid yet).
-        let _ = sys::kill(pid, libc::SIGKILL);
-        while sys::waitpid(pid, libc::__WALL) == Err(sys::Errno::EINTR) {}
-        return Err(e);
-    }
-    // The status pipe was made O_NONBLOCK (both ends: the child writes at most one short line into the empty pipe).
-    Ok((pid, status_r))
+    Ok(pid as i32)
 }
 
 /// Parent-side steps after clone: user namespace maps, release the child, bindNS, runtime hooks.

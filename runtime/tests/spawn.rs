@@ -220,7 +220,13 @@ fn ns_reaper_is_small_holds_no_fds_and_passes_exit_code() {
     let mut out = std::fs::File::from(r);
     std::io::Read::read_exact(&mut out, &mut buf).unwrap();
     assert_eq!(&buf, b"up\n");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid)).unwrap();
+    // The reaper execs keel-reaper while the service starts: the service's "up" can come first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut status = std::fs::read_to_string(format!("/proc/{}/status", s.pid)).unwrap();
+    while !status.starts_with("Name:\tkeel-reaper\n") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        status = std::fs::read_to_string(format!("/proc/{}/status", s.pid)).unwrap();
+    }
     let kib = |k: &str| -> u64 {
         let l = status.lines().find(|l| l.starts_with(k)).unwrap_or_else(|| panic!("{k} in {status}"));
         l.split_whitespace().nth(1).unwrap().parse().unwrap()
