@@ -21,13 +21,18 @@ pub fn skipped(why: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{t}: {why} (CI=true: a test that cannot run is a failure)");
     }
-    eprintln!("SKIPPED {t}: {why}");
+    // Not eprintln!: the test harness captures that and hides it when the test passes.
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIPPED {t}: {why}\n"));
 }
 
 /// A test about a host property this host does not have (a hybrid cgroup layout, a time namespace): `SKIPPED`
 /// on stderr, not a failure even in CI (no package provides it).
 pub fn not_applicable(why: &str) {
-    eprintln!("SKIPPED {} (not applicable here): {why}", test_name());
+    // Not eprintln!: the test harness captures that and hides it when the test passes.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIPPED {} (not applicable here): {why}\n", test_name()),
+    );
 }
 
 /// True when root; otherwise SKIPPED (a failure under CI=true).
