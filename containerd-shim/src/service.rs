@@ -250,7 +250,7 @@ impl Core {
         let fifo = dir.join("exec.fifo");
         // As keel-runc create: mode 0622 whatever the umask, owned by the container's (mapped) root, so a process
         // running as another user, or a user-namespaced root, can open it.
-        keel_runtime::cli::create::make_exec_fifo(&fifo, &bundle).map_err(|e| format!("{id}: {}", e.0))?;
+        keel_runtime::cli::create::make_exec_fifo(&fifo, &bundle).map_err(|e| format!("{id}: {e}"))?;
         let terminal = req.terminal && bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
         let console = if terminal { Some(stdio::ConsoleSocket::new(dir.join("console.sock"))?) } else { None };
         let mut io =
