@@ -351,4 +351,19 @@ mod tests {
             assert!(validate_id(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn errors_read_as_runc_and_chain() {
+        use std::error::Error as _;
+        assert_eq!(CliError::state("container does not exist").to_string(), "container does not exist");
+        let e = CliError::io("read", "/run/x/state.json", std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(e.to_string().starts_with("read /run/x/state.json: Permission denied"), "{e}");
+        assert!(e.source().is_some());
+        let sys = keel_sys::Error::sys("kill", "", keel_sys::Errno(libc::ESRCH));
+        let e = CliError::runtime("kill c1 (pid 7)", sys);
+        assert_eq!(e.to_string(), format!("kill c1 (pid 7): kill: {}", keel_sys::Errno(libc::ESRCH)));
+        assert!(e.source().and_then(|s| s.source()).is_some(), "runtime error -> errno");
+        let e = CliError::Cleanup { id: "c1".into(), errors: vec![CliError::state("a"), CliError::state("b")] };
+        assert_eq!(e.to_string(), "delete c1: a; b");
+    }
 }
