@@ -23,17 +23,6 @@ use crate::{sys, Error};
 const F_SEAL_EXEC: libc::c_int = 0x20;
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-// The new mount API: the same numbers on every architecture (the unified syscall table from 424 on).
-const SYS_FSOPEN: libc::c_long = 430;
-const SYS_FSCONFIG: libc::c_long = 431;
-const SYS_FSMOUNT: libc::c_long = 432;
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 /// Is this process running from a copy nobody can write: a sealed memfd, or a lower-only overlayfs mounted nowhere?
 pub fn is_sealed() -> bool {
@@ -158,49 +147,19 @@ fn scratch_dir() -> Result<std::path::PathBuf, Error> {
 
 /// Mount overlayfs with lower layers `top:bottom`, detached, read-only, nosuid, nodev.
 fn mount_overlay(top: &std::path::Path, bottom: &std::path::Path) -> Result<OwnedFd, Error> {
-    let err = |what: &str| Error::Sys { what: what.to_string(), errno: sys::Errno::last() };
-    // SAFETY: fsopen with a valid C string; a new fd or -1.
-    let fs = unsafe { libc::syscall(SYS_FSOPEN, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
-    if fs < 0 {
-        return Err(err("fsopen overlay"));
-    }
-    // SAFETY: a fresh fd we own.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    use sys::fs::{FsOption, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let mut lower = escape_lowerdir(top.as_os_str().as_bytes());
     lower.push(b':');
     lower.extend(escape_lowerdir(bottom.as_os_str().as_bytes()));
     let lower = CString::new(lower).map_err(|_| Error::invalid("overlay lowerdir with a NUL byte"))?;
-    let set = |key: &std::ffi::CStr, value: &std::ffi::CStr| {
-        // SAFETY: fsconfig on our context with valid C strings.
-        unsafe { libc::syscall(SYS_FSCONFIG, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) }
-    };
-    if set(c"lowerdir", &lower) != 0 {
-        return Err(err(&format!("overlay lowerdir={}", lower.to_string_lossy())));
-    }
-    // Inode number mapping is irrelevant here and only logs noise where the layers are on different filesystems.
-    let _ = set(c"xino", c"off");
-    // SAFETY: fsconfig CMD_CREATE takes no key or value.
-    let r = unsafe {
-        libc::syscall(
-            SYS_FSCONFIG,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<u8>(),
-            std::ptr::null::<u8>(),
-            0,
-        )
-    };
-    if r != 0 {
-        return Err(err("create overlay"));
-    }
-    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    // SAFETY: fsmount on our context fd.
-    let m = unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    if m < 0 {
-        return Err(err("fsmount overlay"));
-    }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(m as i32) })
+    let options = [
+        FsOption { key: c"lowerdir", value: &lower, optional: false },
+        // Inode number mapping is irrelevant here and only logs noise where the layers are on different filesystems.
+        FsOption { key: c"xino", value: c"off", optional: true },
+    ];
+    sys::fs::mount_detached(c"overlay", &options, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(
+        |(step, errno)| Error::Sys { what: format!("{step} overlay (lowerdir={})", lower.to_string_lossy()), errno },
+    )
 }
 
 /// Escape `\` and `:` in an overlay lowerdir path.
