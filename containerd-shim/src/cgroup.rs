@@ -16,6 +16,7 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::topics;
 use keel_runtime::cgroups::{self, LinuxResources};
 
+use crate::error::Error;
 use crate::events::Publisher;
 
 fn read(p: &Path) -> Option<String> {
@@ -46,7 +47,7 @@ fn kv(text: &str) -> HashMap<&str, u64> {
 }
 
 /// containerd's `io.containerd.cgroups.v2.Metrics` for the container's cgroup.
-pub fn stats(cg: &Path) -> Result<Any, String> {
+pub fn stats(cg: &Path) -> Result<Any, Error> {
     let mut m = Metrics::new();
     // pids
     let (cur, max) = match read_u64(&cg.join("pids.current")) {
@@ -121,18 +122,18 @@ pub fn stats(cg: &Path) -> Result<Any, String> {
         }
     }
     m.memory = Some(mem).into();
-    let value = m.write_to_bytes().map_err(|e| format!("encode metrics: {e}"))?;
+    let value = m.write_to_bytes().map_err(|e| Error::Invalid(format!("encode metrics: {e}")))?;
     Ok(Any { type_url: "io.containerd.cgroups.v2.Metrics".into(), value, ..Default::default() })
 }
 
-fn write(p: &Path, v: &str) -> Result<(), String> {
-    std::fs::write(p, v).map_err(|e| format!("write {v:?} to {}: {e}", p.display()))
+fn write(p: &Path, v: &str) -> Result<(), Error> {
+    std::fs::write(p, v).map_err(|e| Error::io(format!("write {v:?} to"), p, e))
 }
 
 /// Apply new limits (containerd's UpdateTaskRequest.resources: the OCI LinuxResources as JSON) to a running
 /// container: memory, cpu (shares, quota/period, cpus/mems) and pids, each where its controller lives.
-pub fn update(cg: &Path, json: &[u8]) -> Result<(), String> {
-    let res: LinuxResources = serde_json::from_slice(json).map_err(|e| format!("resources: {e}"))?;
+pub fn update(cg: &Path, json: &[u8]) -> Result<(), Error> {
+    let res: LinuxResources = serde_json::from_slice(json).map_err(|e| Error::Invalid(format!("resources: {e}")))?;
     let has = |f: &str| cg.join(f).exists();
     if let Some(mem) = &res.memory {
         if let Some(l) = mem.limit {

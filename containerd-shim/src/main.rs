@@ -11,6 +11,7 @@
 //! `state.rs` (the on-disk state, keel-runc compatible), `cgroup.rs` (stats, update, OOM watch), `logger.rs`.
 
 mod cgroup;
+mod error;
 mod events;
 mod logger;
 mod process;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 
+use crate::error::Error;
 use crate::stdio;
 
 /// Lifecycle of one process, as containerd's task API sees it.
@@ -91,12 +92,12 @@ pub type Started = (i32, Option<File>, Option<stdio::Pump>);
 
 /// Start an exec in-process with `keel_runtime::exec`: returns once the process has exec'd its program (or its
 /// setup failed: the error says what failed, with the errno). The shim's reaper reaps the process; a failed one
-/// is reported as `Err((pid, message))` so the caller can forget its exit.
-pub fn start_exec(job: &ExecJob<'_>) -> Result<Started, (i32, String)> {
+/// is reported as `Err((pid, error))` so the caller can forget its exit.
+pub fn start_exec(job: &ExecJob<'_>) -> Result<Started, (i32, Error)> {
     let p = job.proc_;
     let (cid, eid) = (job.container, job.exec_id);
-    let process: keel_runtime::spec::Process =
-        serde_json::from_slice(&p.spec).map_err(|e| (0, format!("{cid}/{eid}: exec process spec: {e}")))?;
+    let process: keel_runtime::spec::Process = serde_json::from_slice(&p.spec)
+        .map_err(|e| (0, Error::Invalid(format!("exec process spec: {e}")).context(format!("{cid}/{eid}"))))?;
     let console = if p.terminal {
         Some(stdio::ConsoleSocket::new(exec_file(job.state_dir, eid, "sock")).map_err(|e| (0, e))?)
     } else {
@@ -112,7 +113,7 @@ pub fn start_exec(job: &ExecJob<'_>) -> Result<Started, (i32, String)> {
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| (0, format!("{cid}/{eid}: open /dev/null: {e}")))?;
+        .map_err(|e| (0, Error::io("open", "/dev/null", e).context(format!("{cid}/{eid}"))))?;
     let (i, o, e) = io.raw();
     let null = devnull.as_raw_fd();
     let opts = keel_runtime::SpawnOptions {
@@ -123,23 +124,29 @@ pub fn start_exec(job: &ExecJob<'_>) -> Result<Started, (i32, String)> {
         console_socket: console.as_ref().map(|c| c.path.clone()),
         ..Default::default()
     };
-    let spawned = keel_runtime::exec(job.bundle, job.init_pid, job.cgroup, &process, &opts)
-        .map_err(|e| (0, format!("{cid}/{eid}: exec in container (pid {}): {e}", job.init_pid)))?;
+    let spawned = keel_runtime::exec(job.bundle, job.init_pid, job.cgroup, &process, &opts).map_err(|e| {
+        (0, Error::Runtime(e).context(format!("{cid}/{eid}: exec in container (pid {})", job.init_pid)))
+    })?;
     // The process holds its own copies now.
     drop(io);
     drop(devnull);
     let pid = spawned.pid;
     match spawned.wait_status(60_000) {
         keel_runtime::Status::Started => {}
-        keel_runtime::Status::Failed(msg) => return Err((pid, format!("{cid}/{eid}: exec failed: {msg}"))),
+        keel_runtime::Status::Failed(msg) => {
+            return Err((pid, Error::Process(format!("{cid}/{eid}: exec failed: {msg}"))))
+        }
         keel_runtime::Status::Pending => {
             // SAFETY: kill(2) on our own unreaped child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err((pid, format!("{cid}/{eid}: exec setup (pid {pid}) did not finish within 60 s")));
+            return Err((
+                pid,
+                Error::Process(format!("{cid}/{eid}: exec setup (pid {pid}) did not finish within 60 s")),
+            ));
         }
     }
     let master = match &console {
-        Some(c) => Some(c.receive(5000).map_err(|e| (pid, format!("{cid}/{eid}: {e}")))?),
+        Some(c) => Some(c.receive(5000).map_err(|e| (pid, e.context(format!("{cid}/{eid}"))))?),
         None => None,
     };
     Ok((pid, master, pump))

@@ -32,6 +32,7 @@ use keel_runtime::cli::state_dir;
 use keel_runtime::spawn::Status as SetupStatus;
 use keel_runtime::{cgroups, Bundle, SpawnOptions, Spawned};
 
+use crate::error::Error;
 use crate::events::{now, Publisher};
 use crate::process::{self, Proc, Status};
 use crate::{cgroup, state, stdio};
@@ -97,7 +98,7 @@ fn not_found(msg: String) -> ttrpc::Error {
     rpc_err(Code::NOT_FOUND, msg)
 }
 
-fn internal(msg: String) -> ttrpc::Error {
+pub fn internal(msg: String) -> ttrpc::Error {
     rpc_err(Code::INTERNAL, msg)
 }
 
@@ -198,10 +199,10 @@ impl Core {
         false
     }
 
-    fn create_inner(&self, req: &CreateTaskRequest) -> Result<Container, String> {
+    fn create_inner(&self, req: &CreateTaskRequest) -> Result<Container, Error> {
         let id = req.id.as_str();
         if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(format!("invalid container id {id:?}"));
+            return Err(Error::Invalid(format!("invalid container id {id:?}")));
         }
         let bundle_dir = PathBuf::from(&req.bundle);
         let opts = runc_options(req);
@@ -209,15 +210,19 @@ impl Core {
         let mut mounted = false;
         for m in &req.rootfs {
             if !rootfs.exists() {
-                std::fs::create_dir_all(&rootfs).map_err(|e| format!("{id}: mkdir {}: {e}", rootfs.display()))?;
+                std::fs::create_dir_all(&rootfs).map_err(|e| Error::io("mkdir", &rootfs, e).context(id))?;
             }
-            containerd_shim::mount::mount_rootfs(Some(&m.type_), Some(&m.source), &m.options, &rootfs)
-                .map_err(|e| format!("{id}: mount {} {} on {}: {e}", m.type_, m.source, rootfs.display()))?;
+            containerd_shim::mount::mount_rootfs(Some(&m.type_), Some(&m.source), &m.options, &rootfs).map_err(
+                |e| {
+                    let what = format!("{id}: mount {} {} on {}", m.type_, m.source, rootfs.display());
+                    Error::Invalid(e.to_string()).context(what)
+                },
+            )?;
             mounted = true;
         }
         let g = self.globals();
         let r = (|| {
-            let bundle = Bundle::load(&bundle_dir).map_err(|e| format!("{id}: {e}"))?;
+            let bundle = Bundle::load(&bundle_dir).map_err(|e| Error::Runtime(e).context(id))?;
             let dir = state::create_dir(&g, id)?;
             let r = self.spawn_init(id, req, bundle, &dir, opts.as_ref().is_some_and(|o| o.no_pivot_root));
             if r.is_err() {
@@ -246,11 +251,11 @@ impl Core {
         bundle: Bundle,
         dir: &Path,
         no_pivot: bool,
-    ) -> Result<Container, String> {
+    ) -> Result<Container, Error> {
         let fifo = dir.join("exec.fifo");
         // As keel-runc create: mode 0622 whatever the umask, owned by the container's (mapped) root, so a process
         // running as another user, or a user-namespaced root, can open it.
-        keel_runtime::cli::create::make_exec_fifo(&fifo, &bundle).map_err(|e| format!("{id}: {}", e.0))?;
+        keel_runtime::cli::create::make_exec_fifo(&fifo, &bundle).map_err(|e| Error::State(e).context(id))?;
         let terminal = req.terminal && bundle.spec.process.as_ref().is_some_and(|p| p.terminal);
         let console = if terminal { Some(stdio::ConsoleSocket::new(dir.join("console.sock"))?) } else { None };
         let mut io =
@@ -260,7 +265,7 @@ impl Core {
             .read(true)
             .write(true)
             .open("/dev/null")
-            .map_err(|e| format!("{id}: open /dev/null: {e}"))?;
+            .map_err(|e| Error::io("open", "/dev/null", e).context(id))?;
         let (i, o, e) = io.raw();
         let null = devnull.as_raw_fd();
         let opts = SpawnOptions {
@@ -275,24 +280,24 @@ impl Core {
             default_cgroup: Some(format!("{}/{id}", self.namespace)),
             ..Default::default()
         };
-        let spawned = keel_runtime::spawn(&bundle, &opts).map_err(|e| format!("{id}: {e}"))?;
+        let spawned = keel_runtime::spawn(&bundle, &opts).map_err(|e| Error::Runtime(e).context(id))?;
         drop(io);
         drop(devnull);
         let pid = spawned.pid;
-        let abort = |msg: String| {
+        let abort = |e: Error| {
             let _ = keel_sys::kill(pid, libc::SIGKILL);
             for e in spawned.cleanup(&bundle) {
                 warn!("{id}: cleanup after failed create: {e}");
             }
-            msg
+            e
         };
-        if let Err(msg) = self.wait_blocked_on_fifo(&spawned) {
-            return Err(abort(format!("{id}: {msg}")));
+        if let Err(e) = self.wait_blocked_on_fifo(&spawned) {
+            return Err(abort(e.context(id)));
         }
         let master = match &console {
             Some(c) => match c.receive(10_000) {
                 Ok(m) => Some(m),
-                Err(e) => return Err(abort(format!("{id}: {e}"))),
+                Err(e) => return Err(abort(e.context(id))),
             },
             None => None,
         };
@@ -326,18 +331,18 @@ impl Core {
     }
 
     /// Wait until the container's process is blocked on the exec fifo (create done) or setup failed.
-    fn wait_blocked_on_fifo(&self, spawned: &Spawned) -> Result<(), String> {
+    fn wait_blocked_on_fifo(&self, spawned: &Spawned) -> Result<(), Error> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             match spawned.poll_status() {
-                SetupStatus::Failed(msg) => return Err(msg),
+                SetupStatus::Failed(msg) => return Err(Error::Process(msg)),
                 SetupStatus::Started | SetupStatus::Pending if state_dir::blocked_on_fifo(spawned.pid) => return Ok(()),
                 SetupStatus::Started => {
                     // EOF without exec: the process is gone (or about to be).
                     let gone = self.lock().orphans.contains_key(&spawned.pid)
                         || state_dir::proc_stat(spawned.pid).is_none_or(|(s, _)| s == 'Z' || s == 'X');
                     if gone {
-                        return Err("container process ended during setup".into());
+                        return Err(Error::Process("container process ended during setup".into()));
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -346,19 +351,19 @@ impl Core {
                 }
             }
             if std::time::Instant::now() > deadline {
-                return Err("container setup did not finish within 60 s".into());
+                return Err(Error::Process("container setup did not finish within 60 s".into()));
             }
         }
     }
 
     /// Release a created container: open its exec fifo, read to EOF (the process closes it at exec).
-    fn release(&self, c: &Container) -> Result<(), String> {
+    fn release(&self, c: &Container) -> Result<(), Error> {
         let fifo = c.state_dir.join("exec.fifo");
         let f = File::options()
             .read(true)
             .custom_flags_nonblock()
             .open(&fifo)
-            .map_err(|e| format!("{}: open exec fifo {}: {e}", c.id, fifo.display()))?;
+            .map_err(|e| Error::io("open exec fifo", &fifo, e).context(c.id.as_str()))?;
         let pid = c.init.pid;
         let mut buf = [0u8; 64];
         let ok = process::wait_until(Duration::from_secs(10), || {
@@ -371,7 +376,7 @@ impl Core {
         });
         let _ = std::fs::remove_file(&fifo);
         if !ok {
-            return Err(format!("{}: process {pid} did not exec within 10 s of start", c.id));
+            return Err(Error::Process(format!("{}: process {pid} did not exec within 10 s of start", c.id)));
         }
         Ok(())
     }
@@ -463,7 +468,7 @@ impl Task for Service {
         }
         let c = self.create_inner(&req).map_err(|e| {
             error!("create: {e}");
-            internal(e)
+            ttrpc::Error::from(e)
         })?;
         let pid = c.init.pid;
         let mut g = self.lock();
@@ -505,7 +510,7 @@ impl Task for Service {
             if c.init.status != Status::Created {
                 return Err(precondition(format!("{}: cannot start a {:?} container", req.id, c.init.status)));
             }
-            self.release(c).map_err(internal)?;
+            self.release(c)?;
             let pid = c.init.pid;
             c.init.status = Status::Running;
             if let Err(e) = keel_runtime::run_poststart(&c.bundle, pid) {
@@ -549,11 +554,11 @@ impl Task for Service {
                 // a later process reusing the pid is not taken for exited.
                 process::wait_until(Duration::from_secs(2), || self.lock().orphans.remove(&pid).is_some());
             }
-            internal(e)
+            ttrpc::Error::from(e)
         })?;
         let console = match master {
             Some(m) => {
-                let (m, p) = stdio::wire_console(&req.exec_id, m, &proc_.stdin, &proc_.stdout).map_err(internal)?;
+                let (m, p) = stdio::wire_console(&req.exec_id, m, &proc_.stdin, &proc_.stdout)?;
                 pump = p;
                 Some(m)
             }

@@ -91,7 +91,7 @@ impl containerd_shim::Shim for KeelShim {
         } else {
             PathBuf::from(&self.bundle)
         };
-        cleanup_dead(&self.namespace, &self.id, &bundle).map_err(err)
+        cleanup_dead(&self.namespace, &self.id, &bundle).map_err(|e| err(e.to_string()))
     }
 
     fn wait(&mut self) {
@@ -113,7 +113,7 @@ impl containerd_shim::Shim for KeelShim {
 
 /// `delete` after the shim died: kill what is left of the container, undo its cgroup and mounts, drop its state and
 /// the dead shim's socket, and report it as killed (128 + SIGKILL, as runc-v2 does).
-pub fn cleanup_dead(ns: &str, id: &str, bundle: &Path) -> Result<DeleteResponse, String> {
+pub fn cleanup_dead(ns: &str, id: &str, bundle: &Path) -> Result<DeleteResponse, crate::error::Error> {
     let g = state::globals(Path::new(state::DEFAULT_ROOT), ns);
     let mut pid = 0;
     match state::load(&g, id) {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use keel_runtime::cli::state_dir::{self, State};
 use keel_runtime::cli::Globals;
 
+use crate::error::Error;
+
 /// Default state root (containerd's runc-v2 uses /run/containerd/runc).
 pub const DEFAULT_ROOT: &str = "/run/containerd/keel";
 
@@ -22,14 +24,14 @@ pub fn dir(g: &Globals, id: &str) -> PathBuf {
 }
 
 /// Create the state directory of `id` (and the namespace root); an existing one is an error (duplicate id).
-pub fn create_dir(g: &Globals, id: &str) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(&g.root).map_err(|e| format!("container {id}: mkdir {}: {e}", g.root.display()))?;
+pub fn create_dir(g: &Globals, id: &str) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(&g.root).map_err(|e| Error::io("mkdir", &g.root, e).context(format!("container {id}")))?;
     let d = dir(g, id);
     // runc's 0711 (as keel-runc's): the container's process, whatever its uid, reaches the exec fifo inside.
     let chmod = |d: PathBuf| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
-            .map_err(|e| format!("container {id}: chmod 0711 {}: {e}", d.display()))?;
+            .map_err(|e| Error::io("chmod 0711", &d, e).context(format!("container {id}")))?;
         Ok(d)
     };
     match std::fs::create_dir(&d) {
@@ -37,33 +39,38 @@ pub fn create_dir(g: &Globals, id: &str) -> Result<PathBuf, String> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // Left over from a container of the same id that was never deleted: reuse only if nothing runs.
             match state_dir::load(g, id) {
-                Ok(st) if state_dir::alive(&st) => {
-                    Err(format!("container {id}: state {} exists and its process {} is alive", d.display(), st.pid))
-                }
+                Ok(st) if state_dir::alive(&st) => Err(Error::Invalid(format!(
+                    "container {id}: state {} exists and its process {} is alive",
+                    d.display(),
+                    st.pid
+                ))),
                 _ => {
-                    std::fs::remove_dir_all(&d).map_err(|e| format!("container {id}: remove {}: {e}", d.display()))?;
-                    std::fs::create_dir(&d).map_err(|e| format!("container {id}: mkdir {}: {e}", d.display()))?;
+                    std::fs::remove_dir_all(&d)
+                        .map_err(|e| Error::io("remove", &d, e).context(format!("container {id}")))?;
+                    std::fs::create_dir(&d)
+                        .map_err(|e| Error::io("mkdir", &d, e).context(format!("container {id}")))?;
                     chmod(d)
                 }
             }
         }
-        Err(e) => Err(format!("container {id}: mkdir {}: {e}", d.display())),
+        Err(e) => Err(Error::io("mkdir", &d, e).context(format!("container {id}"))),
     }
 }
 
 /// Save `st` atomically.
-pub fn save(g: &Globals, st: &State) -> Result<(), String> {
-    state_dir::save(g, st).map_err(|e| format!("container {}: save state: {}", st.id, e.0))
+pub fn save(g: &Globals, st: &State) -> Result<(), Error> {
+    state_dir::save(g, st).map_err(|e| Error::State(e).context(format!("container {}: save state", st.id)))
 }
 
 /// Load the state of `id`.
-pub fn load(g: &Globals, id: &str) -> Result<State, String> {
-    state_dir::load(g, id).map_err(|e| format!("container {id}: load state from {}: {}", dir(g, id).display(), e.0))
+pub fn load(g: &Globals, id: &str) -> Result<State, Error> {
+    state_dir::load(g, id)
+        .map_err(|e| Error::State(e).context(format!("container {id}: load state from {}", dir(g, id).display())))
 }
 
 /// Remove the state directory of `id` and, once empty, the namespace root.
-pub fn remove(g: &Globals, id: &str) -> Result<(), String> {
-    let r = state_dir::remove(g, id).map_err(|e| format!("container {id}: {}", e.0));
+pub fn remove(g: &Globals, id: &str) -> Result<(), Error> {
+    let r = state_dir::remove(g, id).map_err(|e| Error::State(e).context(format!("container {id}")));
     let _ = std::fs::remove_dir(&g.root);
     r
 }

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// The opened stdio of a process about to start (non-terminal case).
 #[derive(Default)]
 pub struct Stdio {
@@ -55,12 +57,12 @@ fn is_fifo(p: &Path) -> bool {
 }
 
 /// The path of a stdio URI: a plain path or `file://PATH` (`binary://` log drivers are not supported).
-fn path_of(id: &str, uri: &str) -> Result<PathBuf, String> {
+fn path_of(id: &str, uri: &str) -> Result<PathBuf, Error> {
     if let Some(p) = uri.strip_prefix("file://") {
         return Ok(PathBuf::from(p));
     }
     if uri.contains("://") && !uri.starts_with("fifo://") {
-        return Err(format!("{id}: stdio {uri:?}: only FIFOs and file:// are supported"));
+        return Err(Error::Invalid(format!("{id}: stdio {uri:?}: only FIFOs and file:// are supported")));
     }
     Ok(PathBuf::from(uri.strip_prefix("fifo://").unwrap_or(uri)))
 }
@@ -101,7 +103,7 @@ const ST_GAVE_UP: u8 = 2;
 /// in a thread: if the writer is there within `first_wait` the process gets the FIFO itself; otherwise it gets a
 /// pipe, and the thread copies the FIFO into it once the writer comes (runc-v2 always copies). With `to`, the
 /// thread copies into that file instead (a pty master) and nothing is returned.
-fn open_fifo_read(id: &str, p: &Path, first_wait: Duration, to: Option<File>) -> Result<Option<Input>, String> {
+fn open_fifo_read(id: &str, p: &Path, first_wait: Duration, to: Option<File>) -> Result<Option<Input>, Error> {
     let state = Arc::new(AtomicU8::new(if to.is_some() { ST_GAVE_UP } else { ST_WAITING }));
     let opened = Arc::new(AtomicBool::new(false));
     let (ftx, frx) = std::sync::mpsc::channel::<std::io::Result<File>>();
@@ -129,7 +131,7 @@ fn open_fifo_read(id: &str, p: &Path, first_wait: Duration, to: Option<File>) ->
             };
             copy(from, sink);
         })
-        .map_err(|e| format!("{id}: stdin {}: thread: {e}", p.display()))?;
+        .map_err(|e| Error::io(format!("{id}: stdin {}: thread", p.display()), "", e))?;
     let pump = Pump { path: p.to_path_buf(), opened };
     if state.load(Ordering::SeqCst) == ST_GAVE_UP {
         // Copying into `to`: the thread owns it; the pump unblocks it at delete.
@@ -137,24 +139,27 @@ fn open_fifo_read(id: &str, p: &Path, first_wait: Duration, to: Option<File>) ->
         return Ok(Some(Input::Pumped(File::from(dup_devnull()?), pump)));
     }
     if let Ok(r) = frx.recv_timeout(first_wait) {
-        return r.map(|f| Some(Input::Direct(f))).map_err(|e| format!("{id}: open stdin {}: {e}", p.display()));
+        return r.map(|f| Some(Input::Direct(f))).map_err(|e| Error::io("open stdin", p, e).context(id));
     }
     if state.compare_exchange(ST_WAITING, ST_GAVE_UP, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         // Delivered meanwhile.
-        let r = frx.recv().map_err(|e| format!("{id}: open stdin {}: {e}", p.display()))?;
-        return r.map(|f| Some(Input::Direct(f))).map_err(|e| format!("{id}: open stdin {}: {e}", p.display()));
+        let r = frx
+            .recv()
+            .map_err(|e| Error::Invalid(e.to_string()).context(format!("{id}: open stdin {}", p.display())))?;
+        return r.map(|f| Some(Input::Direct(f))).map_err(|e| Error::io("open stdin", p, e).context(id));
     }
-    let (rd, wr) = keel_sys::io::pipe2(libc::O_CLOEXEC).map_err(|e| format!("{id}: pipe: {e}"))?;
+    let (rd, wr) = keel_sys::io::pipe2(libc::O_CLOEXEC)
+        .map_err(|e| Error::Sys(keel_sys::Error::sys("pipe", "", e)).context(id))?;
     let _ = wtx.send(File::from(wr));
     Ok(Some(Input::Pumped(File::from(rd), pump)))
 }
 
-fn dup_devnull() -> Result<OwnedFd, String> {
-    File::open("/dev/null").map(OwnedFd::from).map_err(|e| format!("open /dev/null: {e}"))
+fn dup_devnull() -> Result<OwnedFd, Error> {
+    File::open("/dev/null").map(OwnedFd::from).map_err(|e| Error::io("open", "/dev/null", e))
 }
 
 /// Open `uri` for the process to read (stdin): a FIFO as [`open_fifo_read`] says, a plain file as it is.
-pub fn open_read(id: &str, uri: &str) -> Result<Option<Input>, String> {
+pub fn open_read(id: &str, uri: &str) -> Result<Option<Input>, Error> {
     if uri.is_empty() {
         return Ok(None);
     }
@@ -164,14 +169,14 @@ pub fn open_read(id: &str, uri: &str) -> Result<Option<Input>, String> {
             .read(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&p)
-            .map_err(|e| format!("{id}: open stdin {}: {e}", p.display()))?;
+            .map_err(|e| Error::io("open stdin", &p, e).context(id))?;
         return Ok(Some(Input::Direct(f)));
     }
     open_fifo_read(id, &p, Duration::from_millis(3), None)
 }
 
 /// Open `uri` for the process to write (stdout, stderr).
-pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, String> {
+pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, Error> {
     if uri.is_empty() {
         return Ok(None);
     }
@@ -182,7 +187,7 @@ pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, String> {
             .create(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&p)
-            .map_err(|e| format!("{id}: open log file {}: {e}", p.display()))?;
+            .map_err(|e| Error::io("open log file", &p, e).context(id))?;
         return Ok(Some(f));
     }
     // Write-only, once containerd's reader is there (the reader then sees EOF when the process exits). containerd
@@ -208,9 +213,9 @@ pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, String> {
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(&p)
-                .map_err(|e| format!("{id}: open {}: {e}", p.display()))?
+                .map_err(|e| Error::io("open", &p, e).context(id))?
         }
-        Err(e) => return Err(format!("{id}: open {}: {e}", p.display())),
+        Err(e) => return Err(Error::io("open", &p, e).context(id)),
     };
     clear_nonblock(&f);
     Ok(Some(f))
@@ -218,7 +223,7 @@ pub fn open_write(id: &str, uri: &str) -> Result<Option<File>, String> {
 
 /// Open the three stdio URIs for a process that runs without a terminal. stdout and stderr may name the same
 /// FIFO; it is opened once.
-pub fn open(id: &str, stdin: &str, stdout: &str, stderr: &str) -> Result<Stdio, String> {
+pub fn open(id: &str, stdin: &str, stdout: &str, stderr: &str) -> Result<Stdio, Error> {
     let (stdin, pump) = match open_read(id, stdin)? {
         None => (None, None),
         Some(Input::Direct(f)) => (Some(f), None),
@@ -226,7 +231,7 @@ pub fn open(id: &str, stdin: &str, stdout: &str, stderr: &str) -> Result<Stdio, 
     };
     let stdout_f = open_write(id, stdout)?;
     let stderr_f = if !stderr.is_empty() && stderr == stdout {
-        stdout_f.as_ref().map(|f| f.try_clone()).transpose().map_err(|e| format!("{id}: dup stdout: {e}"))?
+        stdout_f.as_ref().map(|f| f.try_clone()).transpose().map_err(|e| Error::io("dup stdout", "", e).context(id))?
     } else {
         open_write(id, stderr)?
     };
@@ -240,28 +245,30 @@ pub struct ConsoleSocket {
 }
 
 impl ConsoleSocket {
-    pub fn new(path: PathBuf) -> Result<ConsoleSocket, String> {
+    pub fn new(path: PathBuf) -> Result<ConsoleSocket, Error> {
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(|e| format!("bind console socket {}: {e}", path.display()))?;
+        let listener = UnixListener::bind(&path).map_err(|e| Error::io("bind console socket", &path, e))?;
         Ok(ConsoleSocket { path, listener })
     }
 
     /// Receive the pty master (the runtime has connected and sent it by now, or does within `timeout_ms`).
-    pub fn receive(&self, timeout_ms: i32) -> Result<File, String> {
+    pub fn receive(&self, timeout_ms: i32) -> Result<File, Error> {
         let mut p = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: valid pollfd.
         if unsafe { libc::poll(&mut p, 1, timeout_ms) } <= 0 {
-            return Err(format!("no pty master on console socket {} within {timeout_ms} ms", self.path.display()));
+            return Err(Error::Invalid(format!(
+                "no pty master on console socket {} within {timeout_ms} ms",
+                self.path.display()
+            )));
         }
-        let (conn, _) =
-            self.listener.accept().map_err(|e| format!("accept on console socket {}: {e}", self.path.display()))?;
+        let (conn, _) = self.listener.accept().map_err(|e| Error::io("accept on console socket", &self.path, e))?;
         let mut buf = [0u8; 256];
         let (_, fd) = keel_sys::io::recv_fd(conn.as_raw_fd(), &mut buf)
-            .map_err(|e| format!("receive pty master on {}: {e}", self.path.display()))?;
+            .map_err(|e| Error::Sys(keel_sys::Error::sys("receive pty master on", &self.path, e)))?;
         if let Some(fd) = fd {
             return Ok(File::from(fd));
         }
-        Err(format!("console socket {}: message without a file descriptor", self.path.display()))
+        Err(Error::Invalid(format!("console socket {}: message without a file descriptor", self.path.display())))
     }
 }
 
@@ -272,11 +279,11 @@ impl Drop for ConsoleSocket {
 }
 
 /// Set the window size of a pty master.
-pub fn resize(master: &File, width: u32, height: u32) -> Result<(), String> {
+pub fn resize(master: &File, width: u32, height: u32) -> Result<(), Error> {
     let ws = libc::winsize { ws_row: height as u16, ws_col: width as u16, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ with a valid winsize pointer on our fd.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ as _, &ws) } != 0 {
-        return Err(format!("resize pty: {}", std::io::Error::last_os_error()));
+        return Err(Error::io("resize pty", "", std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -305,11 +312,11 @@ fn copy_thread(name: &str, from: File, to: File) {
 }
 
 /// Wire a terminal: copy stdin FIFO -> master and master -> stdout FIFO. Returns the master (for ResizePty).
-pub fn wire_console(id: &str, master: File, stdin: &str, stdout: &str) -> Result<(Arc<File>, Option<Pump>), String> {
+pub fn wire_console(id: &str, master: File, stdin: &str, stdout: &str) -> Result<(Arc<File>, Option<Pump>), Error> {
     let mut pump = None;
     if !stdin.is_empty() {
         let p = path_of(id, stdin)?;
-        let m = master.try_clone().map_err(|e| format!("{id}: dup pty master: {e}"))?;
+        let m = master.try_clone().map_err(|e| Error::io("dup pty master", "", e).context(id))?;
         if is_fifo(&p) {
             if let Some(Input::Pumped(_, pp)) = open_fifo_read(id, &p, Duration::ZERO, Some(m))? {
                 pump = Some(pp);
@@ -319,7 +326,7 @@ pub fn wire_console(id: &str, master: File, stdin: &str, stdout: &str) -> Result
         }
     }
     if let Some(out) = open_write(id, stdout)? {
-        let m = master.try_clone().map_err(|e| format!("{id}: dup pty master: {e}"))?;
+        let m = master.try_clone().map_err(|e| Error::io("dup pty master", "", e).context(id))?;
         copy_thread("stdout", m, out);
     }
     Ok((Arc::new(master), pump))
@@ -347,7 +354,7 @@ mod tests {
         assert_eq!(path_of("c", "/a/b").unwrap(), PathBuf::from("/a/b"));
         assert_eq!(path_of("c", "file:///var/log/x").unwrap(), PathBuf::from("/var/log/x"));
         assert_eq!(path_of("c", "fifo:///a").unwrap(), PathBuf::from("/a"));
-        assert!(path_of("c", "binary:///usr/bin/logger?x=1").unwrap_err().contains("c: stdio"));
+        assert!(path_of("c", "binary:///usr/bin/logger?x=1").unwrap_err().to_string().contains("c: stdio"));
     }
 
     #[test]

@@ -36,13 +36,13 @@ pub fn wanted() -> bool {
 
 /// Fork the coldplug child. Err: why not (pipe or fork failed, with the errno); the caller then runs coldplug
 /// in-line.
-pub fn start() -> Result<Coldplug, String> {
-    let (rd, wr) = sys::pipe().map_err(|e| format!("coldplug: pipe: {e}"))?;
+pub fn start() -> Result<Coldplug, crate::Error> {
+    let (rd, wr) = sys::pipe().map_err(|e| crate::Error::sys("coldplug: pipe", "", e))?;
     // SAFETY: PID 1 is single-threaded, so the child gets a consistent copy of the whole process (allocator
     // included) and may run ordinary Rust code; it never returns from child_main.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("coldplug: fork: {}", std::io::Error::last_os_error()));
+        return Err(crate::Error::last("coldplug: fork", ""));
     }
     if pid == 0 {
         drop(rd);

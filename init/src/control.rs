@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, Io};
+use crate::Error;
 
 pub const MAX_REQUEST: usize = 4096;
 pub const MAX_PENDING: usize = 256 * 1024;
@@ -143,8 +144,8 @@ pub fn encode<T: Serialize>(v: &T) -> String {
 }
 
 /// Decode a request line.
-pub fn decode_request(line: &[u8]) -> Result<Request, String> {
-    serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))
+pub fn decode_request(line: &[u8]) -> Result<Request, Error> {
+    serde_json::from_slice(line).map_err(|e| Error::invalid("bad request", e.to_string()))
 }
 
 struct Client {
@@ -174,8 +175,8 @@ pub enum Incoming {
 
 impl Server {
     /// Create the socket at `dir/control.sock` (dir made 0700, socket 0600; a stale socket file is replaced).
-    pub fn bind(dir: &Path) -> Result<Server, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    pub fn bind(dir: &Path) -> Result<Server, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, &e))?;
         let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
         let path = dir.join("control.sock");
         let _ = std::fs::remove_file(&path);
@@ -183,21 +184,21 @@ impl Server {
         let fd =
             unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(format!("socket for {}: {}", path.display(), std::io::Error::last_os_error()));
+            return Err(Error::last("socket for", &path));
         }
         // SAFETY: fd was just created and is owned by nobody else.
         let listener = unsafe { OwnedFd::from_raw_fd(fd) };
         let (addr, len) = sockaddr_un(path.as_os_str().as_encoded_bytes())
-            .ok_or_else(|| format!("socket path too long: {}", path.display()))?;
+            .ok_or_else(|| Error::invalid("socket path too long", path.display().to_string()))?;
         // SAFETY: addr is a valid sockaddr_un of `len` bytes.
         let rc = unsafe { libc::bind(listener.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) };
         if rc != 0 {
-            return Err(format!("bind {}: {}", path.display(), std::io::Error::last_os_error()));
+            return Err(Error::last("bind", &path));
         }
         let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
         // SAFETY: listen on our own bound socket.
         if unsafe { libc::listen(listener.as_raw_fd(), 8) } != 0 {
-            return Err(format!("listen {}: {}", path.display(), std::io::Error::last_os_error()));
+            return Err(Error::last("listen", &path));
         }
         Ok(Server { listener, clients: Vec::new() })
     }
@@ -269,7 +270,7 @@ impl Server {
                         let line: Vec<u8> = c.rbuf.drain(..=p).collect();
                         match decode_request(&line[..p]) {
                             Ok(r) => out.push(Incoming::Request(i, r)),
-                            Err(e) => out.push(Incoming::Bad(i, e)),
+                            Err(e) => out.push(Incoming::Bad(i, e.to_string())),
                         }
                     }
                     if c.rbuf.len() > MAX_REQUEST {
@@ -444,7 +445,7 @@ mod tests {
         }
         assert_eq!(encode(&Request::Stop { name: "a".into() }), "{\"cmd\":\"stop\",\"name\":\"a\"}\n");
         assert_eq!(decode_request(br#"{"cmd":"logs","name":"x"}"#)?, Request::Logs { name: "x".into(), follow: false });
-        assert!(decode_request(br#"{"cmd":"format-disk"}"#).unwrap_err().starts_with("bad request"));
+        assert!(decode_request(br#"{"cmd":"format-disk"}"#).unwrap_err().to_string().starts_with("bad request"));
         Ok(())
     }
 

@@ -17,17 +17,17 @@ pub struct Emergency {
 }
 
 /// Start /bin/sh on /dev/console. The caller's reaper collects it (we never wait on it here).
-pub fn start_shell() -> Result<i32, String> {
+pub fn start_shell() -> Result<i32, crate::Error> {
     let sh = "/bin/sh";
     if std::fs::metadata(sh).is_err() {
-        return Err(format!("{sh}: not found"));
+        return Err(crate::Error::invalid(sh, "not found"));
     }
     let open = || {
         std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/console")
-            .map_err(|e| format!("/dev/console: {e}"))
+            .map_err(|e| crate::Error::io("open", "/dev/console", &e))
     };
     let (i, o, e) = (open()?, open()?, open()?);
     let mut cmd = Command::new(sh);
@@ -49,6 +49,6 @@ pub fn start_shell() -> Result<i32, String> {
     }
     // std restores the signal mask and SIGPIPE in the child. The Child handle is dropped without waiting: PID 1's
     // reaper collects the shell.
-    let child = cmd.spawn().map_err(|e| format!("{sh}: {e}"))?;
-    i32::try_from(child.id()).map_err(|e| format!("{sh}: pid {}: {e}", child.id()))
+    let child = cmd.spawn().map_err(|e| crate::Error::io("spawn", sh, &e))?;
+    i32::try_from(child.id()).map_err(|e| crate::Error::invalid(format!("pid of {sh}"), e.to_string()))
 }

@@ -159,12 +159,12 @@ impl Loop {
         bundles: Vec<Option<keel_runtime::Bundle>>,
         mut console: Console,
         keel_ring: Ring,
-    ) -> Result<Loop, String> {
+    ) -> Result<Loop, crate::Error> {
         keel_runtime::hooks::set_warning_sink(hook_warning);
-        let ep = sys::Epoll::new().map_err(|e| format!("epoll_create1: {e}"))?;
-        let sigfd = sys::signalfd(SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
-        ep.add(sigfd.as_raw_fd(), T_SIGNAL).map_err(|e| format!("epoll add signalfd: {e}"))?;
-        let devnull = sys::open("/dev/null", libc::O_RDWR).map_err(|e| format!("open /dev/null: {e}"))?;
+        let ep = sys::Epoll::new().map_err(|e| crate::Error::sys("epoll_create1", "", e))?;
+        let sigfd = sys::signalfd(SIGNALS).map_err(|e| crate::Error::sys("signalfd", "", e))?;
+        ep.add(sigfd.as_raw_fd(), T_SIGNAL).map_err(|e| crate::Error::sys("epoll add signalfd", "", e))?;
+        let devnull = sys::open("/dev/null", libc::O_RDWR)?;
         let control = match Server::bind(&cfg.run_dir) {
             Ok(s) => {
                 if let Err(e) = ep.add(s.listener_fd(), T_CONTROL) {
@@ -487,14 +487,18 @@ impl Loop {
             let l = match UnitLog::new(self.cfg.log_dir.as_deref(), &name) {
                 Ok(l) => l,
                 Err(e) => {
-                    let (error, transient) = spawner::io_failure(format!("log pipe for {name}"), &e);
-                    self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                    let e = crate::Error::io(format!("log pipe for {name}"), "", &e);
+                    self.queue.push_back(Event::SpawnFailed {
+                        unit: u,
+                        error: e.to_string(),
+                        transient: e.transient(),
+                    });
                     return;
                 }
             };
             if let Err(e) = self.ep.add(l.rd.as_raw_fd(), T_LOG | u as u64) {
-                let (error, transient) = epoll_failure(&format!("log pipe of {name}"), &e);
-                self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                let e = epoll_failure(&format!("log pipe of {name}"), &e);
+                self.queue.push_back(Event::SpawnFailed { unit: u, error: e.to_string(), transient: e.transient() });
                 return;
             }
             rt.log = Some(l);
@@ -502,15 +506,15 @@ impl Loop {
         if cfg.ready == Ready::Notify && rt.notify.is_none() {
             let n = match spawner::notify_socket(&name, bundle, &self.cfg.run_dir, &self.abstract_prefix) {
                 Ok(n) => n,
-                Err(error) => {
-                    let transient = crate::supervisor::errno_in(&error).is_some_and(crate::supervisor::transient_errno);
+                Err(e) => {
+                    let (error, transient) = (e.to_string(), e.transient());
                     self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
                     return;
                 }
             };
             if let Err(e) = self.ep.add(n.fd.as_raw_fd(), T_NOTIFY | u as u64) {
-                let (error, transient) = epoll_failure(&format!("notify socket of {name}"), &e);
-                self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
+                let e = epoll_failure(&format!("notify socket of {name}"), &e);
+                self.queue.push_back(Event::SpawnFailed { unit: u, error: e.to_string(), transient: e.transient() });
                 return;
             }
             rt.notify = Some(n);
@@ -553,7 +557,8 @@ impl Loop {
                         Err(e) => failed = failed.or(Some(epoll_failure(&format!("readiness pipe of {name}"), &e))),
                     }
                 }
-                if let Some((error, transient)) = failed {
+                if let Some(e) = failed {
+                    let (error, transient) = (e.to_string(), e.transient());
                     // The SpawnFailed is kept until the Exited the kill brings (the supervisor's rule).
                     self.queue.push_back(Event::SpawnFailed { unit: u, error, transient });
                     if !self.kill_unit_cgroup(u) {
@@ -563,7 +568,9 @@ impl Loop {
                     }
                 }
             }
-            Err((error, transient)) => self.queue.push_back(Event::SpawnFailed { unit: u, error, transient }),
+            Err(e) => {
+                self.queue.push_back(Event::SpawnFailed { unit: u, error: e.to_string(), transient: e.transient() })
+            }
         }
     }
 
@@ -1238,8 +1245,8 @@ pub fn state_str(s: State) -> &'static str {
 }
 
 /// "epoll add log pipe of web: Cannot allocate memory (errno 12)", and whether it may heal.
-fn epoll_failure(what: &str, e: &sys::Errno) -> (String, bool) {
-    spawner::io_failure(format!("epoll add {what}"), &std::io::Error::from(*e))
+fn epoll_failure(what: &str, e: &sys::Errno) -> crate::Error {
+    crate::Error::sys(format!("epoll add {what}"), "", *e)
 }
 
 /// The note for lines a unit's console rate limit held back.

@@ -14,6 +14,8 @@ pub mod console;
 pub mod control;
 pub mod discover;
 pub mod emergency;
+pub mod error;
+pub use error::Error;
 pub mod event_loop;
 pub mod limits;
 pub mod logs;

@@ -44,7 +44,7 @@ pub fn sandbox_requested() -> bool {
 /// Re-execute from a sealed memfd copy of this binary (unless already), so no container reaches PID 1's binary
 /// through /proc/PID/exe of a setup child (CVE-2019-5736 class; see keel_runtime::sealed). Needs /proc: mounted here
 /// if it is not yet (rc's mount table then finds it in place).
-fn run_sealed() -> Result<(), String> {
+fn run_sealed() -> Result<(), crate::Error> {
     let proc = std::path::Path::new("/proc");
     if !proc.join("self/exe").exists() {
         let _ = std::fs::create_dir(proc);
@@ -59,10 +59,11 @@ fn run_sealed() -> Result<(), String> {
             )
         };
         if r != 0 {
-            return Err(format!("mount /proc: {}", std::io::Error::last_os_error()));
+            return Err(crate::Error::last("mount", "/proc"));
         }
     }
     keel_runtime::sealed::ensure(&std::env::args_os().collect::<Vec<_>>())
+        .map_err(|source| crate::Error::Runtime { unit: String::new(), source })
 }
 
 pub fn main() -> ! {

@@ -24,7 +24,7 @@ use keel_runtime::{Bundle, SpawnOptions, Spawned};
 
 use crate::logs::UnitLog;
 use crate::supervisor::Ready;
-use crate::sys;
+use crate::{sys, Error};
 
 /// Inside-the-container path of a bind-mounted notify socket.
 pub const NOTIFY_IN_CONTAINER: &str = "/run/keel-notify.sock";
@@ -70,17 +70,17 @@ pub fn own_netns(b: &Bundle) -> bool {
 
 /// Create the unit's notify socket: abstract `{abstract_prefix}NAME` if the container shares our net ns, else a
 /// file under `run_dir/notify/`.
-pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefix: &str) -> Result<Notify, String> {
+pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefix: &str) -> Result<Notify, Error> {
     // SAFETY: socket returns a new fd or -1.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(format!("notify socket for {name}: {}", std::io::Error::last_os_error()));
+        return Err(Error::last(format!("notify socket for {name}"), ""));
     }
     // SAFETY: fd was just created and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let (addr_str, env, bind) = if own_netns(bundle) {
         let dir = run_dir.join("notify");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("mkdir", &dir, &e))?;
         let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
         let s = path.to_string_lossy().into_owned();
@@ -90,10 +90,10 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
         (s.clone(), s, None)
     };
     let (addr, len) = crate::control::sockaddr_un(addr_str.as_bytes())
-        .ok_or_else(|| format!("notify address too long: {addr_str}"))?;
+        .ok_or_else(|| Error::invalid("notify address too long", addr_str.clone()))?;
     // SAFETY: addr is a valid sockaddr_un of `len` bytes.
     if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
-        return Err(format!("bind notify socket {addr_str}: {}", std::io::Error::last_os_error()));
+        return Err(Error::last("bind notify socket", &addr_str));
     }
     let on: libc::c_int = 1;
     // SAFETY: fd is a valid socket; the option value is a c_int that lives across the call.
@@ -107,13 +107,13 @@ pub fn notify_socket(name: &str, bundle: &Bundle, run_dir: &Path, abstract_prefi
         )
     };
     if r != 0 {
-        return Err(format!("SO_PASSCRED on notify socket {addr_str}: {}", std::io::Error::last_os_error()));
+        return Err(Error::last("SO_PASSCRED on notify socket", &addr_str));
     }
     if let Some((host, _)) = &bind {
         // Services running as another uid must be able to send to it (abstract sockets have no permissions).
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| format!("chmod 0666 notify socket {}: {e}", host.display()))?;
+            .map_err(|e| Error::io("chmod 0666 notify socket", host, &e))?;
     }
     Ok(Notify { fd, env, bind })
 }
@@ -272,7 +272,7 @@ pub fn spawn(
     notify: Option<&Notify>,
     devnull: RawFd,
     sandbox: bool,
-) -> Result<Started, (String, bool)> {
+) -> Result<Started, Error> {
     let mut opts = SpawnOptions {
         id: name.to_string(),
         stdout: Some(log.wr.as_raw_fd()),
@@ -284,36 +284,26 @@ pub fn spawn(
     let mut ready_pipe = None;
     match ready {
         Ready::Fd(n) if (3..=READY_FD_MAX).contains(&n) => {
-            let (r, w) = sys::pipe().map_err(|e| io_failure(format!("readiness pipe for {name}"), &e.into()))?;
+            let (r, w) = sys::pipe().map_err(|e| Error::sys(format!("readiness pipe for {name}"), "", e))?;
             opts.preserve_fds = std::iter::repeat_n(devnull, usize::try_from(n - 3).unwrap_or(0)).collect();
             opts.preserve_fds.push(w.as_raw_fd());
             ready_pipe = Some((r, w));
         }
-        Ready::Fd(n) => return Err((format!("keel.ready=fd:{n}: fd must be 3..{READY_FD_MAX}"), false)),
+        Ready::Fd(n) => {
+            return Err(Error::invalid(format!("keel.ready=fd:{n}"), format!("fd must be 3..{READY_FD_MAX}")))
+        }
         Ready::Notify => {
-            let n = notify.ok_or_else(|| (format!("no notify socket for {name}"), false))?;
+            let n = notify.ok_or_else(|| Error::invalid("", format!("no notify socket for {name}")))?;
             opts.env.push(format!("NOTIFY_SOCKET={}", n.env));
             opts.binds.extend(n.bind.clone());
         }
         Ready::Started => {}
     }
-    let spawned = keel_runtime::spawn(bundle, &opts).map_err(|e| (cause(&e), classify(&e)))?;
+    let spawned =
+        keel_runtime::spawn(bundle, &opts).map_err(|source| Error::Runtime { unit: name.to_string(), source })?;
     // Our copy of the readiness write end closes here: EOF on the read end then means the container closed it.
     let ready_rd = ready_pipe.map(|(r, _w)| r);
     Ok(Started { spawned, ready_rd })
-}
-
-/// "what: cause (errno N)", and whether it may heal.
-pub fn io_failure(what: String, e: &std::io::Error) -> (String, bool) {
-    let errno = e.raw_os_error();
-    let transient = errno.is_some_and(crate::supervisor::transient_errno);
-    let text = e.to_string();
-    let desc = text.split(" (os error").next().unwrap_or(&text);
-    let msg = match errno {
-        Some(n) => format!("{what}: {desc} (errno {n})"),
-        None => format!("{what}: {desc}"),
-    };
-    (msg, transient)
 }
 
 /// May this spawn error heal by itself (retry with backoff)? Decided by its errno ([`transient_errno`]): a

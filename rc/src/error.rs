@@ -24,6 +24,8 @@ pub enum Error {
         /// The modules directory searched.
         dir: PathBuf,
     },
+    /// A command line (modprobe's) that is not understood; the message says why.
+    Usage(String),
     /// A module file whose ELF layout we could not read.
     Elf {
         /// The file (empty when parsing bytes).
@@ -49,6 +51,14 @@ impl Error {
         Error::Sys(keel_sys::Error::sys(what, path, keel_sys::Errno(errno)))
     }
 
+    /// Name the module file of an `Elf` error read without one; other errors are returned unchanged.
+    pub fn on_file(self, path: &Path) -> Error {
+        match self {
+            Error::Elf { msg, .. } => Error::Elf { path: path.to_path_buf(), msg },
+            e => e,
+        }
+    }
+
     /// The errno, if this is a system call error.
     pub fn raw_errno(&self) -> Option<i32> {
         match self {
@@ -70,6 +80,7 @@ impl fmt::Display for Error {
             Error::Sys(e) => e.fmt(f),
             Error::Parse { path, line, msg } => write!(f, "{}:{line}: {msg}", path.display()),
             Error::ModuleNotFound { name, dir } => write!(f, "module {name}: not found in {}", dir.display()),
+            Error::Usage(msg) => f.write_str(msg),
             Error::Elf { path, msg } => write!(f, "module file {}: {msg}", path.display()),
         }
     }

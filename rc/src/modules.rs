@@ -165,7 +165,7 @@ pub struct ModprobeArgs {
 }
 
 /// Parse modprobe's argv (argv[0] included).
-pub fn parse_args(args: &[String]) -> Result<ModprobeArgs, String> {
+pub fn parse_args(args: &[String]) -> Result<ModprobeArgs, Error> {
     let mut a = ModprobeArgs::default();
     let mut all = false;
     let mut rest: Vec<&str> = Vec::new();
@@ -190,15 +190,15 @@ pub fn parse_args(args: &[String]) -> Result<ModprobeArgs, String> {
                         'a' => all = true,
                         'b' | 's' => {}
                         'n' => a.dry_run = true,
-                        _ => return Err(format!("unsupported option -{c}")),
+                        _ => return Err(Error::Usage(format!("unsupported option -{c}"))),
                     }
                 }
             }
-            s => return Err(format!("unsupported option {s}")),
+            s => return Err(Error::Usage(format!("unsupported option {s}"))),
         }
     }
     if rest.is_empty() {
-        return Err("usage: modprobe [-q] [-b] [-v] [-n] [-a] NAME|ALIAS [param=value...]".into());
+        return Err(Error::Usage("usage: modprobe [-q] [-b] [-v] [-n] [-a] NAME|ALIAS [param=value...]".into()));
     }
     if all {
         a.names = rest.iter().map(|s| s.to_string()).collect();

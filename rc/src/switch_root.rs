@@ -19,12 +19,13 @@ const RAMFS_MAGIC: i64 = 0x8584_58f6;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// If `/` is the initramfs rootfs, move its contents into a fresh tmpfs, make it `/` and re-exec
-/// `/proc/self/exe`-equivalent init with the same argv. Returns Ok(false) if no switch was needed.
-pub fn maybe_switch() -> Result<bool, String> {
-    switch().map_err(|e| format!("switch root: {e}"))
+/// `/proc/self/exe`-equivalent init with the same argv. Returns Ok(false) if no switch was needed; on success it
+/// execs. The caller says "switch root" in its message (the error names the call, path and errno).
+pub fn maybe_switch() -> Result<bool, Error> {
+    switch()
 }
 
-/// [`maybe_switch`] with the typed error. Only returns Ok(false) or an error: on success it execs.
+/// [`maybe_switch`]. Only returns Ok(false) or an error: on success it execs.
 pub fn switch() -> Result<bool, Error> {
     // cheap early exit for disk/overlay/sandbox roots: no proc mount needed
     match sys::fs_type(Path::new("/")) {

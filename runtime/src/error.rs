@@ -9,7 +9,8 @@ pub enum Error {
     Io { what: &'static str, path: PathBuf, err: std::io::Error },
     /// config.json / runtime.json did not parse; `field` is the JSON path if known.
     Json { path: PathBuf, field: String, msg: String },
-    /// The config parsed but is not valid (e.g. missing process.args, relative root).
+    /// The config parsed but is not valid (e.g. missing process.args, relative root). A parser of one value leaves
+    /// `path` and `field` empty ([`Error::invalid`]); its caller places it ([`Error::at`]).
     Invalid { path: PathBuf, field: String, msg: String },
     /// A syscall failed.
     Sys { what: String, errno: keel_sys::Errno },
@@ -25,7 +26,9 @@ impl fmt::Display for Error {
             Error::Io { what, path, err } => write!(f, "{what} {}: {err}", path.display()),
             Error::Json { path, field, msg } if field.is_empty() => write!(f, "{}: {msg}", path.display()),
             Error::Json { path, field, msg } => write!(f, "{}: {field}: {msg}", path.display()),
+            Error::Invalid { path, field, msg } if path.as_os_str().is_empty() && field.is_empty() => f.write_str(msg),
             Error::Invalid { path, field, msg } if path.as_os_str().is_empty() => write!(f, "{field}: {msg}"),
+            Error::Invalid { path, field, msg } if field.is_empty() => write!(f, "{}: {msg}", path.display()),
             Error::Invalid { path, field, msg } => write!(f, "{}: {field}: {msg}", path.display()),
             Error::Sys { what, errno } => write!(f, "{what}: {errno}"),
             Error::Rootfs { bundle, path, err } => write!(f, "bundle {bundle}: rootfs {}: {err}", path.display()),
@@ -62,6 +65,19 @@ impl From<keel_sys::Error> for Error {
 }
 
 impl Error {
+    /// An `Invalid` error with no path or field yet: a parser's, placed by its caller with [`Error::at`].
+    pub fn invalid(msg: impl Into<String>) -> Error {
+        Error::Invalid { path: PathBuf::new(), field: String::new(), msg: msg.into() }
+    }
+
+    /// Place an `Invalid` error on `path` and `field`; other errors are returned unchanged.
+    pub fn at(self, path: impl Into<PathBuf>, field: impl Into<String>) -> Error {
+        match self {
+            Error::Invalid { msg, .. } => Error::Invalid { path: path.into(), field: field.into(), msg },
+            e => e,
+        }
+    }
+
     /// A `Sys` error saying `what`, from a keel-sys error (its errno; a NUL byte stays an `Invalid` naming the field).
     pub fn os(what: String, e: keel_sys::Error) -> Error {
         match e.errno() {

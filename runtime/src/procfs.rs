@@ -13,16 +13,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use crate::inroot;
 use crate::sys;
 
-// The same numbers on every architecture (the unified syscall table from 424 on).
-const SYS_FSOPEN: libc::c_long = 430;
-const SYS_FSCONFIG: libc::c_long = 431;
-const SYS_FSMOUNT: libc::c_long = 432;
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const PROC_ROOT_INO: u64 = 1;
 
@@ -43,41 +33,8 @@ pub fn open() -> Result<OwnedFd, (&'static str, i32)> {
 }
 
 fn private() -> Option<OwnedFd> {
-    // SAFETY: fsopen with a valid C string; a new fd or -1.
-    let fs = unsafe { libc::syscall(SYS_FSOPEN, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
-    if fs < 0 {
-        return None;
-    }
-    // SAFETY: fs is our fresh fd.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    // SAFETY: fsconfig CMD_CREATE takes no key/value.
-    if unsafe {
-        libc::syscall(
-            SYS_FSCONFIG,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<u8>(),
-            std::ptr::null::<u8>(),
-            0,
-        )
-    } != 0
-    {
-        return None;
-    }
-    // SAFETY: fsmount on our fs context fd.
-    let m = unsafe {
-        libc::syscall(
-            SYS_FSMOUNT,
-            fs.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-        )
-    };
-    if m < 0 {
-        return None;
-    }
-    // SAFETY: a fresh fd we own.
-    let m = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    use sys::fs::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID};
+    let m = sys::fs::mount_detached(c"proc", &[], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC).ok()?;
     verify(m.as_raw_fd()).ok()?;
     Some(m)
 }

@@ -17,23 +17,12 @@ use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use crate::sys;
+use crate::{sys, Error};
 
 /// F_SEAL_EXEC (Linux 6.3+): the exec bits can no longer change. Older kernels refuse it: it is optional.
 const F_SEAL_EXEC: libc::c_int = 0x20;
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-// The new mount API: the same numbers on every architecture (the unified syscall table from 424 on).
-const SYS_FSOPEN: libc::c_long = 430;
-const SYS_FSCONFIG: libc::c_long = 431;
-const SYS_FSMOUNT: libc::c_long = 432;
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 /// Is this process running from a copy nobody can write: a sealed memfd, or a lower-only overlayfs mounted nowhere?
 pub fn is_sealed() -> bool {
@@ -77,7 +66,7 @@ fn on_private_overlay(exe: &OwnedFd) -> bool {
 /// Re-execute this process from a sealed memfd copy of its binary, with the same arguments and environment, unless
 /// it already runs from one. Returns Ok(()) only when already sealed; on success it does not return. Call it first
 /// thing in main, while the process is single-threaded.
-pub fn ensure(args: &[OsString]) -> Result<(), String> {
+pub fn ensure(args: &[OsString]) -> Result<(), Error> {
     if is_sealed() {
         return Ok(());
     }
@@ -86,9 +75,9 @@ pub fn ensure(args: &[OsString]) -> Result<(), String> {
         Err(_) => copy_self()?,
     };
     let memfd = copy.as_raw_fd();
-    let cstrings = |items: &mut dyn Iterator<Item = Vec<u8>>| -> Result<Vec<CString>, String> {
+    let cstrings = |items: &mut dyn Iterator<Item = Vec<u8>>| -> Result<Vec<CString>, Error> {
         items
-            .map(|b| CString::new(b).map_err(|_| "argument or environment entry with a NUL byte".to_string()))
+            .map(|b| CString::new(b).map_err(|_| Error::invalid("argument or environment entry with a NUL byte")))
             .collect()
     };
     let argv = cstrings(&mut args.iter().map(|a| a.as_bytes().to_vec()))?;
@@ -106,31 +95,35 @@ pub fn ensure(args: &[OsString]) -> Result<(), String> {
     unsafe {
         libc::syscall(libc::SYS_execveat, memfd, c"".as_ptr(), argp.as_ptr(), envpp.as_ptr(), libc::AT_EMPTY_PATH)
     };
-    let e = sys::errno();
+    let errno = sys::Errno::last();
     drop(copy);
-    Err(format!("exec sealed copy of /proc/self/exe: {} (errno {e})", sys::strerror(e)))
+    Err(Error::Sys { what: "exec sealed copy of /proc/self/exe".into(), errno })
 }
 
 /// An O_PATH fd of this binary on a private overlayfs: two lower layers (the binary's directory on top of an empty
 /// scratch directory, removed again at once: overlayfs needs two lowers to run with no upper), mounted detached and
 /// read-only. Fails where overlayfs, the new mount API or the right to mount is missing.
-fn overlay_self() -> Result<OwnedFd, String> {
-    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("readlink /proc/self/exe: {e}"))?;
+fn overlay_self() -> Result<OwnedFd, Error> {
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|err| Error::Io {
+        what: "readlink",
+        path: "/proc/self/exe".into(),
+        err,
+    })?;
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
-        return Err(format!("{}: no directory and name", exe.display()));
+        return Err(Error::invalid("no directory and name").at(exe, ""));
     };
     if !exe.is_absolute() || exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        return Err(format!("{}: not a binary on disk", exe.display()));
+        return Err(Error::invalid("not a binary on disk").at(exe, ""));
     }
     let scratch = scratch_dir()?;
     let r = mount_overlay(dir, &scratch).and_then(|m| {
-        let name = CString::new(name.as_bytes()).map_err(|_| "binary name with a NUL byte".to_string())?;
+        let name = CString::new(name.as_bytes()).map_err(|_| Error::invalid("binary name with a NUL byte"))?;
         // SAFETY: m is our mount fd; valid C string; a new fd or -1.
         let fd =
             unsafe { libc::openat(m.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
         if fd < 0 {
-            let e = sys::errno();
-            return Err(format!("open {} on a private overlay: {} (errno {e})", exe.display(), sys::strerror(e)));
+            let errno = sys::Errno::last();
+            return Err(Error::Sys { what: format!("open {} on a private overlay", exe.display()), errno });
         }
         // SAFETY: a fresh fd we own.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -140,7 +133,7 @@ fn overlay_self() -> Result<OwnedFd, String> {
 }
 
 /// A fresh empty directory in the first of /run, /tmp, /dev/shm that takes one.
-fn scratch_dir() -> Result<std::path::PathBuf, String> {
+fn scratch_dir() -> Result<std::path::PathBuf, Error> {
     for base in ["/run", "/tmp", "/dev/shm"] {
         let mut t = format!("{base}/.keel-seal-XXXXXX\0").into_bytes();
         // SAFETY: t is a writable NUL-terminated template ending in six X.
@@ -149,57 +142,24 @@ fn scratch_dir() -> Result<std::path::PathBuf, String> {
             return Ok(std::path::PathBuf::from(OsString::from_vec(t)));
         }
     }
-    Err("no scratch directory in /run, /tmp or /dev/shm".into())
+    Err(Error::invalid("no scratch directory in /run, /tmp or /dev/shm"))
 }
 
 /// Mount overlayfs with lower layers `top:bottom`, detached, read-only, nosuid, nodev.
-fn mount_overlay(top: &std::path::Path, bottom: &std::path::Path) -> Result<OwnedFd, String> {
-    let err = |what: &str| {
-        let e = sys::errno();
-        format!("{what}: {} (errno {e})", sys::strerror(e))
-    };
-    // SAFETY: fsopen with a valid C string; a new fd or -1.
-    let fs = unsafe { libc::syscall(SYS_FSOPEN, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
-    if fs < 0 {
-        return Err(err("fsopen overlay"));
-    }
-    // SAFETY: a fresh fd we own.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+fn mount_overlay(top: &std::path::Path, bottom: &std::path::Path) -> Result<OwnedFd, Error> {
+    use sys::fs::{FsOption, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let mut lower = escape_lowerdir(top.as_os_str().as_bytes());
     lower.push(b':');
     lower.extend(escape_lowerdir(bottom.as_os_str().as_bytes()));
-    let lower = CString::new(lower).map_err(|_| "overlay lowerdir with a NUL byte".to_string())?;
-    let set = |key: &std::ffi::CStr, value: &std::ffi::CStr| {
-        // SAFETY: fsconfig on our context with valid C strings.
-        unsafe { libc::syscall(SYS_FSCONFIG, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) }
-    };
-    if set(c"lowerdir", &lower) != 0 {
-        return Err(err(&format!("overlay lowerdir={}", lower.to_string_lossy())));
-    }
-    // Inode number mapping is irrelevant here and only logs noise where the layers are on different filesystems.
-    let _ = set(c"xino", c"off");
-    // SAFETY: fsconfig CMD_CREATE takes no key or value.
-    let r = unsafe {
-        libc::syscall(
-            SYS_FSCONFIG,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<u8>(),
-            std::ptr::null::<u8>(),
-            0,
-        )
-    };
-    if r != 0 {
-        return Err(err("create overlay"));
-    }
-    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    // SAFETY: fsmount on our context fd.
-    let m = unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    if m < 0 {
-        return Err(err("fsmount overlay"));
-    }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(m as i32) })
+    let lower = CString::new(lower).map_err(|_| Error::invalid("overlay lowerdir with a NUL byte"))?;
+    let options = [
+        FsOption { key: c"lowerdir", value: &lower, optional: false },
+        // Inode number mapping is irrelevant here and only logs noise where the layers are on different filesystems.
+        FsOption { key: c"xino", value: c"off", optional: true },
+    ];
+    sys::fs::mount_detached(c"overlay", &options, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(
+        |(step, errno)| Error::Sys { what: format!("{step} overlay (lowerdir={})", lower.to_string_lossy()), errno },
+    )
 }
 
 /// Escape `\` and `:` in an overlay lowerdir path.
@@ -215,11 +175,8 @@ fn escape_lowerdir(path: &[u8]) -> Vec<u8> {
 }
 
 /// A sealed, close-on-exec memfd holding a copy of /proc/self/exe.
-fn copy_self() -> Result<OwnedFd, String> {
-    let err = |what: &str| {
-        let e = sys::errno();
-        format!("{what}: {} (errno {e})", sys::strerror(e))
-    };
+fn copy_self() -> Result<OwnedFd, Error> {
+    let err = |what: &str| Error::Sys { what: what.to_string(), errno: sys::Errno::last() };
     // SAFETY: valid C string; a new fd or -1.
     let src = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if src < 0 {

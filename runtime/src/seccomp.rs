@@ -1,7 +1,6 @@
 //! Seccomp: the spec's `linux.seccomp` types, a compiler from them to classic BPF, and installation.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -112,7 +111,7 @@ impl Arch {
     pub const NATIVE: Arch = Arch::X86_64;
 
     /// The arch of a spec name; `Ok(None)` for an arch libseccomp knows and keel has no table for.
-    pub fn from_spec(name: &str) -> Result<Option<Arch>, String> {
+    pub fn from_spec(name: &str) -> Result<Option<Arch>, Error> {
         Ok(Some(match name {
             "SCMP_ARCH_X86_64" => Arch::X86_64,
             "SCMP_ARCH_X86" => Arch::X86,
@@ -137,7 +136,7 @@ impl Arch {
             | "SCMP_ARCH_M68K"
             | "SCMP_ARCH_SH"
             | "SCMP_ARCH_SHEB" => return Ok(None),
-            _ => return Err(format!("unknown arch {name:?}")),
+            _ => return Err(Error::invalid(format!("unknown arch {name:?}"))),
         }))
     }
 
@@ -240,15 +239,15 @@ fn x86_mux(name: &str) -> Option<(u32, u64)> {
 }
 
 fn invalid(field: String, msg: impl Into<String>) -> Error {
-    Error::Invalid { path: PathBuf::from("config.json"), field, msg: msg.into() }
+    Error::invalid(msg).at("config.json", field)
 }
 
 /// The SECCOMP_RET_* value of a spec action; `errno` is errnoRet (default EPERM) for ERRNO and TRACE.
 pub fn action(name: &str, errno: Option<u32>, field: &str) -> Result<u32, Error> {
-    action_value(name, errno).map_err(|m| invalid(field.into(), m))
+    action_value(name, errno).map_err(|e| e.at("config.json", field))
 }
 
-fn action_value(name: &str, errno: Option<u32>) -> Result<u32, String> {
+fn action_value(name: &str, errno: Option<u32>) -> Result<u32, Error> {
     let data = errno.unwrap_or(libc::EPERM as u32) & libc::SECCOMP_RET_DATA;
     Ok(match name {
         "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => libc::SECCOMP_RET_KILL_THREAD,
@@ -258,8 +257,8 @@ fn action_value(name: &str, errno: Option<u32>) -> Result<u32, String> {
         "SCMP_ACT_TRACE" => libc::SECCOMP_RET_TRACE | data,
         "SCMP_ACT_ALLOW" => libc::SECCOMP_RET_ALLOW,
         "SCMP_ACT_LOG" => libc::SECCOMP_RET_LOG,
-        "SCMP_ACT_NOTIFY" => return Err("SCMP_ACT_NOTIFY is not supported by keel (no seccomp agent)".into()),
-        other => return Err(format!("unknown seccomp action {other:?}")),
+        "SCMP_ACT_NOTIFY" => return Err(Error::invalid("SCMP_ACT_NOTIFY is not supported by keel (no seccomp agent)")),
+        other => return Err(Error::invalid(format!("unknown seccomp action {other:?}"))),
     })
 }
 
@@ -401,7 +400,7 @@ impl Section {
     }
 }
 
-fn parse_op(op: &str) -> Result<Op, String> {
+fn parse_op(op: &str) -> Result<Op, Error> {
     Ok(match op {
         "SCMP_CMP_NE" => Op::Ne,
         "SCMP_CMP_LT" => Op::Lt,
@@ -410,7 +409,7 @@ fn parse_op(op: &str) -> Result<Op, String> {
         "SCMP_CMP_GE" => Op::Ge,
         "SCMP_CMP_GT" => Op::Gt,
         "SCMP_CMP_MASKED_EQ" => Op::MaskedEq,
-        other => return Err(format!("unknown seccomp operator {other:?}")),
+        other => return Err(Error::invalid(format!("unknown seccomp operator {other:?}"))),
     })
 }
 
@@ -423,7 +422,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, Error> {
             Ok(Some(a)) => arches.push(a),
             // an arch keel has no table for (never reported on x86_64 or aarch64): the bad-arch action
             Ok(None) => {}
-            Err(e) => return Err(invalid(format!("linux.seccomp.architectures[{i}]"), e)),
+            Err(e) => return Err(e.at("config.json", format!("linux.seccomp.architectures[{i}]"))),
         }
     }
     arches.sort_unstable();
@@ -443,14 +442,15 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, Error> {
     let mut seq = 0u32;
     for (i, sc) in s.syscalls.iter().enumerate() {
         let field = || format!("linux.seccomp.syscalls[{i}]");
-        let act = action_value(&sc.action, sc.errno_ret).map_err(|m| invalid(format!("{}.action", field()), m))?;
+        let act =
+            action_value(&sc.action, sc.errno_ret).map_err(|e| e.at("config.json", format!("{}.action", field())))?;
         let mut conds = Vec::with_capacity(sc.args.len());
         for (j, arg) in sc.args.iter().enumerate() {
             if arg.index > 5 {
                 let msg = format!("argument index {} is not 0..5", arg.index);
                 return Err(invalid(format!("{}.args[{j}].index", field()), msg));
             }
-            let op = parse_op(&arg.op).map_err(|m| invalid(format!("{}.args[{j}].op", field()), m))?;
+            let op = parse_op(&arg.op).map_err(|e| e.at("config.json", format!("{}.args[{j}].op", field())))?;
             conds.push(Cond { index: arg.index, op, value: arg.value, value_two: arg.value_two });
         }
         if let Some(j) = sc.names.iter().position(String::is_empty) {

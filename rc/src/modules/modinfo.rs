@@ -7,68 +7,73 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// An [`Error::Elf`] with no path yet (the reader of a file names it with [`Error::on_file`]).
+fn elf(msg: impl Into<String>) -> Error {
+    Error::Elf { path: PathBuf::new(), msg: msg.into() }
+}
+
 /// Reads `len` bytes at `off` from some ELF image.
 trait ReadAt {
-    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, String>;
+    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, Error>;
 }
 
 impl ReadAt for &[u8] {
-    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, String> {
-        let start = usize::try_from(off).map_err(|_| "offset out of range".to_string())?;
-        let end = start.checked_add(len).ok_or("length overflow")?;
-        self.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| format!("truncated: need bytes {start}..{end}"))
+    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let start = usize::try_from(off).map_err(|_| elf("offset out of range"))?;
+        let end = start.checked_add(len).ok_or_else(|| elf("length overflow"))?;
+        self.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| elf(format!("truncated: need bytes {start}..{end}")))
     }
 }
 
 impl ReadAt for std::fs::File {
-    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, String> {
+    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, Error> {
         let mut v = vec![0u8; len];
-        self.read_exact_at(&mut v, off).map_err(|e| format!("read {len} bytes at {off}: {e}"))?;
+        self.read_exact_at(&mut v, off).map_err(|e| elf(format!("read {len} bytes at {off}: {e}")))?;
         Ok(v)
     }
 }
 
-fn u16le(b: &[u8], at: usize) -> Result<u16, String> {
-    let s = b.get(at..at + 2).ok_or("truncated ELF header")?;
+fn u16le(b: &[u8], at: usize) -> Result<u16, Error> {
+    let s = b.get(at..at + 2).ok_or_else(|| elf("truncated ELF header"))?;
     Ok(u16::from_le_bytes([s.first().copied().unwrap_or(0), s.get(1).copied().unwrap_or(0)]))
 }
 
-fn u32le(b: &[u8], at: usize) -> Result<u32, String> {
-    let s: [u8; 4] = b.get(at..at + 4).and_then(|s| s.try_into().ok()).ok_or("truncated ELF header")?;
+fn u32le(b: &[u8], at: usize) -> Result<u32, Error> {
+    let s: [u8; 4] = b.get(at..at + 4).and_then(|s| s.try_into().ok()).ok_or_else(|| elf("truncated ELF header"))?;
     Ok(u32::from_le_bytes(s))
 }
 
-fn u64le(b: &[u8], at: usize) -> Result<u64, String> {
-    let s: [u8; 8] = b.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or("truncated ELF header")?;
+fn u64le(b: &[u8], at: usize) -> Result<u64, Error> {
+    let s: [u8; 8] = b.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or_else(|| elf("truncated ELF header"))?;
     Ok(u64::from_le_bytes(s))
 }
 
 /// Upper bound on what we read for one section (a .modinfo is a few KiB; section tables are small).
 const MAX_READ: u64 = 16 << 20;
 
-fn section_bytes(r: &dyn ReadAt, want: &str) -> Result<Option<Vec<u8>>, String> {
+fn section_bytes(r: &dyn ReadAt, want: &str) -> Result<Option<Vec<u8>>, Error> {
     let eh = r.read_at(0, 64)?;
     if eh.get(0..4) != Some(b"\x7fELF".as_slice()) {
-        return Err("not an ELF file".into());
+        return Err(elf("not an ELF file"));
     }
     if eh.get(4) != Some(&2) || eh.get(5) != Some(&1) {
-        return Err("not a 64-bit little-endian ELF file".into());
+        return Err(elf("not a 64-bit little-endian ELF file"));
     }
     let shoff = u64le(&eh, 0x28)?;
     let shentsize = u64::from(u16le(&eh, 0x3A)?);
     let shnum = u64::from(u16le(&eh, 0x3C)?);
     let shstrndx = u64::from(u16le(&eh, 0x3E)?);
     if shentsize < 64 || shnum == 0 || shnum * shentsize > MAX_READ {
-        return Err("bad section header table".into());
+        return Err(elf("bad section header table"));
     }
     let table = r.read_at(shoff, len(shnum * shentsize)?)?;
-    let sh = |i: u64| -> Result<(u32, u64, u64), String> {
+    let sh = |i: u64| -> Result<(u32, u64, u64), Error> {
         let base = len(i * shentsize)?;
         Ok((u32le(&table, base)?, u64le(&table, base + 24)?, u64le(&table, base + 32)?))
     };
     let (_, str_off, str_size) = sh(shstrndx)?;
     if str_size > MAX_READ {
-        return Err("section name table too large".into());
+        return Err(elf("section name table too large"));
     }
     let names = r.read_at(str_off, len(str_size)?)?;
     for i in 0..shnum {
@@ -77,7 +82,7 @@ fn section_bytes(r: &dyn ReadAt, want: &str) -> Result<Option<Vec<u8>>, String> 
         let name = name.split(|b| *b == 0).next().unwrap_or(&[]);
         if name == want.as_bytes() {
             if size > MAX_READ {
-                return Err(format!("section {want} too large"));
+                return Err(elf(format!("section {want} too large")));
             }
             return r.read_at(off, len(size)?).map(Some);
         }
@@ -95,7 +100,7 @@ fn split_modinfo(sec: &[u8]) -> Vec<(String, String)> {
 
 /// The `key=value` pairs of a module's `.modinfo` section, in order (an ELF without one gives an empty list).
 pub fn modinfo(bytes: &[u8]) -> Result<Vec<(String, String)>, Error> {
-    let sec = section_bytes(&bytes, ".modinfo").map_err(|msg| Error::Elf { path: PathBuf::new(), msg })?;
+    let sec = section_bytes(&bytes, ".modinfo")?;
     Ok(sec.map(|s| split_modinfo(&s)).unwrap_or_default())
 }
 
@@ -105,7 +110,7 @@ pub fn modinfo_file(path: &Path) -> Result<Vec<(String, String)>, Error> {
         return Err(Error::Elf { path: path.to_path_buf(), msg: "compressed module: cannot read .modinfo".into() });
     }
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, &e))?;
-    let sec = section_bytes(&f, ".modinfo").map_err(|msg| Error::Elf { path: path.to_path_buf(), msg })?;
+    let sec = section_bytes(&f, ".modinfo").map_err(|e| e.on_file(path))?;
     Ok(sec.map(|s| split_modinfo(&s)).unwrap_or_default())
 }
 
@@ -246,8 +251,8 @@ fn write_atomic(p: &Path, data: &[u8]) -> Result<(), Error> {
 }
 
 /// A size or offset from the file as usize (they are bounded by MAX_READ before they get here).
-fn len(x: u64) -> Result<usize, String> {
-    usize::try_from(x).map_err(|_| format!("{x} does not fit in usize"))
+fn len(x: u64) -> Result<usize, Error> {
+    usize::try_from(x).map_err(|_| elf(format!("{x} does not fit in usize")))
 }
 
 #[cfg(test)]

@@ -242,8 +242,8 @@ fn load_once(insns: &[Insn], log: Option<&mut [u8]>) -> Result<OwnedFd, Errno> {
 
 /// Load the program. Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK: on EPERM the limit is raised for the
 /// load only and put back (runc raises it for good; here the container would inherit it). A failure carries the
-/// verifier's log.
-pub fn load(insns: &[Insn]) -> Result<OwnedFd, (Errno, String)> {
+/// verifier's log (the last lines) in its `what`.
+pub fn load(insns: &[Insn]) -> Result<OwnedFd, Error> {
     match load_once(insns, None) {
         Ok(fd) => return Ok(fd),
         Err(Errno::EPERM) => {
@@ -271,7 +271,10 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd, (Errno, String)> {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
             let tail: Vec<&str> = text.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect();
-            Err((e, tail.join("; ")))
+            let n = insns.len();
+            let what =
+                format!("bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {n} insns) [verifier: {}]", tail.join("; "));
+            Err(Error::Sys { what, errno: e })
         }
     }
 }
@@ -354,9 +357,9 @@ pub fn attach(e: &Emulator, dir: &Path) -> Result<(), Error> {
     let i = match cache.iter().position(|(p, _, _)| *p == insns) {
         Some(i) => i,
         None => {
-            let n = insns.len();
-            let fd = load(&insns).map_err(|(errno, log)| {
-                fail(&format!("bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {n} insns) [verifier: {log}]"), errno)
+            let fd = load(&insns).map_err(|e| match e {
+                Error::Sys { what, errno } => fail(&what, errno),
+                e => e,
             })?;
             let id = prog_id(&fd).map_err(|e| fail("bpf(BPF_OBJ_GET_INFO_BY_FD) of the new program", e))?;
             if cache.len() >= LOADED_MAX {

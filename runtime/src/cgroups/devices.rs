@@ -63,26 +63,28 @@ pub fn access_string(bits: u8) -> String {
     s
 }
 
-fn parse_access(s: &str) -> Result<u8, String> {
+fn parse_access(s: &str) -> Result<u8, Error> {
     let mut bits = 0;
     for c in s.chars() {
         bits |= match c {
             'r' => ACC_READ,
             'w' => ACC_WRITE,
             'm' => ACC_MKNOD,
-            _ => return Err(format!("access {s:?}: {c:?} is not one of r, w, m")),
+            _ => return Err(Error::invalid(format!("access {s:?}: {c:?} is not one of r, w, m"))),
         };
     }
     if bits == 0 {
-        return Err("access must not be empty".into());
+        return Err(Error::invalid("access must not be empty"));
     }
     Ok(bits)
 }
 
-fn num(v: Option<i64>, what: &str) -> Result<Option<u32>, String> {
+fn num(v: Option<i64>, what: &str) -> Result<Option<u32>, Error> {
     match v {
         None | Some(-1) => Ok(None),
-        Some(n) => u32::try_from(n).map(Some).map_err(|_| format!("{what} {n} is neither -1 nor a u32")),
+        Some(n) => {
+            u32::try_from(n).map(Some).map_err(|_| Error::invalid(format!("{what} {n} is neither -1 nor a u32")))
+        }
     }
 }
 
@@ -93,12 +95,12 @@ impl Rule {
 
     /// A rule of `linux.resources.devices` (runc's specconv: type defaults to "a", major/minor to -1; access must
     /// not be empty).
-    pub fn from_spec(d: &LinuxDeviceCgroup) -> Result<Rule, String> {
+    pub fn from_spec(d: &LinuxDeviceCgroup) -> Result<Rule, Error> {
         let kind = match d.kind.as_deref().unwrap_or("") {
             "" | "a" => Kind::All,
             "b" => Kind::Block,
             "c" => Kind::Char,
-            t => return Err(format!("type {t:?} is not a, b or c")),
+            t => return Err(Error::invalid(format!("type {t:?} is not a, b or c"))),
         };
         let access = parse_access(d.access.as_deref().unwrap_or(""))?;
         Ok(Rule { allow: d.allow, kind, major: num(d.major, "major")?, minor: num(d.minor, "minor")?, access })
@@ -151,7 +153,7 @@ pub struct Emulator {
 
 impl Emulator {
     /// Apply one rule (see the module doc).
-    pub fn apply(&mut self, r: &Rule) -> Result<(), String> {
+    pub fn apply(&mut self, r: &Rule) -> Result<(), Error> {
         if r.kind == Kind::All {
             *self = Emulator { default_allow: r.allow, exceptions: BTreeMap::new() };
             return Ok(());
@@ -171,7 +173,9 @@ impl Emulator {
             let p = self.exceptions.get(&partial).copied().unwrap_or(0);
             if p & r.access != 0 {
                 let w = Rule { allow: !r.allow, kind: r.kind, major: partial.major, minor: partial.minor, access: p };
-                return Err(format!("{r} would punch a hole in the wildcard rule {w}, which cgroup v1 cannot do"));
+                return Err(Error::invalid(format!(
+                    "{r} would punch a hole in the wildcard rule {w}, which cgroup v1 cannot do"
+                )));
             }
         }
         if let Some(a) = self.exceptions.get_mut(&meta) {
@@ -188,19 +192,15 @@ impl Emulator {
     pub fn for_container(rules: &[LinuxDeviceCgroup], path: &Path) -> Result<Emulator, Error> {
         let mut e = Emulator::default();
         for (i, d) in rules.iter().enumerate() {
-            let bad = |msg: String| Error::Invalid {
-                path: path.to_path_buf(),
-                field: format!("linux.resources.devices[{i}]"),
-                msg,
-            };
+            let bad = |e: Error| e.at(path, format!("linux.resources.devices[{i}]"));
             let r = Rule::from_spec(d).map_err(bad)?;
             e.apply(&r).map_err(bad)?;
         }
         for r in &DEFAULT_ALLOWED {
-            e.apply(r).map_err(|msg| Error::Invalid {
+            e.apply(r).map_err(|e| Error::Invalid {
                 path: path.to_path_buf(),
                 field: "linux.resources.devices".into(),
-                msg: format!("runc's default rule {r}: {msg}"),
+                msg: format!("runc's default rule {r}: {e}"),
             })?;
         }
         Ok(e)
@@ -237,10 +237,10 @@ impl Emulator {
 
     /// The state a v1 devices.list shows: "a *:* rwm" alone is allow-all (its deny exceptions are not listed);
     /// otherwise each line is an allow exception.
-    pub fn from_v1_list(text: &str) -> Result<Emulator, String> {
+    pub fn from_v1_list(text: &str) -> Result<Emulator, Error> {
         let mut e = Emulator::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let bad = || format!("devices.list line {line:?} is not \"TYPE MAJOR:MINOR ACCESS\"");
+            let bad = || Error::invalid(format!("devices.list line {line:?} is not \"TYPE MAJOR:MINOR ACCESS\""));
             let f: Vec<&str> = line.split([' ', ':']).collect();
             let [t, ma, mi, acc] = f[..] else { return Err(bad()) };
             let n = |s: &str| if s == "*" { Ok(None) } else { s.parse::<u32>().map(Some).map_err(|_| bad()) };
@@ -307,11 +307,7 @@ pub fn apply_v1(e: &Emulator, dir: &Path) -> Result<(), Error> {
     drop(files);
     let list = dir.join("devices.list");
     let text = std::fs::read_to_string(&list).map_err(|err| Error::Io { what: "read", path: list.clone(), err })?;
-    let got = Emulator::from_v1_list(&text).map_err(|msg| Error::Invalid {
-        path: list.clone(),
-        field: "linux.resources.devices".into(),
-        msg,
-    })?;
+    let got = Emulator::from_v1_list(&text).map_err(|e| e.at(&list, "linux.resources.devices"))?;
     let same = if e.default_allow { got.default_allow } else { got == *e };
     if !same {
         return Err(Error::Invalid {

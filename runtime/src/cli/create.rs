@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::state_dir::{self, State};
-use super::{Args, CliResult, Globals};
+use super::{Args, CliError, CliResult, Globals};
 use crate::spawn::Status as SetupStatus;
-use crate::{cgroups, cli_err, spawn, Bundle, SpawnOptions, Spawned};
+use crate::{cgroups, spawn, Bundle, SpawnOptions, Spawned};
 
 /// Flags common to create and run.
 pub const LAUNCH_FLAGS: [&str; 6] =
@@ -30,7 +30,9 @@ pub struct Launch {
 impl Launch {
     pub fn from_args(a: &Args, verb: &str) -> CliResult<Launch> {
         let preserve_fds = match a.get("preserve-fds") {
-            Some(n) => n.parse().map_err(|_| cli_err!("invalid value {n:?} for flag --preserve-fds"))?,
+            Some(n) => {
+                n.parse().map_err(|_| CliError::usage(format!("invalid value {n:?} for flag --preserve-fds")))?
+            }
             None => 0,
         };
         Ok(Launch {
@@ -63,7 +65,8 @@ pub fn base_opts(id: &str) -> SpawnOptions {
 
 /// Rebuild a [`Spawned`] for `cleanup` in a later keel-runc process.
 pub fn rebuild_spawned(bundle: &Bundle, id: &str, pid: i32) -> CliResult<Spawned> {
-    Spawned::rebuild(bundle, &base_opts(id), pid).map_err(|e| cli_err!("delete {id}: cleanup handle: {e}"))
+    Spawned::rebuild(bundle, &base_opts(id), pid)
+        .map_err(|e| CliError::io(format!("delete {id}: cleanup handle"), "", e))
 }
 
 /// Undo a launch that failed after spawn: kill and reap the process, undo spawn's setup, drop the state dir.
@@ -76,12 +79,13 @@ fn abort(g: &Globals, id: &str, spawned: &Spawned, bundle: &Bundle) {
     let _ = state_dir::remove(g, id);
 }
 
-/// Wait until the child has exec'd (`fifo` false) or is blocked on the exec fifo (`fifo` true), or has failed.
-fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
+/// Wait until the child has exec'd (`fifo` false) or is blocked on the exec fifo (`fifo` true), or has failed (the
+/// child's message in runc's wording).
+fn wait_setup(spawned: &Spawned, fifo: bool) -> CliResult {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match spawned.poll_status() {
-            SetupStatus::Failed(msg) => return Err(msg),
+            SetupStatus::Failed(msg) => return Err(CliError::Process(runc_wording(&msg))),
             SetupStatus::Started if !fifo => return Ok(()),
             SetupStatus::Started => {
                 // EOF before the fifo was opened: the process died during setup.
@@ -93,8 +97,8 @@ fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
                         std::thread::sleep(Duration::from_micros(200));
                         continue;
                     }
-                    Ok(ws) => Err(format!("container process ended during setup: {ws:?}")),
-                    Err(e) => Err(format!("waitpid {}: {e}", spawned.pid)),
+                    Ok(ws) => Err(CliError::Process(format!("container process ended during setup: {ws:?}"))),
+                    Err(errno) => Err(crate::Error::Sys { what: format!("waitpid {}", spawned.pid), errno }.into()),
                 };
             }
             SetupStatus::Pending => {}
@@ -103,7 +107,7 @@ fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err("container setup did not finish within 60 s".into());
+            return Err(CliError::Process("container setup did not finish within 60 s".into()));
         }
         let t = if fifo { 1 } else { 100 };
         // An error is seen by poll_status next round.
@@ -116,19 +120,19 @@ fn wait_setup(spawned: &Spawned, fifo: bool) -> Result<(), String> {
 pub fn launch(g: &Globals, l: &Launch, fifo: bool, detached: bool) -> CliResult<Launched> {
     let bundle_dir = state_dir::bundle_path(l.bundle.as_deref())?;
     let bundle = Bundle::load(&bundle_dir)?;
-    std::fs::create_dir_all(&g.root).map_err(|e| cli_err!("mkdir {}: {e}", g.root.display()))?;
+    std::fs::create_dir_all(&g.root).map_err(|e| CliError::io("mkdir", &g.root, e))?;
     let dir = state_dir::dir(g, &l.id);
     match std::fs::create_dir(&dir) {
         Ok(()) => {
             // runc's 0711: the container's process (any uid) reaches the exec fifo inside, nobody lists it.
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| cli_err!("chmod 0711 {}: {e}", dir.display()))?;
+                .map_err(|e| CliError::io("chmod 0711", &dir, e))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(cli_err!("container with id exists: {}", l.id))
+            return Err(CliError::state(format!("container with id exists: {}", l.id)))
         }
-        Err(e) => return Err(cli_err!("mkdir {}: {e}", dir.display())),
+        Err(e) => return Err(CliError::io("mkdir", &dir, e)),
     }
     let r = launch_in(g, l, fifo, detached, bundle);
     if r.is_err() {
@@ -152,13 +156,13 @@ pub fn host_root_ids(bundle: &Bundle) -> (u32, u32) {
 /// the host (a user-namespaced root can open it too).
 pub fn make_exec_fifo(p: &std::path::Path, bundle: &Bundle) -> CliResult {
     use std::os::unix::fs::PermissionsExt;
-    keel_sys::mkfifo(p, 0o622).map_err(|e| cli_err!("{e}"))?;
+    keel_sys::mkfifo(p, 0o622)?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o622))
-        .map_err(|e| cli_err!("chmod 0622 {}: {e}", p.display()))?;
+        .map_err(|e| CliError::io("chmod 0622", p, e))?;
     let (uid, gid) = host_root_ids(bundle);
     if (uid, gid) != (0, 0) {
         std::os::unix::fs::chown(p, Some(uid), Some(gid))
-            .map_err(|e| cli_err!("chown {} to {uid}:{gid}: {e}", p.display()))?;
+            .map_err(|e| CliError::io(format!("chown {} to {uid}:{gid}", p.display()), "", e))?;
     }
     Ok(())
 }
@@ -201,9 +205,9 @@ fn launch_in(g: &Globals, l: &Launch, fifo: bool, detached: bool, bundle: Bundle
         ..base_opts(&l.id)
     };
     let spawned = spawn(&bundle, &opts)?;
-    if let Err(msg) = wait_setup(&spawned, fifo) {
+    if let Err(e) = wait_setup(&spawned, fifo) {
         abort(g, &l.id, &spawned, &bundle);
-        return Err(cli_err!("{}", runc_wording(&msg)));
+        return Err(e);
     }
     let r = (|| {
         let pid_start_time = state_dir::proc_stat(spawned.pid).map(|s| s.1).unwrap_or(0);

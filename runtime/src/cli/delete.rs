@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::state_dir::{self, State, Status};
-use super::{Args, CliResult, Globals};
-use crate::{cgroups, cli_err, Bundle};
+use super::{Args, CliError, CliResult, Globals};
+use crate::{cgroups, Bundle};
 
 /// Wait (bounded) until the container's process is gone or a zombie.
 pub fn wait_gone(st: &State, timeout: Duration) -> bool {
@@ -41,13 +41,13 @@ pub fn destroy(g: &Globals, st: &State) -> CliResult {
     // The cgroup first (kills stragglers, retries while exits finish), so spawn's cleanup finds it gone.
     if !st.cgroup.as_os_str().is_empty() {
         if let Err(e) = cgroups::remove(&st.cgroup) {
-            errs.push(e.to_string());
+            errs.push(e.into());
         }
     }
     match Bundle::load(&st.bundle) {
         Ok(bundle) => match super::create::rebuild_spawned(&bundle, &st.id, st.pid) {
-            Ok(spawned) => errs.extend(spawned.cleanup(&bundle).iter().map(|e| e.to_string())),
-            Err(e) => errs.push(e.0),
+            Ok(spawned) => errs.extend(spawned.cleanup(&bundle).into_iter().map(CliError::from)),
+            Err(e) => errs.push(e),
         },
         Err(e) => g.log("warning", &format!("delete {}: cleanup skipped: {e}", st.id)),
     }
@@ -55,7 +55,7 @@ pub fn destroy(g: &Globals, st: &State) -> CliResult {
     if errs.is_empty() {
         Ok(())
     } else {
-        Err(cli_err!("delete {}: {}", st.id, errs.join("; ")))
+        Err(CliError::Cleanup { id: st.id.clone(), errors: errs })
     }
 }
 
@@ -78,7 +78,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
             let _ = s;
             kill_all(&st)
         }
-        s => return Err(cli_err!("cannot delete container {id} that is not stopped: {}", s.as_str())),
+        s => return Err(CliError::state(format!("cannot delete container {id} that is not stopped: {}", s.as_str()))),
     }
     destroy(g, &st)?;
     Ok(0)

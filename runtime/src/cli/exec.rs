@@ -11,9 +11,9 @@
 use keel_sys::{waitpid, Errno, WaitStatus};
 
 use super::state_dir::{self, Status};
-use super::{Args, CliResult, Globals};
+use super::{Args, CliError, CliResult, Globals};
 use crate::spec::Process;
-use crate::{cli_err, Bundle, SpawnOptions};
+use crate::{Bundle, SpawnOptions};
 
 const FLAGS: [&str; 14] = [
     "process|p=",
@@ -34,13 +34,13 @@ const FLAGS: [&str; 14] = [
 
 fn build_process(a: &Args, bundle: &Bundle) -> CliResult<Process> {
     if let Some(f) = a.get("process") {
-        let text = std::fs::read(f).map_err(|e| cli_err!("read process file {f}: {e}"))?;
-        return serde_json::from_slice(&text).map_err(|e| cli_err!("process file {f}: {e}"));
+        let text = std::fs::read(f).map_err(|e| CliError::io("read process file", f, e))?;
+        return serde_json::from_slice(&text).map_err(|e| CliError::usage(format!("process file {f}: {e}")));
     }
     let mut p = bundle.spec.process.clone().unwrap_or_default();
     p.args = a.pos[1..].to_vec();
     if p.args.is_empty() {
-        return Err(cli_err!("exec: no command given (args or --process)"));
+        return Err(CliError::usage("exec: no command given (args or --process)"));
     }
     p.terminal = a.has("tty");
     for kv in a.all("env") {
@@ -56,14 +56,16 @@ fn build_process(a: &Args, bundle: &Bundle) -> CliResult<Process> {
             Some((u, g)) => (u, Some(g)),
             None => (u, None),
         };
-        p.user.uid = uid.parse().map_err(|_| cli_err!("--user {u:?}: numeric UID[:GID] expected"))?;
+        p.user.uid = uid.parse().map_err(|_| CliError::usage(format!("--user {u:?}: numeric UID[:GID] expected")))?;
         p.user.gid = match gid {
-            Some(g) => g.parse().map_err(|_| cli_err!("--user {u:?}: numeric UID[:GID] expected"))?,
+            Some(g) => g.parse().map_err(|_| CliError::usage(format!("--user {u:?}: numeric UID[:GID] expected")))?,
             None => 0,
         };
     }
     for g in a.all("additional-gids") {
-        p.user.additional_gids.push(g.parse().map_err(|_| cli_err!("--additional-gids {g:?}: not a number"))?);
+        p.user
+            .additional_gids
+            .push(g.parse().map_err(|_| CliError::usage(format!("--additional-gids {g:?}: not a number")))?);
     }
     if a.has("no-new-privs") {
         p.no_new_privileges = true;
@@ -77,7 +79,7 @@ fn build_process(a: &Args, bundle: &Bundle) -> CliResult<Process> {
                 let up = cap.to_ascii_uppercase();
                 let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
                 if crate::caps::from_name(&full).is_none() {
-                    return Err(cli_err!("--cap: unknown capability {cap:?}"));
+                    return Err(CliError::usage(format!("--cap: unknown capability {cap:?}")));
                 }
                 if !set.contains(&full) {
                     set.push(full);
@@ -96,12 +98,12 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     // Never into a container that has not started: its process is still the runtime's setup child.
     match state_dir::status(g, &st) {
         Status::Running => {}
-        s => return Err(cli_err!("cannot exec in a {} container", s.as_str())),
+        s => return Err(CliError::state(format!("cannot exec in a {} container", s.as_str()))),
     }
     let bundle = Bundle::load(&st.bundle)?;
     let process = build_process(&a, &bundle)?;
     let preserve_fds: i32 = match a.get("preserve-fds") {
-        Some(n) => n.parse().map_err(|_| cli_err!("invalid value {n:?} for flag --preserve-fds"))?,
+        Some(n) => n.parse().map_err(|_| CliError::usage(format!("invalid value {n:?} for flag --preserve-fds")))?,
         None => 0,
     };
     let opts = SpawnOptions {
@@ -119,7 +121,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let pid = spawned.pid;
     if let crate::Status::Failed(msg) = spawned.wait_status(60_000) {
         while waitpid(pid, 0) == Err(Errno::EINTR) {}
-        return Err(cli_err!("exec failed: {msg}"));
+        return Err(CliError::Process(format!("exec failed: {msg}")));
     }
     if let Some(f) = a.get("pid-file").filter(|s| !s.is_empty()) {
         state_dir::write_pid_file(std::path::Path::new(f), pid)?;
@@ -133,7 +135,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
             Ok(WaitStatus::Exited(c)) => return Ok(c),
             Ok(WaitStatus::Signaled(s)) => return Ok(128 + s),
             Ok(_) | Err(Errno::EINTR) => continue,
-            Err(e) => return Err(cli_err!("waitpid {pid}: {e}")),
+            Err(errno) => return Err(crate::Error::Sys { what: format!("waitpid {pid}"), errno }.into()),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! cgroup). SIGNAL is a name with or without SIG, or a number; default SIGTERM.
 
 use super::state_dir::{self, Status};
-use super::{Args, CliResult, Globals};
-use crate::{cgroups, cli_err};
+use super::{Args, CliError, CliResult, Globals};
+use crate::cgroups;
 
 /// Parse a signal as runc does: "TERM", "SIGTERM", "sigterm", "15", "RTMIN+2".
 pub fn parse_signal(s: &str) -> CliResult<i32> {
@@ -11,7 +11,7 @@ pub fn parse_signal(s: &str) -> CliResult<i32> {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        return Err(cli_err!("unknown signal {s:?}"));
+        return Err(CliError::usage(format!("unknown signal {s:?}")));
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -22,7 +22,7 @@ pub fn parse_signal(s: &str) -> CliResult<i32> {
             return Ok(sig);
         }
     }
-    keel_sys::signal_by_name(name).ok_or_else(|| cli_err!("unknown signal {s:?}"))
+    keel_sys::signal_by_name(name).ok_or_else(|| CliError::usage(format!("unknown signal {s:?}")))
 }
 
 fn send(pid: i32, sig: i32) -> std::io::Result<()> {
@@ -35,7 +35,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let sig = parse_signal(a.pos.get(1).map(String::as_str).or(a.get("signal")).unwrap_or("TERM"))?;
     let st = state_dir::load(g, &id)?;
     if state_dir::status(g, &st) == Status::Stopped {
-        return Err(cli_err!("container not running"));
+        return Err(CliError::state("container not running"));
     }
     if a.has("all") && !st.cgroup.as_os_str().is_empty() {
         for pid in cgroups::procs_recursive(&st.cgroup) {
@@ -43,7 +43,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
         }
         return Ok(0);
     }
-    send(st.pid, sig).map_err(|e| cli_err!("kill {} (pid {}): {e}", id, st.pid))?;
+    send(st.pid, sig).map_err(|e| CliError::io(format!("kill {} (pid {})", id, st.pid), "", e))?;
     Ok(0)
 }
 

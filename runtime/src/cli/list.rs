@@ -1,8 +1,7 @@
 //! `keel-runc list [--format|-f table|json] [--quiet|-q]`: every container under --root.
 
 use super::state_dir;
-use super::{Args, CliResult, Globals};
-use crate::cli_err;
+use super::{Args, CliError, CliResult, Globals};
 
 pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let a = Args::parse(argv, &["format|f=", "quiet|q"])?;
@@ -48,7 +47,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
                 println!("{}", line.join("   ").trim_end());
             }
         }
-        f => return Err(cli_err!("invalid format option {f:?}")),
+        f => return Err(CliError::usage(format!("invalid format option {f:?}"))),
     }
     Ok(0)
 }

@@ -1,7 +1,7 @@
 //! keel-runc: a runc-compatible command line over the keel runtime. One file per verb; this file holds the
 //! global flags, the small flag parser, logging (text or runc's JSON lines) and the dispatch.
 //!
-//! Errors are reported as runc does: one message on stderr (and in the --log file, as a JSON line with
+//! Errors are [`CliError`]s, reported as runc does: one message on stderr (and in the --log file, as a JSON line with
 //! --log-format json), exit code 1.
 
 use std::ffi::OsString;
@@ -28,23 +28,101 @@ static LOG: std::sync::OnceLock<Globals> = std::sync::OnceLock::new();
 /// Default state root, like runc's /run/runc.
 pub const DEFAULT_ROOT: &str = "/run/keel-runc";
 
-/// A CLI failure: the message runc would print.
+/// A CLI failure. Its Display is the one line runc would print (runc's wording where tools match on it: docker,
+/// podman and containerd compare these texts); `source()` is the runtime or I/O error underneath, when there is one.
 #[derive(Debug)]
-pub struct CliError(pub String);
+pub enum CliError {
+    /// The command line is wrong: unknown flag, missing value, invalid container id, unknown verb.
+    Usage(String),
+    /// The container's state does not allow the verb ("container does not exist", "container not running").
+    State(String),
+    /// A file operation of the CLI's own (state dir, exec fifo, pid file) failed: what, on which path (empty when the
+    /// path is part of `what`), the I/O error.
+    Io { what: String, path: PathBuf, source: std::io::Error },
+    /// The runtime failed; `context` (empty, or e.g. "kill ID (pid N)") says what the CLI was doing.
+    Runtime { context: String, source: crate::Error },
+    /// A process failed: the container's setup or exec (the child's message, in runc's wording), or `ps`.
+    Process(String),
+    /// `delete` could not undo everything: every failure, joined with "; ".
+    Cleanup { id: String, errors: Vec<CliError> },
+}
 
-impl<E: std::fmt::Display> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.to_string())
+impl CliError {
+    /// A `Usage` error.
+    pub fn usage(msg: impl Into<String>) -> CliError {
+        CliError::Usage(msg.into())
+    }
+    /// A `State` error.
+    pub fn state(msg: impl Into<String>) -> CliError {
+        CliError::State(msg.into())
+    }
+    /// An `Io` error: `what` failed on `path`.
+    pub fn io(what: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> CliError {
+        CliError::Io { what: what.into(), path: path.into(), source }
+    }
+    /// A `Runtime` error with what the CLI was doing.
+    pub fn runtime(context: impl Into<String>, source: impl Into<crate::Error>) -> CliError {
+        CliError::Runtime { context: context.into(), source: source.into() }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::State(m) | CliError::Process(m) => f.write_str(m),
+            CliError::Io { what, path, source } if path.as_os_str().is_empty() => write!(f, "{what}: {source}"),
+            CliError::Io { what, path, source } => write!(f, "{what} {}: {source}", path.display()),
+            CliError::Runtime { context, source } if context.is_empty() => source.fmt(f),
+            CliError::Runtime { context, source } => write!(f, "{context}: {source}"),
+            CliError::Cleanup { id, errors } => {
+                write!(f, "delete {id}: ")?;
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    e.fmt(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CliError::Io { source, .. } => Some(source),
+            CliError::Runtime { source, .. } => Some(source),
+            CliError::Cleanup { errors, .. } => errors.first().map(|e| e as _),
+            CliError::Usage(_) | CliError::State(_) | CliError::Process(_) => None,
+        }
+    }
+}
+
+impl From<crate::Error> for CliError {
+    fn from(e: crate::Error) -> CliError {
+        CliError::Runtime { context: String::new(), source: e }
+    }
+}
+
+impl From<keel_sys::Error> for CliError {
+    fn from(e: keel_sys::Error) -> CliError {
+        CliError::Runtime { context: String::new(), source: e.into() }
+    }
+}
+
+/// Encoding JSON output (state, list, ps, features) failed.
+impl From<serde_json::Error> for CliError {
+    fn from(e: serde_json::Error) -> CliError {
+        let field = "encode JSON".to_string();
+        CliError::Runtime {
+            context: String::new(),
+            source: crate::Error::Invalid { path: PathBuf::new(), field, msg: e.to_string() },
+        }
     }
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
-
-/// Shorthand for an error with a formatted message.
-#[macro_export]
-macro_rules! cli_err {
-    ($($t:tt)*) => { $crate::cli::CliError(format!($($t)*)) };
-}
 
 /// Global flags.
 #[derive(Debug, Clone)]
@@ -107,7 +185,7 @@ impl Args {
                 names.split('|').any(|n| n == name)
             });
             let Some(def) = def else {
-                return Err(cli_err!("flag provided but not defined: -{name}"));
+                return Err(CliError::usage(format!("flag provided but not defined: -{name}")));
             };
             let long = def.trim_end_matches('=').split('|').next().unwrap_or(name).to_string();
             if def.ends_with('=') {
@@ -115,7 +193,9 @@ impl Args {
                     Some(v) => v,
                     None => {
                         i += 1;
-                        argv.get(i).cloned().ok_or_else(|| cli_err!("flag needs an argument: -{name}"))?
+                        argv.get(i)
+                            .cloned()
+                            .ok_or_else(|| CliError::usage(format!("flag needs an argument: -{name}")))?
                     }
                 };
                 out.flags.push((long, v));
@@ -145,7 +225,7 @@ impl Args {
 
     /// The container id: the first positional argument, validated like runc.
     pub fn id(&self, verb: &str) -> CliResult<String> {
-        let id = self.pos.first().ok_or_else(|| cli_err!("{verb}: container id cannot be empty"))?;
+        let id = self.pos.first().ok_or_else(|| CliError::usage(format!("{verb}: container id cannot be empty")))?;
         validate_id(id)?;
         Ok(id.clone())
     }
@@ -160,7 +240,7 @@ pub fn validate_id(id: &str) -> CliResult {
     if ok {
         Ok(())
     } else {
-        Err(cli_err!("invalid container id format: {id:?}"))
+        Err(CliError::usage(format!("invalid container id format: {id:?}")))
     }
 }
 
@@ -176,7 +256,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let g = match Args::parse(&argv, &gspec) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("keel-runc: {}", e.0);
+            eprintln!("keel-runc: {e}");
             return 1;
         }
     };
@@ -197,7 +277,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     // Verbs that start container processes run from a sealed copy of keel-runc (CVE-2019-5736: see sealed.rs).
     if matches!(verb.as_str(), "create" | "run" | "exec") {
         if let Err(e) = crate::sealed::ensure(&args) {
-            globals.log("error", &e);
+            globals.log("error", &e.to_string());
             eprintln!("keel-runc: {e}");
             return 1;
         }
@@ -229,11 +309,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             println!("{USAGE}");
             Ok(0)
         }
-        other => Err(cli_err!("No help topic for '{other}'")),
+        other => Err(CliError::usage(format!("No help topic for '{other}'"))),
     };
     match r {
         Ok(code) => code,
-        Err(CliError(msg)) => {
+        Err(e) => {
+            let msg = e.to_string();
             globals.log("error", &msg);
             eprintln!("{msg}");
             1
@@ -257,8 +338,8 @@ mod tests {
         assert!(a.has("detach"));
         assert_eq!(a.all("env"), ["A=1", "B=2"]);
         assert_eq!(a.pos, ["id", "-c", "x"]);
-        assert!(Args::parse(&v(&["--nope"]), &spec).unwrap_err().0.contains("not defined"));
-        assert!(Args::parse(&v(&["--bundle"]), &spec).unwrap_err().0.contains("needs an argument"));
+        assert!(Args::parse(&v(&["--nope"]), &spec).unwrap_err().to_string().contains("not defined"));
+        assert!(Args::parse(&v(&["--bundle"]), &spec).unwrap_err().to_string().contains("needs an argument"));
         let a = Args::parse(&v(&["--", "-x"]), &spec).unwrap();
         assert_eq!(a.pos, ["-x"]);
     }
@@ -269,5 +350,20 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "../x"] {
             assert!(validate_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn errors_read_as_runc_and_chain() {
+        use std::error::Error as _;
+        assert_eq!(CliError::state("container does not exist").to_string(), "container does not exist");
+        let e = CliError::io("read", "/run/x/state.json", std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(e.to_string().starts_with("read /run/x/state.json: Permission denied"), "{e}");
+        assert!(e.source().is_some());
+        let sys = keel_sys::Error::sys("kill", "", keel_sys::Errno(libc::ESRCH));
+        let e = CliError::runtime("kill c1 (pid 7)", sys);
+        assert_eq!(e.to_string(), format!("kill c1 (pid 7): kill: {}", keel_sys::Errno(libc::ESRCH)));
+        assert!(e.source().and_then(|s| s.source()).is_some(), "runtime error -> errno");
+        let e = CliError::Cleanup { id: "c1".into(), errors: vec![CliError::state("a"), CliError::state("b")] };
+        assert_eq!(e.to_string(), "delete c1: a; b");
     }
 }

@@ -1,8 +1,8 @@
 //! `keel-runc pause ID` / `keel-runc resume ID`: freeze or thaw the container's cgroup (cgroup.freeze).
 
 use super::state_dir::{self, Status};
-use super::{Args, CliResult, Globals};
-use crate::{cgroups, cli_err};
+use super::{Args, CliError, CliResult, Globals};
+use crate::cgroups;
 
 pub fn main(g: &Globals, argv: &[String], pause: bool) -> CliResult<i32> {
     let verb = if pause { "pause" } else { "resume" };
@@ -12,12 +12,12 @@ pub fn main(g: &Globals, argv: &[String], pause: bool) -> CliResult<i32> {
     let status = state_dir::status(g, &st);
     match (pause, status) {
         (true, Status::Running | Status::Created) | (false, Status::Paused) => {}
-        (true, Status::Paused) => return Err(cli_err!("container {id} is already paused")),
-        (false, _) => return Err(cli_err!("container not paused")),
-        (true, _) => return Err(cli_err!("container not running")),
+        (true, Status::Paused) => return Err(CliError::state(format!("container {id} is already paused"))),
+        (false, _) => return Err(CliError::state("container not paused")),
+        (true, _) => return Err(CliError::state("container not running")),
     }
     if st.cgroup.as_os_str().is_empty() {
-        return Err(cli_err!("container {id} has no cgroup of its own: cannot {verb}"));
+        return Err(CliError::state(format!("container {id} has no cgroup of its own: cannot {verb}")));
     }
     cgroups::freeze(&st.cgroup, pause)?;
     Ok(0)

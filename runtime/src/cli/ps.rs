@@ -2,8 +2,8 @@
 //! format runs the host's `ps` (default `-ef`) and keeps the header and the container's lines, as runc does.
 
 use super::state_dir::{self, Status};
-use super::{Args, CliResult, Globals};
-use crate::{cgroups, cli_err};
+use super::{Args, CliError, CliResult, Globals};
+use crate::cgroups;
 
 pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let a = Args::parse(argv, &["format|f="])?;
@@ -21,9 +21,13 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
             let out = std::process::Command::new("ps")
                 .args(&ps_args)
                 .output()
-                .map_err(|e| cli_err!("ps {}: {e}", ps_args.join(" ")))?;
+                .map_err(|e| CliError::io(format!("ps {}", ps_args.join(" ")), "", e))?;
             if !out.status.success() {
-                return Err(cli_err!("ps {}: {}", ps_args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+                return Err(CliError::Process(format!(
+                    "ps {}: {}",
+                    ps_args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
@@ -31,7 +35,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
             let col = header
                 .split_whitespace()
                 .position(|c| c == "PID")
-                .ok_or_else(|| cli_err!("couldn't find PID field in ps output"))?;
+                .ok_or_else(|| CliError::Process("couldn't find PID field in ps output".into()))?;
             println!("{header}");
             for l in lines {
                 if let Some(p) = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()) {
@@ -41,7 +45,7 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
                 }
             }
         }
-        f => return Err(cli_err!("invalid format option {f:?}")),
+        f => return Err(CliError::usage(format!("invalid format option {f:?}"))),
     }
     Ok(0)
 }

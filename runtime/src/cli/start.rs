@@ -6,8 +6,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use super::state_dir::{self, State, Status};
-use super::{Args, CliResult, Globals};
-use crate::{cli_err, hooks, Bundle};
+use super::{Args, CliError, CliResult, Globals};
+use crate::{hooks, Bundle};
 
 /// What /proc/PID/exe points to (None once the process is gone).
 fn exe(pid: i32) -> Option<std::path::PathBuf> {
@@ -58,8 +58,8 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let st = state_dir::load(g, &id)?;
     match state_dir::status(g, &st) {
         Status::Created => {}
-        Status::Stopped => return Err(cli_err!("cannot start a container that has stopped")),
-        s => return Err(cli_err!("cannot start an already {} container", s.as_str())),
+        Status::Stopped => return Err(CliError::state("cannot start a container that has stopped")),
+        s => return Err(CliError::state(format!("cannot start an already {} container", s.as_str()))),
     }
     let bundle = Bundle::load(&st.bundle).ok();
     let has_poststart = bundle.as_ref().is_some_and(|b| b.spec.hooks.as_ref().is_some_and(|h| !h.poststart.is_empty()));
@@ -67,11 +67,11 @@ pub fn main(g: &Globals, argv: &[String]) -> CliResult<i32> {
     let fifo = state_dir::fifo(g, &id);
     // The container process is blocked in open(fifo, O_WRONLY) (status() checked it is alive): this open
     // completes at once and unblocks it; read until it closes its end (just before exec, or if it dies).
-    let mut f = std::fs::File::open(&fifo).map_err(|e| cli_err!("open exec fifo {}: {e}", fifo.display()))?;
+    let mut f = std::fs::File::open(&fifo).map_err(|e| CliError::io("open exec fifo", &fifo, e))?;
     let mut buf = Vec::new();
     let _ = f.read_to_end(&mut buf);
     drop(f);
-    std::fs::remove_file(&fifo).map_err(|e| cli_err!("remove {}: {e}", fifo.display()))?;
+    std::fs::remove_file(&fifo).map_err(|e| CliError::io("remove", &fifo, e))?;
     if has_poststart {
         // The fifo closes before startContainer hooks and execve: poststart waits for the program itself.
         wait_exec(&st, before.as_deref(), Duration::from_secs(10));

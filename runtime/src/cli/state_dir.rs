@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CliResult, Globals};
-use crate::cli_err;
+use super::{CliError, CliResult, Globals};
 
 /// What keel-runc keeps per container in `<root>/<id>/state.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -68,19 +67,24 @@ pub fn load(g: &Globals, id: &str) -> CliResult<State> {
     let p = dir(g, id).join("state.json");
     let text = match std::fs::read(&p) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(cli_err!("container does not exist")),
-        Err(e) => return Err(cli_err!("read {}: {e}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CliError::state("container does not exist")),
+        Err(e) => return Err(CliError::io("read", &p, e)),
     };
-    serde_json::from_slice(&text).map_err(|e| cli_err!("{}: {e}", p.display()))
+    serde_json::from_slice(&text)
+        .map_err(|e| crate::Error::Json { path: p.clone(), field: String::new(), msg: e.to_string() }.into())
 }
 
 /// Write state.json atomically (temp file + rename).
 pub fn save(g: &Globals, st: &State) -> CliResult {
     let d = dir(g, &st.id);
     let tmp = d.join("state.json.tmp");
-    let text = serde_json::to_vec(st).map_err(|e| cli_err!("encode state: {e}"))?;
-    std::fs::write(&tmp, text).map_err(|e| cli_err!("write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, d.join("state.json")).map_err(|e| cli_err!("rename {}: {e}", tmp.display()))
+    let text = serde_json::to_vec(st).map_err(|e| crate::Error::Invalid {
+        path: PathBuf::new(),
+        field: "encode state".into(),
+        msg: e.to_string(),
+    })?;
+    std::fs::write(&tmp, text).map_err(|e| CliError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, d.join("state.json")).map_err(|e| CliError::io("rename", &tmp, e))
 }
 
 /// Ids of every container under the root, sorted.
@@ -168,22 +172,23 @@ pub fn remove(g: &Globals, id: &str) -> CliResult {
     match std::fs::remove_dir_all(&d) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(cli_err!("remove {}: {e}", d.display())),
+        Err(e) => Err(CliError::io("remove", &d, e)),
     }
 }
 
 /// Resolve a bundle path given on the command line (default: the current directory) to an absolute path.
 pub fn bundle_path(arg: Option<&str>) -> CliResult<PathBuf> {
     let p = PathBuf::from(arg.unwrap_or("."));
-    let abs = if p.is_absolute() { p } else { std::env::current_dir()?.join(p) };
-    std::fs::canonicalize(&abs).map_err(|e| cli_err!("bundle {}: {e}", abs.display()))
+    let abs =
+        if p.is_absolute() { p } else { std::env::current_dir().map_err(|e| CliError::io("getcwd", "", e))?.join(p) };
+    std::fs::canonicalize(&abs).map_err(|e| CliError::io("bundle", &abs, e))
 }
 
 /// Write `pid` to `path` atomically, as runc does for --pid-file.
 pub fn write_pid_file(path: &Path, pid: i32) -> CliResult {
     let tmp = path.with_extension("keel-tmp");
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| cli_err!("write pid file {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| cli_err!("write pid file {}: {e}", path.display()))
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| CliError::io("write pid file", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| CliError::io("write pid file", path, e))
 }
 
 #[cfg(test)]
