@@ -24,18 +24,37 @@ const F_SEAL_EXEC: libc::c_int = 0x20;
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
-/// Is this process running from a copy nobody can write: a sealed memfd, or a lower-only overlayfs mounted nowhere?
-pub fn is_sealed() -> bool {
+/// How this process's binary is sealed: the private overlay (no copy), a sealed memfd copy, or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    Overlay,
+    Memfd,
+    None,
+}
+
+/// How this process runs: from a lower-only overlayfs mounted nowhere, from a sealed memfd, or from a plain file.
+pub fn how() -> Sealing {
     // SAFETY: valid C string; a new fd or -1.
     let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
-        return false;
+        return Sealing::None;
     }
     // SAFETY: fd is a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: fcntl on our fd; EINVAL for files that are not memfds.
     let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    (seals >= 0 && seals & REQUIRED_SEALS == REQUIRED_SEALS) || on_private_overlay(&fd)
+    if seals >= 0 && seals & REQUIRED_SEALS == REQUIRED_SEALS {
+        Sealing::Memfd
+    } else if on_private_overlay(&fd) {
+        Sealing::Overlay
+    } else {
+        Sealing::None
+    }
+}
+
+/// Is this process running from a copy nobody can write: a sealed memfd, or a lower-only overlayfs mounted nowhere?
+pub fn is_sealed() -> bool {
+    how() != Sealing::None
 }
 
 /// Is `exe` on an overlayfs that refuses writes (EROFS) and whose mount is not in this process's mount table (a
