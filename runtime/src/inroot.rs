@@ -24,6 +24,8 @@ pub const IN_ROOT: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 /// Resolution below a procfs fd that must not leave it or follow anything (sysctl writes: CVE-2019-16884,
 /// CVE-2025-52881 class: a bind mount or symlink over /proc/sys/... redirects the write).
 pub const STRICTLY_BENEATH: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+/// One step below a directory already resolved inside the root: no symlink, no `..` above it.
+const ONE_STEP: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
 #[repr(C)]
 struct OpenHow {
@@ -112,6 +114,21 @@ pub fn open_or_create(root: BorrowedFd, path: &CStr, kind: Kind) -> Result<Owned
         buf[end] = 0;
         let want_dir = !last || kind == Kind::Dir;
         let flags = libc::O_PATH | if want_dir { libc::O_DIRECTORY } else { 0 };
+        // Fast step: the one component below `parent` (itself resolved inside the root), with no symlink and nothing
+        // above `parent`, so what it opens is inside the root too. A missing one is made there. Anything else (a
+        // symlink: ELOOP; `..`: EXDEV) takes the slow step below, resolved from the root.
+        let name = CStr::from_bytes_until_nul(&buf[start..=end]).map_err(|_| libc::EINVAL)?;
+        let mut fast = openat2(parent.as_fd(), name, flags, ONE_STEP);
+        if matches!(fast, Err(libc::ENOENT)) {
+            create_in(parent.as_fd(), name, want_dir)?;
+            fast = openat2(parent.as_fd(), name, flags, ONE_STEP);
+        }
+        if let Ok(fd) = fast {
+            parent = fd;
+            buf[end] = saved;
+            start = end + 1;
+            continue;
+        }
         let prefix = CStr::from_bytes_until_nul(&buf[..=end]).map_err(|_| libc::EINVAL)?;
         match openat2(root, prefix, flags, IN_ROOT) {
             Ok(fd) => parent = fd,

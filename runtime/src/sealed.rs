@@ -23,6 +23,9 @@ use crate::{sys, Error};
 const F_SEAL_EXEC: libc::c_int = 0x20;
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+/// Set by [`ensure`] for the re-executed process: the id of the private overlay mount it made. Only a hint: the
+/// binary must still be on that mount, on overlayfs, refusing writes.
+const SEALED_MNT_ENV: &str = "_KEEL_SEALED_MNT";
 
 /// How this process's binary is sealed: the private overlay (no copy), a sealed memfd copy, or not at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,22 +79,37 @@ fn on_private_overlay(exe: &OwnedFd) -> bool {
     if sys::errno() != libc::EROFS {
         return false;
     }
-    let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", exe.as_raw_fd())) else { return false };
-    let Some(id) = info.lines().find_map(|l| l.strip_prefix("mnt_id:")).map(str::trim) else { return false };
+    let Some(id) = mnt_id(exe) else { return false };
+    // The mount [`ensure`] made and named before re-executing: no need to read the whole mount table.
+    if std::env::var(SEALED_MNT_ENV).is_ok_and(|v| v == id) {
+        return true;
+    }
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    !table.lines().any(|l| l.split(' ').next() == Some(id))
+    !table.lines().any(|l| l.split(' ').next() == Some(id.as_str()))
+}
+
+/// The id of the mount `fd` is on (/proc/self/fdinfo's mnt_id).
+fn mnt_id(fd: &OwnedFd) -> Option<String> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("mnt_id:")).map(|s| s.trim().to_string())
 }
 
 /// Re-execute this process from a sealed memfd copy of its binary, with the same arguments and environment, unless
 /// it already runs from one. Returns Ok(()) only when already sealed; on success it does not return. Call it first
 /// thing in main, while the process is single-threaded.
 pub fn ensure(args: &[OsString]) -> Result<(), Error> {
-    if is_sealed() {
+    let sealed = is_sealed();
+    // The marker has done its job (or is not ours): it goes to no child and no hook.
+    std::env::remove_var(SEALED_MNT_ENV);
+    if sealed {
         return Ok(());
     }
-    let copy = match overlay_self() {
-        Ok(fd) => fd,
-        Err(_) => copy_self()?,
+    let (copy, marker) = match overlay_self() {
+        Ok(fd) => {
+            let id = mnt_id(&fd);
+            (fd, id.map(|id| format!("{SEALED_MNT_ENV}={id}").into_bytes()))
+        }
+        Err(_) => (copy_self()?, None),
     };
     let memfd = copy.as_raw_fd();
     let cstrings = |items: &mut dyn Iterator<Item = Vec<u8>>| -> Result<Vec<CString>, Error> {
@@ -100,12 +118,16 @@ pub fn ensure(args: &[OsString]) -> Result<(), Error> {
             .collect()
     };
     let argv = cstrings(&mut args.iter().map(|a| a.as_bytes().to_vec()))?;
-    let envp = cstrings(&mut std::env::vars_os().map(|(k, v)| {
-        let mut e = k.as_bytes().to_vec();
-        e.push(b'=');
-        e.extend_from_slice(v.as_bytes());
-        e
-    }))?;
+    let envp = cstrings(
+        &mut std::env::vars_os()
+            .map(|(k, v)| {
+                let mut e = k.as_bytes().to_vec();
+                e.push(b'=');
+                e.extend_from_slice(v.as_bytes());
+                e
+            })
+            .chain(marker),
+    )?;
     let mut argp: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argp.push(std::ptr::null());
     let mut envpp: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
