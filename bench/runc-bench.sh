@@ -7,14 +7,14 @@
 # benchmark runs in a private mount namespace where /sys/fs/cgroup/unified/cgroup.controllers is bind-mounted
 # from an empty file, the same for all three runtimes.
 #
-# Usage: bench/runc-bench.sh [ROUNDS]      env: KEEL_RUNC=path (default: build release static keel-runc)
+# Usage: bench/runc-bench.sh [ROUNDS]      env: KEEL_RUNC=path (default: the static musl multi-call init, built
+#        and run through a link named keel-runc: what the image ships and build/bin/keel-runc is)
 #        KEEL_RUNC_BEFORE=path: also time that keel-runc (e.g. an older build) in the same rounds, for before/after.
 set -euo pipefail
 
 ROUNDS=${1:-${ROUNDS:-150}}
 (( ROUNDS >= 100 )) || { echo "runc-bench: use at least 100 rounds" >&2; exit 2; }
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-TRIPLE=x86_64-unknown-linux-gnu
 
 if [[ "${1:-}" != "--inner" && -z "${KEEL_BENCH_INNER:-}" ]]; then
     [[ $(id -u) == 0 ]] || { echo "runc-bench: needs root" >&2; exit 2; }
@@ -26,10 +26,13 @@ if [[ "${1:-}" != "--inner" && -z "${KEEL_BENCH_INNER:-}" ]]; then
         apt-get install -y -q "${need[@]}" >/dev/null
     fi
     if [[ -z "${KEEL_RUNC:-}" ]]; then
+        # What the image ships and build/bin/keel-runc is: the static musl multi-call binary, run as keel-runc.
         TGT=${CARGO_TARGET_DIR:-$REPO/target}
-        echo "runc-bench: building keel-runc (release, static)" >&2
-        (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p keel-runtime --target $TRIPLE)
-        KEEL_RUNC=$TGT/$TRIPLE/release/keel-runc
+        echo "runc-bench: building the multi-call init (release, static musl) as keel-runc" >&2
+        (cd "$REPO" && cargo build -q --release --target x86_64-unknown-linux-musl -p keel-init --bin init)
+        mkdir -p "$TGT/runc-bench"
+        ln -sf "$TGT/x86_64-unknown-linux-musl/release/init" "$TGT/runc-bench/keel-runc"
+        KEEL_RUNC=$TGT/runc-bench/keel-runc
     fi
     export KEEL_RUNC ROUNDS KEEL_RUNC_BEFORE=${KEEL_RUNC_BEFORE:-}
     WORK=$(mktemp -d /tmp/runc-bench.XXXXXX)

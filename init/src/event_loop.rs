@@ -1021,6 +1021,9 @@ impl Loop {
         // The supervisor prints the "boot complete" line; we keep the time for `keelctl analyze`.
         if self.complete_ms.is_none() && self.sup.boot_complete() {
             self.complete_ms = Some(millis(self.cfg.start.elapsed()));
+            // Boot code (rc, first spawns) is done with: PID 1's RSS is to hold only the code it keeps running.
+            // Best effort: the advice changes no behaviour.
+            let _shed = crate::text::shed();
         }
     }
 

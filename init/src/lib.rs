@@ -23,6 +23,7 @@ pub mod pid1;
 pub mod shutdown;
 pub mod spawner;
 pub mod supervisor;
+pub mod text;
 /// Every syscall goes through keel-sys (the one place of `unsafe` libc calls).
 pub use keel_sys as sys;
 pub mod time;
