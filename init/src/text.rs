@@ -28,11 +28,22 @@ pub fn lean() -> bool {
     unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_RANDOM) == 0 }
 }
 
-/// MADV_DONTNEED over the text: unmap every code page; the ones still in use fault back in. Best effort. Returns
-/// whether the kernel took it.
+/// MADV_DONTNEED over the text: unmap every code page; the ones still in use fault back in. PID 1's memory is
+/// locked as it is touched (mlockall with MCL_ONFAULT, see pid1.rs), and the kernel refuses to drop locked pages: the
+/// text is unlocked, dropped, then locked again on fault (mlock2 MLOCK_ONFAULT), so what faults back in stays
+/// locked. Best effort. Returns whether the pages were dropped.
 pub fn shed() -> bool {
+    const MLOCK_ONFAULT: libc::c_uint = 1;
     let Some((lo, end)) = range() else { return false };
+    let (addr, len) = (lo as *mut libc::c_void, end - lo);
+    // SAFETY: munlock of our own text mapping changes no memory contents.
+    let unlocked = unsafe { libc::munlock(addr, len) } == 0;
     // SAFETY: the range is this binary's text: a private, read-only file mapping with no private (written) pages,
     // so dropping its pages loses nothing; they are read again from the file when executed.
-    unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) == 0 }
+    let dropped = unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } == 0;
+    if unlocked {
+        // SAFETY: mlock2 over our own text mapping; MLOCK_ONFAULT populates nothing.
+        unsafe { libc::syscall(libc::SYS_mlock2, addr, len, MLOCK_ONFAULT) };
+    }
+    dropped
 }
