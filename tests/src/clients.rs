@@ -38,13 +38,19 @@ pub fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// keel-runc: $KEEL_RUNC, else `make build`'s static release binary, else the debug build.
+/// keel-runc: $KEEL_RUNC, else `make build`'s build/bin/keel-runc (static musl), else the glibc release, else debug.
 pub fn keel_runc() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KEEL_RUNC") {
         return Some(PathBuf::from(p));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    let candidates = [target.join("x86_64-unknown-linux-gnu/release/keel-runc"), target.join("debug/keel-runc")];
+    // First what the image ships and hosts are told to use: `make build`'s static musl multi-call binary (musl is
+    // where std's OpenOptions dropped O_PATH: the clients must drive that build).
+    let candidates = [
+        root().join("build/bin/keel-runc"),
+        target.join("x86_64-unknown-linux-gnu/release/keel-runc"),
+        target.join("debug/keel-runc"),
+    ];
     candidates.iter().find(|p| p.is_file()).cloned()
 }
 
