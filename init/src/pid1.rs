@@ -81,6 +81,52 @@ fn has_filesystem(fs: &str) -> bool {
 pub fn main() -> ! {
     let start = Instant::now();
     let start_boot_ms = time::boot_ms();
+    let sandbox = become_pid1();
+    let early = early_setup(sandbox);
+    let mut out = Out::open(sandbox);
+    for (l, m) in early {
+        out.say(l, &m);
+    }
+    let coldplug = run_rc(&mut out, sandbox);
+    // The host's command line is not ours in sandbox mode.
+    let cmdline = if sandbox { keel_rc::cmdline::Cmdline::default() } else { keel_rc::cmdline::Cmdline::read() };
+    let (shutdown_timeout, bad) = crate::units::shutdown_timeout(cmdline.get("keel.shutdown_timeout"));
+    if let Some(w) = bad {
+        out.say(Level::Warn, &w);
+    }
+    let limits = if sandbox { Limits::sandbox() } else { machine_limits(&mut out, &cmdline) };
+    if !sandbox {
+        for failed in out.console.add_cmdline_consoles(&cmdline.consoles()) {
+            out.say(Level::Warn, &format!("console {failed}: cannot open"));
+        }
+    }
+    let (configs, bundles) = load_units(&mut out, sandbox);
+    let cfg = Config {
+        sandbox,
+        run_dir: crate::control::run_dir(),
+        log_dir: log_dir(&mut out, sandbox),
+        start,
+        start_boot_ms,
+        cgroup_parent: limits.cgroup_parent,
+        tasks_default: limits.tasks_default,
+        tasks_what: limits.tasks_what,
+    };
+    let mut sup = Supervisor::new(configs);
+    sup.set_shutdown_timeout(shutdown_timeout);
+    match Loop::new(cfg, sup, bundles, out.console, out.ring) {
+        Ok(mut l) => {
+            if let Some(c) = coldplug {
+                l.set_coldplug(c);
+            }
+            l.run()
+        }
+        Err(e) => fallback_loop(&format!("event loop: {e}")),
+    }
+}
+
+/// Signals blocked before anything else, PID 1 checked, the panic hook set, Ctrl-Alt-Del made a signal. Returns
+/// whether this is a sandbox (tests: KEEL_SANDBOX=1 in a pid namespace).
+fn become_pid1() -> bool {
     sys::block_all_signals();
     let sandbox = sandbox_requested();
     SANDBOX.store(sandbox, Ordering::Relaxed);
@@ -90,17 +136,20 @@ pub fn main() -> ! {
         std::process::exit(1);
     }
     std::panic::set_hook(Box::new(panic_hook));
-
     if !sandbox {
         // Ctrl-Alt-Del arrives as SIGINT instead of an immediate reboot.
         // SAFETY: reboot(2) with CAD_OFF only changes the kernel's Ctrl-Alt-Del behaviour.
         unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_CAD_OFF) };
     }
-    let mut early: Vec<(Level, String)> = Vec::new();
+    sandbox
+}
+
+/// Off the initramfs (machine mode), then re-executed sealed. What to say once the console is open.
+fn early_setup(sandbox: bool) -> Vec<(Level, String)> {
+    let mut early = Vec::new();
     if !sandbox {
-        match keel_rc::switch_root::maybe_switch() {
-            Ok(_) => {}
-            Err(e) => early.push((Level::Error, format!("switch root: {e}; staying on the initramfs"))),
+        if let Err(e) = keel_rc::switch_root::maybe_switch() {
+            early.push((Level::Error, format!("switch root: {e}; staying on the initramfs")));
         }
     }
     match run_sealed() {
@@ -111,27 +160,37 @@ pub fn main() -> ! {
         )),
         Ok(()) => {}
     }
-    let mut console = if sandbox { Console::stdout() } else { Console::open_primary() };
-    if let Some(fd) = console.primary_fd() {
-        PANIC_FD.store(fd, Ordering::Relaxed);
-    }
-    let mut keel_ring = Ring::new(32 * 1024, 300);
-    let say = |console: &mut Console, ring: &mut Ring, level: Level, msg: &str, show: bool| {
-        if show {
-            console.keel(level, msg);
+    early
+}
+
+/// Where PID 1's own lines go before the event loop: the console, and keel's ring (`keelctl logs keel`).
+struct Out {
+    console: Console,
+    ring: Ring,
+}
+
+impl Out {
+    fn open(sandbox: bool) -> Out {
+        let console = if sandbox { Console::stdout() } else { Console::open_primary() };
+        if let Some(fd) = console.primary_fd() {
+            PANIC_FD.store(fd, Ordering::Relaxed);
         }
-        ring.push(time::boot_ms(), msg);
-    };
-    for (l, m) in early.drain(..) {
-        say(&mut console, &mut keel_ring, l, &m, true);
+        Out { console, ring: Ring::new(32 * 1024, 300) }
     }
 
-    // Machine mode: coldplug runs in a child, in parallel with the boot (crate::coldplug); if it cannot be
-    // forked, in-line as before.
+    fn say(&mut self, level: Level, msg: &str) {
+        self.console.keel(level, msg);
+        self.ring.push(time::boot_ms(), msg);
+    }
+}
+
+/// Early system setup (keel_rc). In machine mode, module coldplug runs in a child in parallel with the boot
+/// (crate::coldplug), returned for the event loop to follow; if it cannot be forked, in-line.
+fn run_rc(out: &mut Out, sandbox: bool) -> Option<crate::coldplug::Coldplug> {
     let background = !sandbox && crate::coldplug::wanted();
     let opts = keel_rc::SetupOptions { sandbox, coldplug: !background };
     let mut rc_lines: Vec<(Level, String)> = Vec::new();
-    let summary = keel_rc::setup_with(&opts, &mut |lvl, msg| {
+    let _summary = keel_rc::setup_with(&opts, &mut |lvl, msg| {
         let l = match lvl {
             keel_rc::Level::Info => Level::Info,
             keel_rc::Level::Warn => Level::Warn,
@@ -140,70 +199,70 @@ pub fn main() -> ! {
         rc_lines.push((l, msg.to_string()));
     });
     for (l, m) in rc_lines {
-        say(&mut console, &mut keel_ring, l, &m, true);
+        out.say(l, &m);
     }
-    let _ = summary;
-    let mut coldplug = None;
-    if background {
-        match crate::coldplug::start() {
-            Ok(c) => coldplug = Some(c),
-            Err(e) => {
-                say(&mut console, &mut keel_ring, Level::Warn, &format!("{e}; loading modules now"), true);
-                let t0 = Instant::now();
-                let mut lines: Vec<(Level, String)> = Vec::new();
-                let n = keel_rc::modules::coldplug(&mut |_, m| lines.push((Level::Warn, m.to_string())));
-                for (l, m) in lines {
-                    say(&mut console, &mut keel_ring, l, &m, true);
-                }
-                let msg = format!("coldplug: {n} modules in {} ms", t0.elapsed().as_millis());
-                say(&mut console, &mut keel_ring, Level::Info, &msg, true);
+    if !background {
+        return None;
+    }
+    match crate::coldplug::start() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            out.say(Level::Warn, &format!("{e}; loading modules now"));
+            let t0 = Instant::now();
+            let mut lines: Vec<(Level, String)> = Vec::new();
+            let n = keel_rc::modules::coldplug(&mut |_, m| lines.push((Level::Warn, m.to_string())));
+            for (l, m) in lines {
+                out.say(l, &m);
             }
+            out.say(Level::Info, &format!("coldplug: {n} modules in {} ms", t0.elapsed().as_millis()));
+            None
         }
     }
-    // The host's command line is not ours in sandbox mode.
-    let cmdline = if sandbox { keel_rc::cmdline::Cmdline::default() } else { keel_rc::cmdline::Cmdline::read() };
-    let (shutdown_timeout, bad) = crate::units::shutdown_timeout(cmdline.get("keel.shutdown_timeout"));
-    if let Some(w) = bad {
-        say(&mut console, &mut keel_ring, Level::Warn, &w, true);
-    }
-    let mut cgroup_parent = None;
-    let (mut tasks_default, mut tasks_what) = (None, "none (sandbox)".to_string());
-    if !sandbox {
-        if let Err(e) = crate::sys::lock_memory() {
-            let msg = format!("mlockall: {e}; PID 1's memory may be paged out under pressure");
-            say(&mut console, &mut keel_ring, Level::Warn, &msg, true);
-        }
-        let root = keel_runtime::cgroups::default_root();
-        if keel_runtime::cgroups::is_cgroup2(&root) {
-            let (parent, problems) = crate::limits::prepare_parent(&root);
-            for p in problems {
-                say(&mut console, &mut keel_ring, Level::Warn, &p, true);
-            }
-            cgroup_parent = Some(parent);
-            let system = crate::limits::read_system_tasks_max();
-            let (limit, what, bad) = crate::limits::machine_default(cmdline.get("keel.tasks_max"), system);
-            if let Some(w) = bad {
-                say(&mut console, &mut keel_ring, Level::Warn, &w, true);
-            }
-            (tasks_default, tasks_what) = (limit, what);
-        } else {
-            let msg = format!("no cgroup2 at {}: services run without task limits", root.display());
-            say(&mut console, &mut keel_ring, Level::Warn, &msg, true);
-            tasks_what = "none (no cgroup2)".to_string();
-        }
-    }
-    if !sandbox {
-        for failed in console.add_cmdline_consoles(&cmdline.consoles()) {
-            say(&mut console, &mut keel_ring, Level::Warn, &format!("console {failed}: cannot open"), true);
-        }
-    }
+}
 
+/// The machine's limits for services: PID 1's memory locked, the services' cgroup parent, the default task limit.
+struct Limits {
+    cgroup_parent: Option<std::path::PathBuf>,
+    tasks_default: Option<u64>,
+    tasks_what: String,
+}
+
+impl Limits {
+    fn sandbox() -> Limits {
+        Limits { cgroup_parent: None, tasks_default: None, tasks_what: "none (sandbox)".into() }
+    }
+}
+
+fn machine_limits(out: &mut Out, cmdline: &keel_rc::cmdline::Cmdline) -> Limits {
+    if let Err(e) = crate::sys::lock_memory() {
+        out.say(Level::Warn, &format!("mlockall: {e}; PID 1's memory may be paged out under pressure"));
+    }
+    let root = keel_runtime::cgroups::default_root();
+    if !keel_runtime::cgroups::is_cgroup2(&root) {
+        out.say(Level::Warn, &format!("no cgroup2 at {}: services run without task limits", root.display()));
+        return Limits { cgroup_parent: None, tasks_default: None, tasks_what: "none (no cgroup2)".into() };
+    }
+    let (parent, problems) = crate::limits::prepare_parent(&root);
+    for p in problems {
+        out.say(Level::Warn, &p);
+    }
+    let system = crate::limits::read_system_tasks_max();
+    let (limit, what, bad) = crate::limits::machine_default(cmdline.get("keel.tasks_max"), system);
+    if let Some(w) = bad {
+        out.say(Level::Warn, &w);
+    }
+    Limits { cgroup_parent: Some(parent), tasks_default: limit, tasks_what: what }
+}
+
+/// The bundles under /containers: their configs for the supervisor and the loaded bundles for spawning; the banner.
+/// Broken bundles are reported by the supervisor (one ERROR line each) when it fails them at boot.
+fn load_units(out: &mut Out, sandbox: bool) -> (Vec<crate::supervisor::UnitConfig>, Vec<Option<keel_runtime::Bundle>>) {
     let root = discover::containers_dir();
     let (found, dir_errors) = discover::discover(&root);
     for e in dir_errors {
-        say(&mut console, &mut keel_ring, Level::Error, &e, true);
+        out.say(Level::Error, &e);
     }
-    console.name_width = console::name_width(found.iter().map(|f| f.config.name.as_str()));
+    out.console.name_width = console::name_width(found.iter().map(|f| f.config.name.as_str()));
     let n_onboot = found.iter().filter(|f| f.config.kind == Kind::Onboot).count();
     let n_services = found.iter().filter(|f| f.config.kind == Kind::Service).count();
     let banner = format!(
@@ -212,7 +271,7 @@ pub fn main() -> ! {
         keel_sys::kernel_release(),
         if sandbox { ", sandbox" } else { "" }
     );
-    say(&mut console, &mut keel_ring, Level::Info, &banner, true);
+    out.say(Level::Info, &banner);
     if sandbox && std::env::var_os("KEEL_TEST_PANIC").is_some_and(|v| v == "1") {
         // ok: a deliberate panic, sandbox-only, to test the panic hook (tests/pid1.rs).
         #[allow(clippy::panic)]
@@ -224,50 +283,25 @@ pub fn main() -> ! {
     let mut bundles = Vec::with_capacity(found.len());
     for f in found {
         for w in &f.warnings {
-            say(&mut console, &mut keel_ring, Level::Warn, w, true);
+            out.say(Level::Warn, w);
         }
         configs.push(f.config);
         bundles.push(f.bundle);
     }
-    // Broken bundles are reported by the supervisor (one ERROR line each) when it fails them at boot.
+    (configs, bundles)
+}
 
-    let log_dir = match std::env::var_os("KEEL_LOG_DIR") {
-        Some(d) => Some(d.into()),
-        None if sandbox => None,
-        None => Some(std::path::PathBuf::from("/var/log")),
+/// Where services' log files go (KEEL_LOG_DIR, else /var/log; none in a sandbox), created if missing.
+fn log_dir(out: &mut Out, sandbox: bool) -> Option<std::path::PathBuf> {
+    let d = match std::env::var_os("KEEL_LOG_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None if sandbox => return None,
+        None => std::path::PathBuf::from("/var/log"),
     };
-    if let Some(d) = &log_dir {
-        if let Err(e) = std::fs::create_dir_all(d) {
-            say(
-                &mut console,
-                &mut keel_ring,
-                Level::Warn,
-                &format!("log dir {}: {e}; no log files", d.display()),
-                true,
-            );
-        }
+    if let Err(e) = std::fs::create_dir_all(&d) {
+        out.say(Level::Warn, &format!("log dir {}: {e}; no log files", d.display()));
     }
-    let cfg = Config {
-        sandbox,
-        run_dir: crate::control::run_dir(),
-        log_dir,
-        start,
-        start_boot_ms,
-        cgroup_parent,
-        tasks_default,
-        tasks_what,
-    };
-    let mut sup = Supervisor::new(configs);
-    sup.set_shutdown_timeout(shutdown_timeout);
-    match Loop::new(cfg, sup, bundles, console, keel_ring) {
-        Ok(mut l) => {
-            if let Some(c) = coldplug {
-                l.set_coldplug(c);
-            }
-            l.run()
-        }
-        Err(e) => fallback_loop(&format!("event loop: {e}")),
-    }
+    Some(d)
 }
 
 fn write_fd(fd: i32, s: &str) {
