@@ -44,53 +44,10 @@ logs NAME [-f] | poweroff | reboot | halt | analyze [--svg FILE]";
 
 /// Run keelctl with its arguments (without argv[0]). Returns the exit code.
 pub fn main(args: &[String]) -> i32 {
-    let json = args.iter().any(|a| a == "--json");
-    let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
-    let follow = args.iter().any(|a| *a == "-f" || *a == "--follow");
-    let svg = args.iter().position(|a| *a == "--svg").map(|i| args.get(i + 1).copied());
-    let pos: Vec<&str> = {
-        let mut v = Vec::new();
-        let mut skip = false;
-        for a in &args {
-            if skip {
-                skip = false;
-                continue;
-            }
-            if *a == "--svg" {
-                skip = true;
-                continue;
-            }
-            if !a.starts_with('-') {
-                v.push(*a);
-            }
-        }
-        v
+    let cli = match parse(args) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let name = || pos.get(1).map(|s| s.to_string());
-    let req = match (pos.first().copied(), name()) {
-        (Some("list"), _) => Request::List,
-        (Some("status"), Some(name)) => Request::Status { name },
-        (Some("start"), Some(name)) => Request::Start { name },
-        (Some("stop"), Some(name)) => Request::Stop { name },
-        (Some("restart"), Some(name)) => Request::Restart { name },
-        (Some("logs"), Some(name)) => Request::Logs { name, follow },
-        (Some("poweroff"), _) => Request::Poweroff,
-        (Some("reboot"), _) => Request::Reboot,
-        (Some("halt"), _) => Request::Halt,
-        (Some("analyze"), _) => Request::Analyze,
-        (Some("help"), _) | (None, _) => {
-            println!("{USAGE}");
-            return if pos.is_empty() { 2 } else { 0 };
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return 2;
-        }
-    };
-    if svg == Some(None) {
-        eprintln!("keelctl: --svg needs a FILE");
-        return 2;
-    }
     let path = control::run_dir().join("control.sock");
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -106,11 +63,73 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = w.write_all(control::encode(&req).as_bytes()) {
+    if let Err(e) = w.write_all(control::encode(&cli.req).as_bytes()) {
         eprintln!("keelctl: send to {}: {e}", path.display());
         return 1;
     }
-    let mut reader = BufReader::new(stream);
+    read_answers(&cli, BufReader::new(stream))
+}
+
+/// A parsed keelctl command line.
+struct Cli {
+    req: Request,
+    json: bool,
+    follow: bool,
+    svg: Option<String>,
+}
+
+/// Parse the arguments; Err is the exit code (usage printed).
+fn parse(args: &[String]) -> Result<Cli, i32> {
+    let json = args.iter().any(|a| a == "--json");
+    let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
+    let follow = args.iter().any(|a| *a == "-f" || *a == "--follow");
+    let svg = args.iter().position(|a| *a == "--svg").map(|i| args.get(i + 1).copied());
+    let mut pos: Vec<&str> = Vec::new();
+    let mut skip = false;
+    for a in &args {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if *a == "--svg" {
+            skip = true;
+        } else if !a.starts_with('-') {
+            pos.push(*a);
+        }
+    }
+    let name = || pos.get(1).map(|s| s.to_string());
+    let req = match (pos.first().copied(), name()) {
+        (Some("list"), _) => Request::List,
+        (Some("status"), Some(name)) => Request::Status { name },
+        (Some("start"), Some(name)) => Request::Start { name },
+        (Some("stop"), Some(name)) => Request::Stop { name },
+        (Some("restart"), Some(name)) => Request::Restart { name },
+        (Some("logs"), Some(name)) => Request::Logs { name, follow },
+        (Some("poweroff"), _) => Request::Poweroff,
+        (Some("reboot"), _) => Request::Reboot,
+        (Some("halt"), _) => Request::Halt,
+        (Some("analyze"), _) => Request::Analyze,
+        (Some("help"), _) | (None, _) => {
+            println!("{USAGE}");
+            return Err(if pos.is_empty() { 2 } else { 0 });
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return Err(2);
+        }
+    };
+    let svg = match svg {
+        Some(None) => {
+            eprintln!("keelctl: --svg needs a FILE");
+            return Err(2);
+        }
+        Some(Some(f)) => Some(f.to_string()),
+        None => None,
+    };
+    Ok(Cli { req, json, follow, svg })
+}
+
+/// Read PID 1's answers (one JSON line each; several with --follow) and print them. Returns the exit code.
+fn read_answers(cli: &Cli, mut reader: BufReader<UnixStream>) -> i32 {
     let mut code = 0;
     let mut first = true;
     let mut line = String::new();
@@ -124,61 +143,61 @@ pub fn main(args: &[String]) -> i32 {
                 return 1;
             }
         }
-        if json {
+        if cli.json {
             print!("{line}");
-            let _ = std::io::stdout().flush();
-            if !follow {
-                break;
-            }
-            continue;
-        }
-        let resp: Response = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("keelctl: bad response: {e}");
+        } else {
+            let resp: Response = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("keelctl: bad response: {e}");
+                    return 1;
+                }
+            };
+            if !resp.ok {
+                eprintln!("keelctl: {}", resp.error.unwrap_or_default());
                 return 1;
             }
-        };
-        if !resp.ok {
-            eprintln!("keelctl: {}", resp.error.unwrap_or_default());
-            return 1;
+            print!("{}", render(cli, &resp, first, &mut code));
         }
-        let out = match (&req, first) {
-            (Request::List, _) => render_list(&resp.units, first),
-            (Request::Status { .. }, _) => render_status(&resp),
-            (Request::Analyze, _) => match (&resp.analyze, svg.flatten()) {
-                (Some(a), Some(file)) => match std::fs::write(file, render_svg(a)) {
-                    Ok(()) => format!("wrote {file}\n"),
-                    Err(e) => {
-                        eprintln!("keelctl: write {file}: {e}");
-                        code = 1;
-                        String::new()
-                    }
-                },
-                (Some(a), None) => render_analyze(a),
-                (None, _) => String::new(),
-            },
-            _ => {
-                let mut s = String::new();
-                if let Some(m) = &resp.message {
-                    s.push_str(m);
-                    s.push('\n');
-                }
-                for l in &resp.lines {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-                s
-            }
-        };
-        print!("{out}");
         let _ = std::io::stdout().flush();
         first = false;
-        if !follow {
+        if !cli.follow {
             break;
         }
     }
     code
+}
+
+/// One answer as text (`code` set to 1 if writing an --svg file fails).
+fn render(cli: &Cli, resp: &Response, first: bool, code: &mut i32) -> String {
+    match &cli.req {
+        Request::List => render_list(&resp.units, first),
+        Request::Status { .. } => render_status(resp),
+        Request::Analyze => match (&resp.analyze, cli.svg.as_deref()) {
+            (Some(a), Some(file)) => match std::fs::write(file, render_svg(a)) {
+                Ok(()) => format!("wrote {file}\n"),
+                Err(e) => {
+                    eprintln!("keelctl: write {file}: {e}");
+                    *code = 1;
+                    String::new()
+                }
+            },
+            (Some(a), None) => render_analyze(a),
+            (None, _) => String::new(),
+        },
+        _ => {
+            let mut s = String::new();
+            if let Some(m) = &resp.message {
+                s.push_str(m);
+                s.push('\n');
+            }
+            for l in &resp.lines {
+                s.push_str(l);
+                s.push('\n');
+            }
+            s
+        }
+    }
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
