@@ -38,6 +38,7 @@ use std::os::unix::net::UnixStream;
 
 use crate::control::{self, Analyze, Request, Response, UnitInfo};
 use crate::time;
+use keel_sys::Errno;
 
 const USAGE: &str = "usage: keelctl [--json] list | status NAME | start NAME | stop NAME | restart NAME | \
 logs NAME [-f] | poweroff | reboot | halt | analyze [--svg FILE]";
@@ -52,19 +53,19 @@ pub fn main(args: &[String]) -> i32 {
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("keelctl: connect {}: {e} (is keel running, are you root?)", path.display());
+            eprintln!("keelctl: connect {}: {} (is keel running, are you root?)", path.display(), Errno::from_io(&e));
             return 1;
         }
     };
     let mut w = match stream.try_clone() {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("keelctl: {e}");
+            eprintln!("keelctl: dup the control socket: {}", Errno::from_io(&e));
             return 1;
         }
     };
     if let Err(e) = w.write_all(control::encode(&cli.req).as_bytes()) {
-        eprintln!("keelctl: send to {}: {e}", path.display());
+        eprintln!("keelctl: send to {}: {}", path.display(), Errno::from_io(&e));
         return 1;
     }
     read_answers(&cli, BufReader::new(stream))
@@ -139,7 +140,7 @@ fn read_answers(cli: &Cli, mut reader: BufReader<UnixStream>) -> i32 {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                eprintln!("keelctl: read: {e}");
+                eprintln!("keelctl: read: {}", Errno::from_io(&e));
                 return 1;
             }
         }
@@ -177,7 +178,7 @@ fn render(cli: &Cli, resp: &Response, first: bool, code: &mut i32) -> String {
             (Some(a), Some(file)) => match std::fs::write(file, render_svg(a)) {
                 Ok(()) => format!("wrote {file}\n"),
                 Err(e) => {
-                    eprintln!("keelctl: write {file}: {e}");
+                    eprintln!("keelctl: write {file}: {}", Errno::from_io(&e));
                     *code = 1;
                     String::new()
                 }
