@@ -373,7 +373,7 @@ mod tests {
         let n = notify_socket("web", &bundle(false), &run, &prefix)?;
         assert_eq!(n.env, format!("{prefix}web"));
         assert!(n.bind.is_none());
-        let me = Some(i32::try_from(std::process::id()).unwrap());
+        let me = Some(i32::try_from(std::process::id()).unwrap()); // ok: test
         assert_eq!(read_notify(n.fd.as_raw_fd(), me), NotifyRead::default());
         send(&n.env, b"STATUS=loading");
         send(&n.env, b"READY=1\nSTATUS=serving");
@@ -383,7 +383,7 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("10").spawn()?;
         send(&n.env, b"READY=1\nSTATUS=forged");
         send(&n.env, b"STATUS=forged again");
-        let got = read_notify(n.fd.as_raw_fd(), Some(i32::try_from(child.id()).unwrap()));
+        let got = read_notify(n.fd.as_raw_fd(), Some(i32::try_from(child.id()).unwrap())); // ok: test
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(got, NotifyRead { ready: false, status: None, rejected: 2, rejected_pid: me });
@@ -429,8 +429,8 @@ mod tests {
         assert!(is_descendant(1050, 1000, long));
         assert!(!is_descendant(1100, 1000, long));
         assert_eq!(
-            proc_ppid(i32::try_from(std::process::id()).unwrap()),
-            Some(i32::try_from(std::os::unix::process::parent_id()).unwrap())
+            proc_ppid(i32::try_from(std::process::id()).unwrap()), // ok: test
+            Some(i32::try_from(std::os::unix::process::parent_id()).unwrap())  // ok: test
         );
     }
 

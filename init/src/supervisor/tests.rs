@@ -1403,7 +1403,7 @@ fn transient_spawn_failure_is_retried_with_backoff_and_never_hits_the_start_limi
                 h.ev(Event::SpawnFailed { unit: 0, error: EAGAIN_MSG.into(), transient: true });
             } else {
                 // The status pipe said so, then the child's exit 127.
-                h.ev(Event::Spawned { unit: 0, pid: 7 + i32::try_from(i).unwrap() });
+                h.ev(Event::Spawned { unit: 0, pid: 7 + i32::try_from(i).unwrap() }); // ok: test
                 h.ev(Event::SpawnFailed { unit: 0, error: EAGAIN_MSG.into(), transient: true });
                 h.exit("web", Exit::Code(127));
             }
